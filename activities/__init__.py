@@ -1,0 +1,1 @@
+"""Every side effect of MAHSM: LLM providers, tools, Postgres, blobs."""

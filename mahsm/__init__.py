@@ -1,0 +1,3 @@
+"""MAHSM: durable multi-agent LLM work on Temporal."""
+
+__version__ = "0.1.0"

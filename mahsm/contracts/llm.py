@@ -1,0 +1,73 @@
+"""Contracts of the `llm_complete` activity and of LLM providers."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from mahsm.contracts.task import MODEL_ID_PATTERN, BlobRef, Usage
+
+
+class LLMPurpose(StrEnum):
+    """Why a call is made; scripted scenarios and prompts branch on it."""
+
+    PLAN = "plan"
+    AGENT_STEP = "agent_step"
+    AGGREGATE = "aggregate"
+
+
+class ToolCall(BaseModel):
+    """A tool call the model asked for. `arguments` is the JSON text the model produced."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+class ChatMessage(BaseModel):
+    """One message of a conversation; large contents travel as a blob reference."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = None
+    content_ref: BlobRef | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = Field(default=None, description="tool name, on tool messages")
+    is_error: bool = False
+
+
+class ToolSpec(BaseModel):
+    """A tool as offered to the model: an OpenAI function schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+class LLMRequest(BaseModel):
+    """Input of the `llm_complete` activity."""
+
+    model: str = Field(pattern=MODEL_ID_PATTERN, description="'provider/model'")
+    purpose: LLMPurpose
+    messages: list[ChatMessage] = Field(min_length=1)
+    tools: list[ToolSpec] = Field(default_factory=list)
+    response_schema: dict[str, Any] | None = Field(
+        default=None, description="JSON schema the answer must follow (structured output)"
+    )
+    response_schema_name: str | None = None
+    max_output_tokens: int = Field(default=4096, gt=0)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    task_id: str | None = None
+    subtask_id: str | None = None
+
+
+class LLMResponse(BaseModel):
+    """Result of the `llm_complete` activity."""
+
+    content: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    model: str
+    finish_reason: str | None = None

@@ -1,0 +1,254 @@
+"""Public contracts of a task: the request, its plan, and the results.
+
+These models are the payloads of `TaskWorkflow` and of the REST API. Only optional fields
+may be added: running workflow histories hold serialized copies of them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MODEL_ID_PATTERN = r"^[a-z0-9_\-]+/.+$"
+
+
+class Capability(StrEnum):
+    """What a worker can do; a subtask requires one or more."""
+
+    DATA_ANALYSIS = "data_analysis"
+    WEB_SCRAPING = "web_scraping"
+    CODE_GENERATION = "code_generation"
+    FILE_PROCESSING = "file_processing"
+    DATABASE_OPERATIONS = "database_operations"
+    API_INTEGRATION = "api_integration"
+
+
+class TaskStatus(StrEnum):
+    """Life cycle of a task."""
+
+    PENDING = "pending"
+    PLANNING = "planning"
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the task can no longer change."""
+        return self in _TERMINAL_TASK
+
+
+_TERMINAL_TASK = {
+    TaskStatus.COMPLETED,
+    TaskStatus.FAILED,
+    TaskStatus.CANCELLED,
+    TaskStatus.TIMED_OUT,
+}
+
+
+class SubtaskStatus(StrEnum):
+    """Life cycle of a subtask."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the subtask can no longer change."""
+        return self not in (SubtaskStatus.PENDING, SubtaskStatus.RUNNING)
+
+
+class Usage(BaseModel):
+    """Tokens and cost of one or more LLM calls."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cost_usd=round(self.cost_usd + other.cost_usd, 10),
+        )
+
+
+class Budget(BaseModel):
+    """Spending limits of one task; either or both may be set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_total_tokens: int | None = Field(default=None, gt=0)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+
+    def exceeded_by(self, usage: Usage) -> str | None:
+        """A sentence saying which limit `usage` has reached, or None."""
+        if self.max_total_tokens is not None and usage.total_tokens >= self.max_total_tokens:
+            return (
+                f"token budget spent: {usage.total_tokens} of {self.max_total_tokens} tokens used"
+            )
+        if self.max_cost_usd is not None and usage.cost_usd >= self.max_cost_usd:
+            return f"cost budget spent: ${usage.cost_usd:.4f} of ${self.max_cost_usd:.4f} used"
+        return None
+
+
+class TaskOptions(BaseModel):
+    """How a task runs. Unset timeouts take the worker's configured defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Annotated[str, Field(pattern=MODEL_ID_PATTERN)] | None = Field(
+        default=None, description="'provider/model', e.g. 'openai/gpt-4o-mini'"
+    )
+    max_parallel: int = Field(default=4, ge=1, le=64)
+    task_timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    subtask_timeout_s: float | None = Field(default=None, gt=0, le=24 * 3600)
+    max_iterations: int = Field(default=8, ge=1, le=100)
+    require_approval: bool = False
+    approval_timeout_s: float = Field(default=24 * 3600, gt=0, le=30 * 24 * 3600)
+    budget: Budget | None = None
+    capability_wait_s: float | None = Field(
+        default=None, gt=0, description="how long a subtask waits for a worker serving it"
+    )
+
+
+MAX_SUBTASKS = 50
+
+
+class Subtask(BaseModel):
+    """One node of a plan."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = Field(min_length=1, max_length=5000)
+    required_capabilities: list[Capability] = Field(min_length=1)
+    depends_on: list[str] = Field(default_factory=list)
+    priority: int = Field(default=5, ge=0, le=10)
+    estimated_duration: float | None = Field(default=None, ge=0, description="seconds")
+
+
+class Plan(BaseModel):
+    """A DAG of subtasks. Structural checks (ids, dependencies, cycles) are in `validate_plan`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subtasks: list[Subtask] = Field(min_length=1, max_length=MAX_SUBTASKS)
+    rationale: str | None = None
+
+
+class TaskRequest(BaseModel):
+    """What a user submits: `TaskWorkflow`'s input."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = Field(min_length=10, max_length=5000)
+    user_id: str | None = Field(default=None, max_length=200)
+    plan: Plan | None = None
+    options: TaskOptions = Field(default_factory=TaskOptions)
+
+    @field_validator("description")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if len(value.strip()) < 10:
+            raise ValueError("description must hold at least 10 non-blank characters")
+        return value
+
+    @model_validator(mode="after")
+    def _plan_is_valid(self) -> TaskRequest:
+        if self.plan is not None:
+            from mahsm.plan_validation import validate_plan
+
+            errors = validate_plan(self.plan)
+            if errors:
+                raise ValueError("invalid plan: " + "; ".join(errors))
+        return self
+
+
+class BlobRef(BaseModel):
+    """Claim check: a large value stored in the blob table instead of the payload."""
+
+    blob_id: str
+    size_bytes: int
+    sha256: str
+
+
+class SubtaskResult(BaseModel):
+    """What became of one subtask."""
+
+    status: SubtaskStatus = SubtaskStatus.PENDING
+    output: str | None = None
+    output_ref: BlobRef | None = None
+    error: str | None = None
+    agent: str | None = Field(default=None, description="identity of the worker that ran it")
+    pool: str | None = Field(default=None, description="task queue of its capability pool")
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    waiting_for: str | None = Field(default=None, description="why it has not started yet")
+
+
+class SubtaskState(BaseModel):
+    """A subtask with its current result, as the `state` query returns it."""
+
+    subtask: Subtask
+    result: SubtaskResult = Field(default_factory=SubtaskResult)
+
+
+class TaskState(BaseModel):
+    """The whole state of a task at one moment: the `state` query's answer."""
+
+    task_id: str
+    description: str
+    user_id: str | None = None
+    status: TaskStatus = TaskStatus.PENDING
+    created_at: datetime
+    updated_at: datetime
+    options: TaskOptions = Field(default_factory=TaskOptions)
+    model: str = ""
+    plan: Plan | None = None
+    subtasks: list[SubtaskState] = Field(default_factory=list)
+    result: str | None = None
+    result_ref: BlobRef | None = None
+    error: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    approval_comment: str | None = None
+    version: int = 0
+
+    def subtask(self, subtask_id: str) -> SubtaskState:
+        """The state of one subtask by id."""
+        for item in self.subtasks:
+            if item.subtask.id == subtask_id:
+                return item
+        raise KeyError(subtask_id)
+
+
+class ApprovalDecision(BaseModel):
+    """Input of the `approve` update."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approved: bool
+    comment: str = Field(default="", max_length=2000)
+
+
+class ApprovalOutcome(BaseModel):
+    """Result of the `approve` update."""
+
+    status: TaskStatus

@@ -1,0 +1,1 @@
+"""Postgres access: migrations and the per-process connection pool."""

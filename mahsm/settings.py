@@ -1,0 +1,158 @@
+"""Process configuration, read once from `MAHSM_*` environment variables and `.env`."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from mahsm.contracts.task import MODEL_ID_PATTERN, Capability
+
+
+class SettingsError(RuntimeError):
+    """Raised when the configuration cannot be used; the message names the variable and the fix."""
+
+
+class Settings(BaseSettings):
+    """Every knob of a MAHSM process. Each field maps to `MAHSM_<FIELD NAME>`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAHSM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Temporal
+    temporal_address: str | None = Field(
+        default=None, description="host:port of a Temporal frontend; unset = embedded dev server"
+    )
+    temporal_namespace: str = "default"
+    temporal_tls: bool = False
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_api_key: SecretStr | None = None
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+
+    # Postgres
+    database_url: SecretStr | None = Field(
+        default=None, description="postgresql:// URL; unset = embedded Postgres in data_dir"
+    )
+    database_pool_max: int = Field(default=10, ge=1, le=200)
+
+    # Local state of the embedded stack, workspaces, call logs
+    data_dir: Path = Path(".mahsm")
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="comma-separated key:user pairs, e.g. 'k1:alice,k2:bob'",
+    )
+
+    # Workers
+    worker_capabilities: Annotated[list[Capability], NoDecode] = Field(
+        default_factory=lambda: list(Capability)
+    )
+    worker_max_concurrent_activities: int = Field(default=200, ge=1)
+    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+
+    # LLM
+    default_model: str = Field(default="scripted/demo", pattern=MODEL_ID_PATTERN)
+    scripted_scenario: Path | None = None
+    prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="JSON: {'provider/model': [usd_per_mtok_in, out]}"
+    )
+
+    # Timeouts (seconds)
+    llm_timeout_s: float = Field(default=120.0, gt=0)
+    tool_timeout_s: float = Field(default=60.0, gt=0)
+    task_timeout_s: float = Field(default=3600.0, gt=0)
+    subtask_timeout_s: float = Field(default=900.0, gt=0)
+    capability_wait_s: float = Field(default=120.0, gt=0)
+
+    # Logging
+    log_level: str = "INFO"
+    log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+
+    # Large payloads go to the blob table above this size (claim check).
+    claim_check_bytes: int = Field(default=128 * 1024, ge=1024, le=1536 * 1024)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, raw: object) -> object:
+        if not isinstance(raw, str):
+            return raw
+        keys: dict[str, str] = {}
+        for pair in filter(None, (p.strip() for p in raw.split(","))):
+            key, sep, user = pair.partition(":")
+            if not sep or not key or not user:
+                raise ValueError("each entry must be 'key:user', e.g. 'k1:alice,k2:bob'")
+            keys[key] = user
+        return keys
+
+    @field_validator("worker_capabilities", mode="before")
+    @classmethod
+    def _parse_capabilities(cls, raw: object) -> object:
+        if isinstance(raw, str):
+            return [c.strip() for c in raw.split(",") if c.strip()]
+        return raw
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _check_address(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^:/\s]+:\d{1,5}", value):
+            raise ValueError("expected host:port, e.g. 'localhost:7233'")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("expected a postgresql:// URL")
+        return value
+
+    @property
+    def uses_embedded_temporal(self) -> bool:
+        """True when `mahsm up` must start its own Temporal dev server."""
+        return self.temporal_address is None
+
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        """True when `mahsm up` must start its own Postgres."""
+        return self.database_url is None
+
+    @property
+    def temporal_target(self) -> str:
+        """The Temporal address to connect to (the embedded default when unset)."""
+        return self.temporal_address or "127.0.0.1:7233"
+
+    def workspace_root(self) -> Path:
+        """Directory holding one sandboxed workspace per task."""
+        return self.data_dir.resolve() / "workspaces"
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "?"
+        lines.append(f"  MAHSM_{field.upper()}: {item['msg']}")
+    return "Invalid configuration:\n" + "\n".join(lines) + "\nFix the variable (or .env) and retry."
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning validation errors into one readable `SettingsError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    return load_settings()
