@@ -58,7 +58,7 @@ def redact_value(key: str, value: Any) -> Any:
 def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: redact every secret-named field and secret-shaped value."""
+    """Structlog processor: redact every secret-named field and secret-shaped value."""
     for key in list(event_dict):
         event_dict[key] = redact_value(key, event_dict[key])
     return event_dict

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mahsm.contracts.task import MODEL_ID_PATTERN, Capability
@@ -33,13 +33,28 @@ class Settings(BaseSettings):
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None
     temporal_api_key: SecretStr | None = None
-    temporal_ui_url: str = "http://127.0.0.1:8233"
+    temporal_ui_url: str = Field(
+        default="http://127.0.0.1:8233",
+        description="Web UI link shown to users; follows temporal_ui_port unless set",
+    )
+    temporal_port: int = Field(
+        default=7233, ge=1, le=65535, description="gRPC port of the embedded dev server"
+    )
+    temporal_ui_port: int = Field(
+        default=8233, ge=1, le=65535, description="Web UI port of the embedded dev server"
+    )
 
     # Postgres
     database_url: SecretStr | None = Field(
         default=None, description="postgresql:// URL; unset = embedded Postgres in data_dir"
     )
     database_pool_max: int = Field(default=10, ge=1, le=200)
+    postgres_port: int = Field(
+        default=5433,
+        ge=1,
+        le=65535,
+        description="port of the embedded Postgres (5433 so a system Postgres on 5432 can stay)",
+    )
 
     # Local state of the embedded stack, workspaces, call logs
     data_dir: Path = Path(".mahsm")
@@ -53,11 +68,18 @@ class Settings(BaseSettings):
     )
 
     # Workers
+    queue_prefix: str = Field(
+        default="mahsm", pattern=r"^[A-Za-z0-9_.\-]+$", description="task-queue name prefix"
+    )
     worker_capabilities: Annotated[list[Capability], NoDecode] = Field(
         default_factory=lambda: list(Capability)
     )
     worker_max_concurrent_activities: int = Field(default=200, ge=1)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+    ready_file: Path | None = Field(
+        default=None,
+        description="file a worker creates once it polls its task queues (set by `mahsm up`)",
+    )
 
     # LLM
     default_model: str = Field(default="scripted/demo", pattern=MODEL_ID_PATTERN)
@@ -116,6 +138,12 @@ class Settings(BaseSettings):
             raise ValueError("expected a postgresql:// URL")
         return value
 
+    @model_validator(mode="after")
+    def _ui_url_follows_ui_port(self) -> Settings:
+        if "temporal_ui_url" not in self.model_fields_set:
+            self.temporal_ui_url = f"http://127.0.0.1:{self.temporal_ui_port}"
+        return self
+
     @property
     def uses_embedded_temporal(self) -> bool:
         """True when `mahsm up` must start its own Temporal dev server."""
@@ -129,7 +157,7 @@ class Settings(BaseSettings):
     @property
     def temporal_target(self) -> str:
         """The Temporal address to connect to (the embedded default when unset)."""
-        return self.temporal_address or "127.0.0.1:7233"
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
 
     def workspace_root(self) -> Path:
         """Directory holding one sandboxed workspace per task."""

@@ -16,7 +16,7 @@ _MIGRATION_LOCK_ID = 7_240_517
 def bundled_migrations() -> list[tuple[str, str]]:
     """(version, sql) of every migration shipped with MAHSM, in order."""
     folder = resources.files("mahsm.db") / "migrations"
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
 
 
@@ -29,7 +29,8 @@ async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
         )
-        done = {r["version"] for r in await connection.fetch("SELECT version FROM schema_migrations")}
+        rows = await connection.fetch("SELECT version FROM schema_migrations")
+        done = {r["version"] for r in rows}
         for version, sql in bundled_migrations():
             if version in done:
                 continue

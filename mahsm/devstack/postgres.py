@@ -129,7 +129,9 @@ class EmbeddedPostgres:
             # SIGINT is Postgres's "fast" shutdown: it ends sessions and checkpoints.
             stop_signal=signal.SIGINT,
         ).start()
-        wait_until(self._accepts_connections, timeout_s=timeout_s, what="Postgres", process=self.process)
+        wait_until(
+            self._accepts_connections, timeout_s=timeout_s, what="Postgres", process=self.process
+        )
         self._ensure_database()
         return self.url
 

@@ -38,7 +38,8 @@ def wait_until(
         if check():
             return
         time.sleep(0.1)
-    raise TimeoutError(f"{what} not ready after {timeout_s:.0f}s.{process.tail() if process else ''}")
+    tail = process.tail() if process else ""
+    raise TimeoutError(f"{what} not ready after {timeout_s:.0f}s.{tail}")
 
 
 class ManagedProcess:
