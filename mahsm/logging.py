@@ -10,41 +10,53 @@ import logging
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
 REDACTED = "[REDACTED]"
 _SECRET_NAME = re.compile(
-    r"(api[_-]?key|apikey|token|secret|password|passwd|authorization|auth[_-]?header|"
-    r"database_url|dsn|credential|private[_-]?key)",
+    r"(api[_-]?key|apikey|token(?!s)|secret|password|passwd|authorization|auth[_-]?header|"
+    r"database_url|dsn|credential|private[_-]?key|cookie)",
     re.IGNORECASE,
 )
 # Values that look like secrets wherever they appear (inside messages, URLs, headers).
+# Each pattern keeps its named groups `pre` and `post` and replaces what lies between.
 _SECRET_VALUE_PATTERNS = [
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-~+/=]{6,}"),
-    re.compile(r"\b(sk-(?:ant-)?[A-Za-z0-9_\-]{8,})"),
-    re.compile(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+(@)"),
+    # Authorization header values: "Bearer abc...", "Basic dXNlcjpw..."
+    re.compile(r"(?i)(?P<pre>\b(?:bearer|basic)\s+)[A-Za-z0-9._\-~+/=]{6,}(?P<post>)"),
+    # Provider keys that carry a recognisable prefix (OpenAI, Anthropic, Langfuse).
+    re.compile(r"(?P<pre>)\b(?:sk|pk)-(?:ant-|lf-)?[A-Za-z0-9_\-]{8,}(?P<post>)"),
+    # The password of any URL with credentials: scheme://user:PASSWORD@host
+    re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)[^@\s/]+(?P<post>@)"),
+    # key=value or key: value pairs inside free text: "api_key=abc", "password: hunter2"
+    re.compile(
+        r"(?i)(?P<pre>\b(?:api[_-]?key|apikey|access[_-]?token|token|secret|password|passwd)"
+        r"[\"']?\s*[=:]\s*[\"']?)(?!\[REDACTED\])[^\s\"'&,;]+(?P<post>)"
+    ),
 ]
 
 _configured = False
 
 
 def redact_text(text: str) -> str:
-    """`text` with anything shaped like a secret replaced."""
+    """Return `text` with anything shaped like a secret replaced by `[REDACTED]`."""
     for pattern in _SECRET_VALUE_PATTERNS:
-        if pattern.groups == 2:
-            text = pattern.sub(lambda m: m.group(1) + REDACTED + m.group(2), text)
-        elif pattern.pattern.startswith("(?i)(bearer"):
-            text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
-        else:
-            text = pattern.sub(REDACTED, text)
+        text = pattern.sub(lambda m: m.group("pre") + REDACTED + m.group("post"), text)
     return text
 
 
 def redact_value(key: str, value: Any) -> Any:
-    """Redact `value` if `key` names a secret, recursing into mappings and sequences."""
-    if _SECRET_NAME.search(key) and value not in (None, "", False):
+    """Redact `value` if `key` names a secret, recursing into mappings and sequences.
+
+    Numbers and booleans are kept even under a secret-like name: they are counts and flags
+    (`max_token`, `temporal_tls`), never credentials.
+    """
+    if (
+        _SECRET_NAME.search(key)
+        and value not in (None, "")
+        and not isinstance(value, bool | int | float)
+    ):
         return REDACTED
     if isinstance(value, Mapping):
         return {k: redact_value(str(k), v) for k, v in value.items()}
@@ -64,13 +76,23 @@ def redact_secrets(
     return event_dict
 
 
-def configure_logging(*, level: str = "INFO", fmt: str = "auto") -> None:
-    """Configure structlog and the stdlib root logger; later calls do nothing."""
+def configure_logging(
+    *, level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None, force: bool = False
+) -> None:
+    """Configure structlog and the stdlib root logger once per process.
+
+    Args:
+        level: Minimum level of the root logger, e.g. "INFO".
+        fmt: "json", "console", or "auto" (JSON unless the stream is a terminal).
+        stream: Where log lines go; standard error by default.
+        force: Configure again even if this process already did (tests).
+    """
     global _configured
-    if _configured:
+    if _configured and not force:
         return
     _configured = True
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    out = stream if stream is not None else sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -81,15 +103,15 @@ def configure_logging(*, level: str = "INFO", fmt: str = "auto") -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=not force,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[

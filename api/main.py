@@ -1,0 +1,103 @@
+"""The FastAPI application: lifespan (Temporal client, database pool), error format, routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.deps import Backends
+from api.routes import health
+from mahsm.settings import Settings, get_settings
+
+log = structlog.get_logger(__name__)
+
+# Default `code` of an HTTPException raised without one.
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The JSON shape of every error response."""
+    return {"code": code, "message": message, "details": details}
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail
+    if isinstance(detail, dict) and "code" in detail and "message" in detail:
+        body = error_body(str(detail["code"]), str(detail["message"]), detail.get("details"))
+    else:
+        code = _CODES.get(exc.status_code, f"http_{exc.status_code}")
+        body = error_body(code, str(detail))
+    return JSONResponse(jsonable_encoder(body), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
+        for error in exc.errors()
+    ]
+    body = error_body("validation_error", "Invalid request: " + "; ".join(problems), exc.errors())
+    return JSONResponse(jsonable_encoder(body), status_code=422)
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", error_type=type(exc).__name__)
+    body = error_body("internal_error", "Internal server error; the API log has the details.")
+    return JSONResponse(body, status_code=500)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API.
+
+    Args:
+        settings: Configuration; the process settings (`MAHSM_*`) when omitted.
+
+    Returns:
+        The app. Its lifespan connects to Temporal and Postgres once; if either is down the
+        app still starts, `/health` reports it, and the connection is retried on next use.
+    """
+    resolved = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        backends = Backends(resolved)
+        app.state.settings = resolved
+        app.state.backends = backends
+        await backends.connect_all()
+        try:
+            yield
+        finally:
+            await backends.close()
+
+    app = FastAPI(
+        title="MAHSM",
+        summary="Durable multi-agent LLM tasks on Temporal.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,23 @@
+"""The `mahsm` console script: a registry of the command modules of `mahsm.cli`.
+
+Each module holds a `typer.Typer` named `app`; adding a module is one `add_typer` line.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from mahsm.cli import stack
+
+app = typer.Typer(
+    name="mahsm",
+    help="MAHSM: durable multi-agent LLM tasks on Temporal.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(stack.app)
+
+
+if __name__ == "__main__":
+    app()
