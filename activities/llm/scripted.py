@@ -1,0 +1,240 @@
+"""The `scripted` provider: deterministic answers from a scenario file.
+
+Used by the demo, the tests and the benchmarks. The same request always gets the same answer;
+injected faults depend on (seed, request digest, attempt), so a retried attempt can succeed.
+Every call appends `start` and then `done` or `fault` lines to the call log, when one is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from activities.llm.errors import LLMCallError, kind_of_status, timeout_error
+from activities.llm.provider import CallContext
+from activities.llm.scenario import FaultKind, Rule, Scenario, load_scenario, scenario_path
+from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse, ToolCall
+from mahsm.contracts.task import Usage
+from mahsm.settings import Settings
+
+CALL_LOG_ENV = "MAHSM_SCRIPTED_CALL_LOG"
+_PLACEHOLDER = re.compile(r"\{(last_tool_result|tool_results|context|user)\}")
+
+
+def _words(text: str | None) -> int:
+    return len(text.split()) if text else 0
+
+
+def _unit(*parts: object) -> float:
+    """A number in [0, 1) determined by `parts`."""
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class _View:
+    """The parts of a conversation that rules match and templates fill."""
+
+    def __init__(self, messages: list[ChatMessage]) -> None:
+        users = [m.content or "" for m in messages if m.role == "user"]
+        tools = [m.content or "" for m in messages if m.role == "tool"]
+        self.first_user = users[0] if users else ""
+        self.last_user = users[-1] if users else ""
+        self.context = "\n\n".join(users)
+        self.tool_results = tools
+        self.prompt = "\n".join(m.content or "" for m in messages if m.role in ("system", "user"))
+        self.step = sum(1 for m in messages if m.role == "assistant")
+        self.after_tool = messages[-1].role == "tool"
+        self.inputs = [m.content or "" for m in messages if m.role in ("user", "tool")]
+
+    def fill(self, template: str) -> str:
+        values = {
+            "last_tool_result": self.tool_results[-1] if self.tool_results else "",
+            "tool_results": "\n".join(self.tool_results),
+            "context": self.context,
+            "user": self.last_user,
+        }
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def _matches(rule: Rule, request: LLMRequest, view: _View) -> bool:
+    if rule.purpose != "any" and rule.purpose != request.purpose.value:
+        return False
+    if rule.match is not None and not re.search(rule.match, view.prompt, re.IGNORECASE):
+        return False
+    if rule.subtask is not None and not re.fullmatch(rule.subtask, request.subtask_id or ""):
+        return False
+    if rule.step is not None and rule.step != view.step:
+        return False
+    return rule.after_tool is None or rule.after_tool == view.after_tool
+
+
+def _default_content(purpose: LLMPurpose, view: _View) -> str:
+    if purpose is LLMPurpose.PLAN:
+        description = view.first_user.strip()[:5000] or "the task"
+        subtask = {
+            "id": "main",
+            "description": description,
+            "required_capabilities": ["data_analysis"],
+        }
+        return json.dumps({"subtasks": [subtask]})
+    if purpose is LLMPurpose.AGENT_STEP:
+        return "Done: " + view.first_user[:200]
+    return "\n\n".join(text for text in view.inputs if text)
+
+
+class ScriptedProvider:
+    """Answers from scenario files; one instance serves every `scripted/<scenario>` model.
+
+    Args:
+        settings: `scripted_scenario` (a file used for every bundled name) is read from it.
+    """
+
+    def __init__(self, *, settings: Settings) -> None:
+        self._override = settings.scripted_scenario
+        self._cache: dict[Path, tuple[int, Scenario]] = {}
+
+    def scenario(self, model: str) -> Scenario:
+        """The parsed scenario of `scripted/<model>`, re-read when its file changes."""
+        path = scenario_path(model, override=self._override)
+        mtime = path.stat().st_mtime_ns
+        cached = self._cache.get(path)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        scenario = load_scenario(path)
+        self._cache[path] = (mtime, scenario)
+        return scenario
+
+    def price(self, model: str) -> tuple[float, float] | None:
+        """The scenario's declared prices (USD per Mtok input, output)."""
+        prices = self.scenario(model).prices
+        return prices.input_per_mtok, prices.output_per_mtok
+
+    async def complete(
+        self, request: LLMRequest, *, model: str, context: CallContext
+    ) -> LLMResponse:
+        """Answer `request` from the scenario named by `model` (see `docs/llm.md`)."""
+        scenario = self.scenario(model)
+        view = _View(request.messages)
+        digest = hashlib.sha256(request.model_dump_json().encode()).hexdigest()[:16]
+        log = _CallLog(scenario, request, context, digest)
+        log.write("start")
+        rule = next((r for r in scenario.rules if _matches(r, request, view)), None)
+        latency = (
+            scenario.latency_ms if rule is None or rule.latency_ms is None else rule.latency_ms
+        )
+        latency += scenario.jitter_ms * _unit(scenario.seed, digest, "jitter")
+        if latency > 0:
+            await asyncio.sleep(latency / 1000)
+        fault = self._fault(scenario, digest, context.attempt)
+        if fault is None and rule is not None and rule.respond.error is not None:
+            fault = rule.respond.error
+        if fault is not None:
+            error = _fault_error(fault, model, scenario)
+            log.write("fault", error=error.kind, status=error.status)
+            raise error
+        response = self._answer(request, rule, view)
+        response.usage = Usage(
+            input_tokens=sum(_words(m.content) for m in request.messages),
+            output_tokens=_words(response.content)
+            + sum(_words(c.name) + _words(c.arguments) for c in response.tool_calls),
+        )
+        log.write("done")
+        return response
+
+    @staticmethod
+    def _fault(scenario: Scenario, digest: str, attempt: int) -> FaultKind | None:
+        faults = scenario.faults
+        if faults.rate <= 0 or _unit(scenario.seed, digest, attempt) >= faults.rate:
+            return None
+        pick = _unit(scenario.seed, digest, attempt, "kind")
+        return faults.kinds[int(pick * len(faults.kinds))]
+
+    @staticmethod
+    def _answer(request: LLMRequest, rule: Rule | None, view: _View) -> LLMResponse:
+        model_id = request.model
+        if rule is None:
+            return LLMResponse(
+                content=_default_content(request.purpose, view),
+                model=model_id,
+                finish_reason="stop",
+            )
+        respond = rule.respond
+        if respond.plan is not None:
+            return LLMResponse(
+                content=json.dumps(respond.plan), model=model_id, finish_reason="stop"
+            )
+        if respond.raw is not None:
+            return LLMResponse(content=respond.raw, model=model_id, finish_reason="stop")
+        calls = [
+            ToolCall(
+                id=f"call_{view.step}_{index}",
+                name=call.name,
+                arguments=(
+                    call.arguments
+                    if isinstance(call.arguments, str)
+                    else json.dumps(call.arguments)
+                ),
+            )
+            for index, call in enumerate(respond.tool_calls)
+        ]
+        content = view.fill(respond.content) if respond.content is not None else None
+        return LLMResponse(
+            content=content,
+            tool_calls=calls,
+            model=model_id,
+            finish_reason="tool_calls" if calls else "stop",
+        )
+
+
+def _fault_error(fault: FaultKind, model: str, scenario: Scenario) -> LLMCallError:
+    where = f"scripted/{model}"
+    if fault == "timeout":
+        return timeout_error(where, "injected timeout")
+    status = int(fault)
+    kind, retryable = kind_of_status(status)
+    message = f"{where}: injected HTTP {status} ({kind}) by the scenario"
+    if not retryable:
+        message += ". Fix: remove the `error:` rule or fault kind from the scenario file"
+    return LLMCallError(
+        message,
+        kind=kind,
+        retryable=retryable,
+        status=status,
+        retry_after=scenario.faults.retry_after_s if status == 429 else None,
+    )
+
+
+class _CallLog:
+    """Appends JSON lines describing calls; one `os.write` per line keeps lines whole."""
+
+    def __init__(
+        self, scenario: Scenario, request: LLMRequest, context: CallContext, digest: str
+    ) -> None:
+        self.path = os.environ.get(CALL_LOG_ENV) or scenario.call_log
+        self.fields = {
+            "workflow_id": context.workflow_id,
+            "activity_id": context.activity_id,
+            "attempt": context.attempt,
+            "purpose": request.purpose.value,
+            "task_id": request.task_id or context.task_id,
+            "subtask_id": request.subtask_id or context.subtask_id,
+            "model": request.model,
+            "digest": digest,
+        }
+
+    def write(self, event: str, **extra: object) -> None:
+        if not self.path:
+            return
+        line = json.dumps({"event": event, "ts": time.time(), **self.fields, **extra}) + "\n"
+        path = Path(self.path).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
