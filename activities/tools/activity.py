@@ -1,0 +1,191 @@
+"""The `tool_execute` activity: run one tool call of an agent, safely and at most once.
+
+Every problem the model can fix or should know about (unknown tool, a tool its subtask may
+not use, bad arguments, a failing or slow tool) comes back as `ToolOutcome(is_error=True)`
+with a message for the model; the activity itself fails only on infrastructure errors
+(e.g. Postgres down), which Temporal retries.
+
+Side-effecting tools are recorded in `tool_effects` under the call's idempotency key, so a
+retried activity returns the recorded outcome instead of repeating the effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import asyncpg
+from temporalio import activity
+
+from activities.blobs import BlobStore
+from activities.tools.registry import (
+    RegisteredTool,
+    ToolArgumentsError,
+    ToolContext,
+    ToolError,
+    ToolRegistry,
+    default_registry,
+)
+from mahsm.contracts.llm import ToolCall
+from mahsm.contracts.tools import ToolInvocation, ToolOutcome
+from mahsm.settings import Settings
+
+MAX_ERROR_CHARS = 4000
+TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+
+
+def idempotency_key(*, workflow_id: str, run_id: str, activity_id: str) -> str:
+    """The key of one tool call: stable across retries of its activity, unique otherwise.
+
+    The run id is part of it because activity ids restart at 1 in every run: without it, the
+    calls of a workflow that continued-as-new would collide with those of its previous run.
+
+    Args:
+        workflow_id: The calling workflow's id.
+        run_id: The calling workflow's run id.
+        activity_id: The activity's id within that run.
+
+    Returns:
+        `<workflow_id>:<run_id>:<activity_id>`.
+    """
+    return f"{workflow_id}:{run_id}:{activity_id}"
+
+
+def _error(call: ToolCall, message: str) -> ToolOutcome:
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[:MAX_ERROR_CHARS] + " ... (message truncated)"
+    return ToolOutcome(tool_call_id=call.id, name=call.name, content=message, is_error=True)
+
+
+class ToolActivities:
+    """The tool activity, built once per worker with the worker's pool, settings and blobs."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        blobs: BlobStore,
+        registry: ToolRegistry | None = None,
+    ) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.blobs = blobs
+        self.registry = registry if registry is not None else default_registry()
+
+    @activity.defn(name="tool_execute")
+    async def execute(self, invocation: ToolInvocation) -> ToolOutcome:
+        """Run the tool call of `invocation` and return what goes back to the model.
+
+        Args:
+            invocation: The call, its task and subtask, and the subtask's capabilities.
+
+        Returns:
+            The outcome; large outputs travel as `content_ref` (claim check).
+        """
+        info = activity.info()
+        key = idempotency_key(
+            workflow_id=info.workflow_id or "",
+            run_id=info.workflow_run_id or "",
+            activity_id=info.activity_id,
+        )
+        return await self.run(invocation, idempotency_key=key)
+
+    async def run(self, invocation: ToolInvocation, *, idempotency_key: str) -> ToolOutcome:
+        """The body of `tool_execute`, with the idempotency key given explicitly.
+
+        Args:
+            invocation: The call, its task and subtask, and the subtask's capabilities.
+            idempotency_key: Identifies the call across retries (see `idempotency_key`).
+
+        Returns:
+            The outcome of the call; for a side-effecting tool whose outcome is already
+            recorded under `idempotency_key`, that recorded outcome.
+        """
+        call = invocation.call
+        item = self.registry.get(call.name)
+        if item is None or not item.allowed_for(invocation.capabilities):
+            return _error(call, self._unavailable(invocation, known=item is not None))
+        try:
+            arguments = item.parse_arguments(call.arguments)
+        except ToolArgumentsError as error:
+            return _error(call, str(error))
+        if not TASK_ID_PATTERN.match(invocation.task_id):
+            return _error(call, f"task id '{invocation.task_id}' cannot name a workspace")
+        if item.side_effects:
+            recorded = await self._recorded(idempotency_key)
+            if recorded is not None:
+                activity.logger.info("tool %s: returning recorded outcome", call.name)
+                return recorded
+        context = ToolContext(
+            task_id=invocation.task_id,
+            subtask_id=invocation.subtask_id,
+            workspace=self.settings.workspace_root() / invocation.task_id,
+            pool=self.pool,
+            blobs=self.blobs,
+            idempotency_key=idempotency_key,
+            settings=self.settings,
+        )
+        outcome = await self._call(item, context, arguments, call)
+        if item.side_effects:
+            outcome = await self._record(idempotency_key, outcome)
+        return outcome
+
+    def _unavailable(self, invocation: ToolInvocation, *, known: bool) -> str:
+        names = [item.name for item in self.registry.tools_for(invocation.capabilities)]
+        offered = ", ".join(names) or "none"
+        if known:
+            caps = ", ".join(sorted(invocation.capabilities)) or "none"
+            return (
+                f"Tool '{invocation.call.name}' is not available to this subtask"
+                f" (capabilities: {caps}). Available tools: {offered}."
+            )
+        return f"Unknown tool '{invocation.call.name}'. Available tools: {offered}."
+
+    async def _call(
+        self,
+        item: RegisteredTool,
+        context: ToolContext,
+        arguments: dict[str, Any],
+        call: ToolCall,
+    ) -> ToolOutcome:
+        limit = self.settings.tool_timeout_s
+        scope = asyncio.timeout(limit)
+        try:
+            async with scope:
+                content = await item.call(context, arguments)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            return _error(call, f"Tool '{call.name}' did not finish within {limit:g} s.")
+        except ToolError as error:
+            return _error(call, f"Tool '{call.name}' failed: {error}")
+        except Exception as error:  # a bug in the tool: tell the model, log the traceback
+            activity.logger.warning("tool %s raised", call.name, exc_info=True)
+            return _error(call, f"Tool '{call.name}' failed: {type(error).__name__}: {error}")
+        return await self._outcome(call, content)
+
+    async def _outcome(self, call: ToolCall, content: str) -> ToolOutcome:
+        encoded = content.encode("utf-8")
+        if len(encoded) <= self.settings.claim_check_bytes:
+            return ToolOutcome(tool_call_id=call.id, name=call.name, content=content)
+        ref = await self.blobs.put(encoded)
+        return ToolOutcome(tool_call_id=call.id, name=call.name, content_ref=ref)
+
+    async def _recorded(self, key: str) -> ToolOutcome | None:
+        result = await self.pool.fetchval(
+            "SELECT result FROM tool_effects WHERE idempotency_key = $1", key
+        )
+        return None if result is None else ToolOutcome.model_validate(result)
+
+    async def _record(self, key: str, outcome: ToolOutcome) -> ToolOutcome:
+        """Record `outcome` unless an earlier attempt did; return the one that is recorded."""
+        await self.pool.execute(
+            "INSERT INTO tool_effects (idempotency_key, result) VALUES ($1, $2)"
+            " ON CONFLICT (idempotency_key) DO NOTHING",
+            key,
+            outcome.model_dump(mode="json"),
+        )
+        recorded = await self._recorded(key)
+        return recorded if recorded is not None else outcome
