@@ -94,6 +94,8 @@ class EmbeddedPostgres:
             check=True,
             capture_output=True,
             user=self.user,
+            group=self.user,
+            extra_groups=[] if self.user else None,
         )
 
     def start(self, *, timeout_s: float = 60.0) -> str:

@@ -76,7 +76,10 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=self.env,
+                # Drop root's groups too: a root gid would deny access to 0701 parents.
                 user=self.user,
+                group=self.user,
+                extra_groups=[] if self.user else None,
                 cwd=self.cwd,
                 start_new_session=True,
             )
