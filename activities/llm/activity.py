@@ -118,6 +118,7 @@ class LLMActivities:
                 "duration_s": round(time.monotonic() - started, 3),
             },
         )
+        response.worker = _worker_identity()
         return response
 
     async def _resolve_blobs(self, request: LLMRequest) -> LLMRequest:
@@ -175,6 +176,14 @@ class LLMActivities:
         finally:
             if not call.done():
                 call.cancel()
+
+
+def _worker_identity() -> str | None:
+    """Identity of the worker running this activity (None outside a worker, e.g. in tests)."""
+    try:
+        return activity.client().identity
+    except RuntimeError:
+        return None
 
 
 def _to_application_error(error: LLMCallError) -> ApplicationError:
