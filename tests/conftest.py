@@ -7,6 +7,8 @@ at the end of the session; each test module gets a fresh database.
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -27,13 +29,21 @@ from mahsm.devstack.temporal import temporal_cli_path, temporal_test_server_path
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    """One embedded Postgres for the whole session."""
-    root = tmp_path_factory.mktemp("postgres")
+def postgres_server() -> Iterator[EmbeddedPostgres]:
+    """One embedded Postgres for the whole session.
+
+    Its data lives outside pytest's tmp tree: pytest resets that tree to mode 0700 at every
+    session start, which would lock out the unprivileged server user (when run as root).
+    """
+    root = Path(tempfile.mkdtemp(prefix="mahsm-test-pg-"))
+    root.chmod(0o711)
     server = EmbeddedPostgres(root / "pgdata", port=free_port(), log_path=root / "postgres.log")
-    server.start()
-    yield server
-    server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -71,3 +71,4 @@ class LLMResponse(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     model: str
     finish_reason: str | None = None
+    worker: str | None = Field(default=None, description="identity of the worker that ran it")

@@ -1,0 +1,128 @@
+"""The Postgres projection of tasks: idempotent, version-guarded writes from the workflow."""
+
+from __future__ import annotations
+
+import asyncpg
+from temporalio import activity
+
+from activities.blobs import BlobStore
+from mahsm.contracts.engine import BlobText, StoreWrite
+from mahsm.contracts.task import BlobRef, SubtaskState, TaskState
+
+_UPSERT_TASK = """
+INSERT INTO tasks (id, user_id, description, status, model, options, plan, result, result_ref,
+                   error, usage, version, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (id) DO UPDATE SET
+    status = EXCLUDED.status, model = EXCLUDED.model, options = EXCLUDED.options,
+    plan = EXCLUDED.plan, result = EXCLUDED.result, result_ref = EXCLUDED.result_ref,
+    error = EXCLUDED.error, usage = EXCLUDED.usage, version = EXCLUDED.version,
+    updated_at = EXCLUDED.updated_at
+WHERE tasks.version < EXCLUDED.version
+"""
+
+_UPSERT_SUBTASK = """
+INSERT INTO subtasks (task_id, id, description, required_capabilities, depends_on, priority,
+                      status, output, output_ref, error, agent, pool, attempts, usage,
+                      started_at, finished_at, version)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+ON CONFLICT (task_id, id) DO UPDATE SET
+    status = EXCLUDED.status, output = EXCLUDED.output, output_ref = EXCLUDED.output_ref,
+    error = EXCLUDED.error, agent = EXCLUDED.agent, pool = EXCLUDED.pool,
+    attempts = EXCLUDED.attempts, usage = EXCLUDED.usage, started_at = EXCLUDED.started_at,
+    finished_at = EXCLUDED.finished_at, version = EXCLUDED.version
+WHERE subtasks.version < EXCLUDED.version
+"""
+
+_INSERT_EVENT = """
+INSERT INTO task_events (task_id, seq, kind, subtask_id, status, data, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (task_id, seq) DO NOTHING
+"""
+
+
+def _dump(ref: BlobRef | None) -> object:
+    return ref.model_dump() if ref else None
+
+
+def _task_row(state: TaskState) -> tuple[object, ...]:
+    return (
+        state.task_id,
+        state.user_id,
+        state.description,
+        state.status.value,
+        state.model,
+        state.options.model_dump(mode="json"),
+        state.plan.model_dump(mode="json") if state.plan else None,
+        state.result,
+        _dump(state.result_ref),
+        state.error,
+        state.usage.model_dump(),
+        state.version,
+        state.created_at,
+        state.updated_at,
+    )
+
+
+def _subtask_row(task_id: str, version: int, item: SubtaskState) -> tuple[object, ...]:
+    subtask, result = item.subtask, item.result
+    return (
+        task_id,
+        subtask.id,
+        subtask.description,
+        [c.value for c in subtask.required_capabilities],
+        subtask.depends_on,
+        subtask.priority,
+        result.status.value,
+        result.output,
+        _dump(result.output_ref),
+        result.error,
+        result.agent,
+        result.pool,
+        result.attempts,
+        result.usage.model_dump(),
+        result.started_at,
+        result.finished_at,
+        version,
+    )
+
+
+class StoreActivities:
+    """Writes the workflow's state to Postgres; every write may be retried or reordered."""
+
+    def __init__(self, *, pool: asyncpg.Pool, blobs: BlobStore) -> None:
+        self.pool = pool
+        self.blobs = blobs
+
+    @activity.defn(name="store_task")
+    async def store_task(self, write: StoreWrite) -> None:
+        """Upsert the task row, the changed subtask rows and the new events in one transaction."""
+        state = write.state
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute(_UPSERT_TASK, *_task_row(state))
+            if state.subtasks:
+                await connection.executemany(
+                    _UPSERT_SUBTASK,
+                    [_subtask_row(state.task_id, state.version, s) for s in state.subtasks],
+                )
+            if write.events:
+                await connection.executemany(
+                    _INSERT_EVENT,
+                    [
+                        (
+                            state.task_id,
+                            e.seq,
+                            e.kind,
+                            e.subtask_id,
+                            e.status.value if e.status else None,
+                            {"message": e.message} if e.message else {},
+                            e.at,
+                        )
+                        for e in write.events
+                    ],
+                )
+
+    @activity.defn(name="blob_put_text")
+    async def blob_put_text(self, blob: BlobText) -> BlobRef:
+        """Store a large text (a transcript) and return its claim check."""
+        return await self.blobs.put(blob.text.encode("utf-8"))

@@ -1,0 +1,123 @@
+"""Internal payloads between `TaskWorkflow`, `AgentWorkflow` and the engine's activities."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from mahsm.contracts.llm import ChatMessage
+from mahsm.contracts.task import (
+    BlobRef,
+    Budget,
+    Capability,
+    Subtask,
+    SubtaskStatus,
+    TaskState,
+    TaskStatus,
+    Usage,
+)
+
+
+class EngineDefaults(BaseModel):
+    """The worker's configured defaults, read once per task by a local activity."""
+
+    model: str
+    task_timeout_s: float
+    subtask_timeout_s: float
+    llm_timeout_s: float
+    tool_timeout_s: float
+    capability_wait_s: float
+    claim_check_bytes: int
+
+
+class DefaultsRequest(BaseModel):
+    """Input of `engine_defaults` (nothing is needed; the model keeps the contract explicit)."""
+
+
+class DependencyOutput(BaseModel):
+    """The output of a finished dependency, given to a dependent subtask as context."""
+
+    subtask_id: str
+    description: str
+    output: str | None = None
+    output_ref: BlobRef | None = None
+
+
+class AgentInput(BaseModel):
+    """Input of `AgentWorkflow`; the last four fields carry a loop across continue-as-new."""
+
+    task_id: str
+    task_description: str
+    subtask: Subtask
+    dependencies: list[DependencyOutput] = Field(default_factory=list)
+    model: str
+    max_iterations: int
+    llm_timeout_s: float
+    tool_timeout_s: float
+    budget: Budget | None = None
+    usage_before: Usage = Field(default_factory=Usage, description="task usage at start")
+    messages: list[ChatMessage] = Field(default_factory=list)
+    iteration: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    agent: str | None = None
+
+
+class AgentResult(BaseModel):
+    """Result of `AgentWorkflow`: the answer and the whole transcript."""
+
+    answer: str
+    transcript: list[ChatMessage] = Field(default_factory=list)
+    transcript_ref: BlobRef | None = None
+    usage: Usage = Field(default_factory=Usage)
+    iterations: int
+    agent: str | None = None
+
+
+class AgentTranscript(BaseModel):
+    """A transcript stored by reference (claim check) when it is too large to travel inline."""
+
+    messages: list[ChatMessage]
+
+
+class PoolRequest(BaseModel):
+    """Input of `resolve_pool`."""
+
+    queue_prefix: str
+    capabilities: list[Capability]
+
+
+class PoolChoice(BaseModel):
+    """Result of `resolve_pool`: the queue of a live pool serving the capabilities."""
+
+    task_queue: str
+    workers: list[str] = Field(default_factory=list)
+
+
+class TaskEvent(BaseModel):
+    """One entry of a task's event log."""
+
+    seq: int
+    kind: str
+    at: datetime
+    subtask_id: str | None = None
+    status: TaskStatus | SubtaskStatus | None = None
+    message: str | None = None
+
+
+class StoreWrite(BaseModel):
+    """Input of `store_task`: the task's latest state, changed subtasks, new events.
+
+    `state.subtasks` holds only the subtasks changed since the previous write; rows are
+    written only when `state.version` is newer than the stored one, so writes are idempotent
+    and safe to retry.
+    """
+
+    state: TaskState
+    events: list[TaskEvent] = Field(default_factory=list)
+
+
+class BlobText(BaseModel):
+    """Input of `blob_put_text`."""
+
+    text: str

@@ -1,0 +1,123 @@
+"""A real MAHSM engine for tests: in-process workers on a real Temporal and a real Postgres.
+
+Each engine gets its own queue prefix, so tests never share task queues or workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import yaml
+from temporalio.client import Client, WorkflowHandle
+
+from mahsm.contracts.task import Capability, TaskRequest, TaskState
+from mahsm.queues import tasks_queue
+from mahsm.settings import Settings, load_settings
+from workers.main import build_workers
+from workflows.task_workflow import TaskWorkflow
+
+
+@dataclass
+class Engine:
+    """Handles to a running engine and helpers to submit and inspect tasks."""
+
+    client: Client
+    pool: asyncpg.Pool
+    settings: Settings
+
+    async def start(
+        self, request: TaskRequest, *, task_id: str | None = None
+    ) -> WorkflowHandle[Any, TaskState]:
+        """Start a task the way the API does."""
+        return await self.client.start_workflow(
+            TaskWorkflow.run,
+            request,
+            id=task_id or f"task-{uuid.uuid4()}",
+            task_queue=tasks_queue(self.settings.queue_prefix),
+        )
+
+    async def state(self, handle: WorkflowHandle[Any, TaskState]) -> TaskState:
+        """The live state through the `state` query."""
+        return await handle.query(TaskWorkflow.state)
+
+    async def wait_for(
+        self,
+        handle: WorkflowHandle[Any, TaskState],
+        predicate: Callable[[TaskState], bool],
+        *,
+        timeout_s: float = 30.0,
+    ) -> TaskState:
+        """Poll the `state` query until `predicate` holds."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            state = await self.state(handle)
+            if predicate(state):
+                return state
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"condition not reached; last state: {state}")
+            await asyncio.sleep(0.1)
+
+    async def task_row(self, task_id: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow("SELECT * FROM tasks WHERE id = $1", task_id)
+
+    async def subtask_rows(self, task_id: str) -> dict[str, asyncpg.Record]:
+        rows = await self.pool.fetch("SELECT * FROM subtasks WHERE task_id = $1", task_id)
+        return {r["id"]: r for r in rows}
+
+    async def events(self, task_id: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM task_events WHERE task_id = $1 ORDER BY seq", task_id
+        )
+
+    async def subtask_statuses(self, task_id: str, subtask_id: str) -> list[str]:
+        return [
+            e["status"]
+            for e in await self.events(task_id)
+            if e["kind"] == "subtask_status" and e["subtask_id"] == subtask_id
+        ]
+
+
+def write_scenario(path: Path, scenario: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(scenario))
+    return path
+
+
+@asynccontextmanager
+async def running_engine(
+    *,
+    client: Client,
+    pool: asyncpg.Pool,
+    data_dir: Path,
+    scenario: dict[str, Any],
+    capabilities: Sequence[Capability] | None = None,
+    extra_pools: Sequence[Sequence[Capability]] = (),
+    **overrides: Any,
+) -> AsyncIterator[Engine]:
+    """Workers for one test: the tasks queue plus one pool (all capabilities by default)."""
+    scenario_file = write_scenario(data_dir / "scenario.yaml", scenario)
+    settings = load_settings(
+        _env_file=None,
+        queue_prefix=f"t{uuid.uuid4().hex[:10]}",
+        data_dir=data_dir,
+        scripted_scenario=scenario_file,
+        default_model="scripted/test",
+        **overrides,
+    )
+    workers = build_workers(
+        client=client, pool=pool, settings=settings, capabilities=capabilities
+    )
+    for caps in extra_pools:
+        workers += build_workers(
+            client=client, pool=pool, settings=settings, capabilities=caps, serve_tasks=False
+        )
+    async with AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        yield Engine(client=client, pool=pool, settings=settings)

@@ -1,0 +1,141 @@
+"""The worker process: which workflows and activities run on which task queues.
+
+One process serves the orchestration queue (`<prefix>-tasks`) and the queue of the capability
+pool it declares (`<prefix>-pool.<caps>`, from `MAHSM_WORKER_CAPABILITIES`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.blobs import BlobStore
+from activities.engine import EngineActivities
+from activities.llm.activity import LLMActivities
+from activities.llm.registry import ProviderRegistry
+from activities.store import StoreActivities
+from activities.tools.activity import ToolActivities
+from activities.tools.registry import ToolRegistry
+from mahsm.contracts.task import Capability
+from mahsm.db.migrate import migrate
+from mahsm.db.pool import create_pool
+from mahsm.logging import configure_logging
+from mahsm.queues import pool_queue, tasks_queue
+from mahsm.settings import Settings, SettingsError, get_settings
+from mahsm.temporal_client import connect
+from workflows.agent_workflow import AgentWorkflow
+from workflows.task_workflow import TaskWorkflow
+
+log = structlog.get_logger(__name__)
+
+
+def build_workers(
+    *,
+    client: Client,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    capabilities: Sequence[Capability] | None = None,
+    serve_tasks: bool = True,
+    providers: ProviderRegistry | None = None,
+    tools: ToolRegistry | None = None,
+) -> list[Worker]:
+    """The Temporal workers of one process; activity objects are built here, once."""
+    blobs = BlobStore(pool, threshold_bytes=settings.claim_check_bytes)
+    llm = LLMActivities(settings=settings, blobs=blobs, registry=providers)
+    store = StoreActivities(pool=pool, blobs=blobs)
+    engine = EngineActivities(settings=settings, client=client)
+    tool_activities = ToolActivities(pool=pool, settings=settings, blobs=blobs, registry=tools)
+    common = {
+        "max_concurrent_activities": settings.worker_max_concurrent_activities,
+        "max_concurrent_workflow_tasks": settings.worker_max_concurrent_workflow_tasks,
+    }
+    workers = []
+    if serve_tasks:
+        workers.append(
+            Worker(
+                client,
+                task_queue=tasks_queue(settings.queue_prefix),
+                workflows=[TaskWorkflow],
+                activities=[
+                    llm.complete,
+                    store.store_task,
+                    store.blob_put_text,
+                    engine.engine_defaults,
+                    engine.resolve_pool,
+                ],
+                **common,  # type: ignore[arg-type]
+            )
+        )
+    caps = list(capabilities if capabilities is not None else settings.worker_capabilities)
+    if caps:
+        workers.append(
+            Worker(
+                client,
+                task_queue=pool_queue(settings.queue_prefix, caps),
+                workflows=[AgentWorkflow],
+                activities=[llm.complete, tool_activities.execute, store.blob_put_text],
+                **common,  # type: ignore[arg-type]
+            )
+        )
+    return workers
+
+
+async def run(settings: Settings) -> None:
+    """Connect, migrate, and run the workers until SIGINT/SIGTERM."""
+    if settings.database_url is None:
+        raise SettingsError("MAHSM_DATABASE_URL is not set: `mahsm up` sets it, or set it yourself")
+    database_url = settings.database_url.get_secret_value()
+    await migrate(database_url)
+    client = await connect(settings)
+    pool = await create_pool(database_url, max_size=settings.database_pool_max)
+    workers = build_workers(client=client, pool=pool, settings=settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with _all(workers):
+            log.info(
+                "worker polling",
+                queues=[w.task_queue for w in workers],
+                identity=client.identity,
+            )
+            ready_file = os.environ.get("MAHSM_READY_FILE")
+            if ready_file:
+                Path(ready_file).write_text(str(os.getpid()))
+            await stop.wait()
+            log.info("worker stopping")
+    finally:
+        await pool.close()
+
+
+class _all:
+    """Run several workers as one async context (all start, all shut down gracefully)."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+
+    async def __aenter__(self) -> None:
+        for worker in self.workers:
+            await worker.__aenter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.gather(*(w.shutdown() for w in self.workers))
+
+
+def main() -> None:
+    """Entry point of `python -m workers` and `mahsm worker`."""
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        raise SystemExit(f"{error}") from None
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    asyncio.run(run(settings))

@@ -1,0 +1,306 @@
+"""Runs a plan's DAG inside `TaskWorkflow`: each subtask starts as soon as its dependencies are
+done (no barrier between levels), as a child `AgentWorkflow` on its capability pool's queue,
+at most `max_parallel` at once, higher priority first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+    FailureError,
+)
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.engine import EngineActivities
+    from activities.store import StoreActivities
+    from mahsm.contracts.engine import (
+        AgentInput,
+        BlobText,
+        DependencyOutput,
+        EngineDefaults,
+        PoolRequest,
+    )
+    from mahsm.contracts.task import (
+        Capability,
+        Subtask,
+        SubtaskStatus,
+        TaskRequest,
+        Usage,
+    )
+    from mahsm.plan_validation import descendants
+    from mahsm.queues import prefix_of
+    from workflows.agent_workflow import AgentWorkflow
+    from workflows.retry import STORE_RETRY
+    from workflows.task_recorder import TaskRecorder
+
+_POOL_LOOKUP_TIMEOUT = timedelta(seconds=10)
+_POOL_WAIT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=1.5,
+    maximum_interval=timedelta(seconds=5),
+)
+
+
+def failure_message(error: BaseException) -> str:
+    """The most useful message in a Temporal failure chain: its innermost application error."""
+    found: str | None = None
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, ApplicationError):
+            found = current.message
+        elif isinstance(current, TemporalTimeoutError) and found is None:
+            found = f"timed out ({current.type.name.lower() if current.type else 'timeout'})"
+        current = current.cause if isinstance(current, FailureError) else current.__cause__
+    return found or str(error)
+
+
+def usage_of_failure(error: BaseException) -> Usage:
+    """The usage an agent reported in its failure details (zero when it reported none)."""
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, ApplicationError) and current.details:
+            detail = current.details[0]
+            if isinstance(detail, dict) and "input_tokens" in detail:
+                return Usage.model_validate(detail)
+        current = current.cause if isinstance(current, FailureError) else None
+    return Usage()
+
+
+def _was_cancelled(error: BaseException) -> bool:
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, CancelledError):
+            return True
+        current = current.cause if isinstance(current, FailureError) else None
+    return False
+
+
+class DagRunner:
+    """Schedules the subtasks of one plan and records every change through the recorder."""
+
+    def __init__(
+        self, *, recorder: TaskRecorder, request: TaskRequest, defaults: EngineDefaults
+    ) -> None:
+        self._recorder = recorder
+        self._request = request
+        self._defaults = defaults
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._pools: dict[frozenset[Capability], str] = {}
+        self._budget_stop: str | None = None
+        assert recorder.state.plan is not None
+        self._order = {s.id: i for i, s in enumerate(recorder.state.plan.subtasks)}
+
+    async def run(self) -> str | None:
+        """Run until no subtask can start; returns why the task failed, or None."""
+        while True:
+            self._start_ready()
+            if not self._running:
+                break
+            await workflow.wait_condition(lambda: any(t.done() for t in self._running.values()))
+            for subtask_id in [sid for sid, t in self._running.items() if t.done()]:
+                self._running.pop(subtask_id).result()
+        return self._failure_reason()
+
+    async def cancel_all(self) -> None:
+        """Cancel running subtasks (their agents and activities) and wait for them to stop."""
+        for task in self._running.values():
+            task.cancel()
+        for task in self._running.values():
+            try:
+                await task
+            except (asyncio.CancelledError, ChildWorkflowError, ActivityError):
+                pass
+        self._running.clear()
+
+    def _start_ready(self) -> None:
+        state = self._recorder.state
+        budget = self._request.options.budget
+        reason = budget.exceeded_by(state.usage) if budget else None
+        if reason:
+            self._budget_stop = reason
+            for item in state.subtasks:
+                if item.result.status == SubtaskStatus.PENDING and item.subtask.id not in self._running:
+                    self._recorder.update_subtask(
+                        item.subtask.id,
+                        status=SubtaskStatus.CANCELLED,
+                        error=f"not started: {reason}",
+                        finished_at=workflow.now(),
+                    )
+            return
+        done = {i.subtask.id for i in state.subtasks if i.result.status == SubtaskStatus.COMPLETED}
+        ready = [
+            item.subtask
+            for item in state.subtasks
+            if item.result.status == SubtaskStatus.PENDING
+            and item.subtask.id not in self._running
+            and all(d in done for d in item.subtask.depends_on)
+        ]
+        ready.sort(key=lambda s: (-s.priority, self._order[s.id]))
+        free = self._request.options.max_parallel - len(self._running)
+        for subtask in ready[: max(free, 0)]:
+            self._running[subtask.id] = asyncio.create_task(self._run_subtask(subtask))
+
+    def _failure_reason(self) -> str | None:
+        failed = [
+            f"subtask '{i.subtask.id}' failed: {i.result.error}"
+            for i in self._recorder.state.subtasks
+            if i.result.status == SubtaskStatus.FAILED
+        ]
+        if self._budget_stop:
+            failed.append(f"budget exceeded: {self._budget_stop}")
+        return "; ".join(failed) or None
+
+    def _block_descendants(self, subtask_id: str) -> None:
+        plan = self._recorder.state.plan
+        assert plan is not None
+        for blocked in sorted(descendants(plan, subtask_id), key=self._order.__getitem__):
+            if self._recorder.state.subtask(blocked).result.status == SubtaskStatus.PENDING:
+                self._recorder.update_subtask(
+                    blocked,
+                    status=SubtaskStatus.BLOCKED,
+                    error=f"blocked: dependency '{subtask_id}' failed",
+                )
+
+    def _fail(self, subtask_id: str, message: str, usage: Usage | None = None) -> None:
+        changes: dict[str, object] = {
+            "status": SubtaskStatus.FAILED,
+            "error": message,
+            "finished_at": workflow.now(),
+            "waiting_for": None,
+        }
+        if usage is not None:
+            self._recorder.add_usage(usage)
+            changes["usage"] = usage
+        self._recorder.update_subtask(subtask_id, **changes)
+        self._block_descendants(subtask_id)
+
+    async def _pool_for(self, subtask: Subtask) -> str:
+        """The queue of a live pool serving the subtask; waits (visibly) while none does."""
+        need = frozenset(subtask.required_capabilities)
+        if need in self._pools:
+            return self._pools[need]
+        request = PoolRequest(
+            queue_prefix=prefix_of(workflow.info().task_queue),
+            capabilities=sorted(need),
+        )
+        try:
+            choice = await workflow.execute_activity_method(
+                EngineActivities.resolve_pool,
+                request,
+                start_to_close_timeout=_POOL_LOOKUP_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+                summary="find pool: " + ",".join(request.capabilities),
+            )
+        except ActivityError as error:
+            wait_s = self._request.options.capability_wait_s or self._defaults.capability_wait_s
+            self._recorder.update_subtask(
+                subtask.id,
+                waiting_for=f"{failure_message(error)} (waiting up to {wait_s:g}s)",
+            )
+            choice = await workflow.execute_activity_method(
+                EngineActivities.resolve_pool,
+                request,
+                start_to_close_timeout=_POOL_LOOKUP_TIMEOUT,
+                schedule_to_close_timeout=timedelta(seconds=wait_s),
+                retry_policy=_POOL_WAIT_RETRY,
+                summary="wait for pool: " + ",".join(request.capabilities),
+            )
+        self._pools[need] = choice.task_queue
+        return choice.task_queue
+
+    def _dependencies(self, subtask: Subtask) -> list[DependencyOutput]:
+        state = self._recorder.state
+        return [
+            DependencyOutput(
+                subtask_id=dep,
+                description=state.subtask(dep).subtask.description,
+                output=state.subtask(dep).result.output,
+                output_ref=state.subtask(dep).result.output_ref,
+            )
+            for dep in subtask.depends_on
+        ]
+
+    async def _run_subtask(self, subtask: Subtask) -> None:
+        recorder, options, defaults = self._recorder, self._request.options, self._defaults
+        subtask_id = subtask.id
+        try:
+            queue = await self._pool_for(subtask)
+        except ActivityError as error:
+            wait_s = options.capability_wait_s or defaults.capability_wait_s
+            self._fail(subtask_id, f"{failure_message(error)} (waited {wait_s:g}s)")
+            return
+        attempts = recorder.state.subtask(subtask_id).result.attempts + 1
+        recorder.update_subtask(
+            subtask_id,
+            status=SubtaskStatus.RUNNING,
+            started_at=workflow.now(),
+            pool=queue,
+            attempts=attempts,
+            waiting_for=None,
+        )
+        timeout_s = options.subtask_timeout_s or defaults.subtask_timeout_s
+        try:
+            result = await workflow.execute_child_workflow(
+                AgentWorkflow.run,
+                AgentInput(
+                    task_id=recorder.state.task_id,
+                    task_description=recorder.state.description,
+                    subtask=subtask,
+                    dependencies=self._dependencies(subtask),
+                    model=recorder.state.model,
+                    max_iterations=options.max_iterations,
+                    llm_timeout_s=defaults.llm_timeout_s,
+                    tool_timeout_s=defaults.tool_timeout_s,
+                    budget=options.budget,
+                    usage_before=recorder.state.usage,
+                ),
+                id=f"{recorder.state.task_id}.{subtask_id}",
+                task_queue=queue,
+                execution_timeout=timedelta(seconds=timeout_s),
+                static_summary=f"{subtask_id}: {subtask.description[:180]}",
+            )
+        except ChildWorkflowError as error:
+            if _was_cancelled(error):
+                recorder.update_subtask(
+                    subtask_id, status=SubtaskStatus.CANCELLED, finished_at=workflow.now()
+                )
+                raise asyncio.CancelledError() from error
+            message = failure_message(error)
+            if isinstance(error.cause, TemporalTimeoutError):
+                message = f"subtask timed out after {timeout_s:g}s"
+            self._fail(subtask_id, message, usage_of_failure(error))
+            return
+        except asyncio.CancelledError:
+            recorder.update_subtask(
+                subtask_id, status=SubtaskStatus.CANCELLED, finished_at=workflow.now()
+            )
+            raise
+        output: str | None = result.answer
+        output_ref = None
+        if len(result.answer.encode("utf-8")) > defaults.claim_check_bytes:
+            output_ref = await workflow.execute_activity_method(
+                StoreActivities.blob_put_text,
+                BlobText(text=result.answer),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=STORE_RETRY,
+            )
+            output = None
+        recorder.add_usage(result.usage)
+        recorder.update_subtask(
+            subtask_id,
+            status=SubtaskStatus.COMPLETED,
+            output=output,
+            output_ref=output_ref,
+            usage=result.usage,
+            agent=result.agent,
+            finished_at=workflow.now(),
+        )

@@ -1,0 +1,76 @@
+"""Prompts of the planner, the agents and the aggregator. Pure text: workflows build them."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import ValidationError
+
+from mahsm.contracts.engine import DependencyOutput
+from mahsm.contracts.task import MAX_SUBTASKS, Capability, Plan
+from mahsm.plan_validation import validate_plan
+
+PLANNER_SYSTEM = f"""You are the planner of a multi-agent system.
+Split the user's task into a small plan of subtasks (at most {MAX_SUBTASKS}; prefer 1 to 6).
+Each subtask has: a short unique `id`; a self-contained `description`; `required_capabilities`,
+one or more of: {", ".join(c.value for c in Capability)}; `depends_on`, the ids of subtasks whose
+outputs it needs (no cycles); `priority` 0-10 (higher runs first); `estimated_duration` seconds.
+Subtasks without mutual dependencies run in parallel. Answer only with the plan as JSON."""
+
+AGENT_SYSTEM = """You are an agent working one subtask of a larger task.
+Use the tools when they help; call several at once when they are independent.
+When you are done, answer with the subtask's result as plain text, without calling a tool."""
+
+AGGREGATOR_SYSTEM = """You combine the results of the subtasks of a task into one final answer
+for the user. Be faithful to the results; say plainly if a part is missing."""
+
+
+def plan_schema() -> dict[str, object]:
+    """JSON schema of `Plan`, given to providers for structured output."""
+    return Plan.model_json_schema()
+
+
+def planner_user(description: str) -> str:
+    """The planner's request."""
+    return f"Task:\n{description}"
+
+
+def plan_repair(errors: list[str]) -> str:
+    """Feedback asking the planner to fix an invalid plan."""
+    listed = "\n".join(f"- {e}" for e in errors)
+    return f"The plan is invalid:\n{listed}\nReturn a corrected plan as JSON."
+
+
+def agent_user(task_description: str, subtask_description: str) -> str:
+    """The agent's request: its subtask within the task."""
+    return f"Overall task:\n{task_description}\n\nYour subtask:\n{subtask_description}"
+
+
+def dependency_context(dependency: DependencyOutput) -> str:
+    """Header (and inline output) of one dependency's result."""
+    head = f"Result of subtask '{dependency.subtask_id}' ({dependency.description}):"
+    return f"{head}\n{dependency.output}" if dependency.output is not None else head
+
+
+def aggregator_user(description: str, outputs: dict[str, str]) -> str:
+    """The aggregator's request: the task and every subtask output."""
+    parts = "\n\n".join(f"[{sid}]\n{out}" for sid, out in outputs.items())
+    return f"Task:\n{description}\n\nSubtask results:\n{parts}"
+
+
+def parse_plan(content: str | None) -> tuple[Plan | None, list[str]]:
+    """The plan in a planner answer, or the reasons it is not one."""
+    if not content:
+        return None, ["the answer was empty; return the plan as JSON"]
+    try:
+        raw = json.loads(content)
+    except json.JSONDecodeError as error:
+        return None, [f"the answer is not valid JSON ({error.msg} at char {error.pos})"]
+    try:
+        plan = Plan.model_validate(raw)
+    except ValidationError as error:
+        return None, [
+            f"{'.'.join(str(p) for p in e['loc']) or 'plan'}: {e['msg']}" for e in error.errors()
+        ]
+    errors = validate_plan(plan)
+    return (None, errors) if errors else (plan, [])

@@ -1,0 +1,120 @@
+"""The task's state inside `TaskWorkflow`: every change is versioned, logged and made durable.
+
+Deterministic: it reads the clock only through `workflow.now()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from mahsm import search_attributes
+    from mahsm.contracts.engine import StoreWrite, TaskEvent
+    from mahsm.contracts.task import (
+        Plan,
+        SubtaskState,
+        SubtaskStatus,
+        TaskState,
+        TaskStatus,
+        Usage,
+    )
+
+
+class TaskRecorder:
+    """Holds `TaskState`; tracks what changed since the last write to Postgres."""
+
+    def __init__(self, state: TaskState) -> None:
+        self.state = state
+        self._changed_subtasks: set[str] = set()
+        self._events: list[TaskEvent] = []
+        self._task_changed = False
+        self._event_seq = 0
+
+    @property
+    def dirty(self) -> bool:
+        """True when something changed since the last `take_write`."""
+        return self._task_changed
+
+    def _touch(self) -> None:
+        self.state.version += 1
+        self.state.updated_at = workflow.now()
+        self._task_changed = True
+
+    def _log(self, kind: str, **fields: Any) -> None:
+        self._event_seq += 1
+        self._events.append(TaskEvent(seq=self._event_seq, kind=kind, at=workflow.now(), **fields))
+
+    def set_status(self, status: TaskStatus, *, error: str | None = None) -> None:
+        """Move the task to `status`, logging it and updating its search attribute."""
+        self.state.status = status
+        if error is not None:
+            self.state.error = error
+        self._log("task_status", status=status, message=error)
+        self._touch()
+        if workflow.info().typed_search_attributes.get(search_attributes.TASK_STATUS) is not None:
+            workflow.upsert_search_attributes(
+                [search_attributes.TASK_STATUS.value_set(status.value)]
+            )
+        self._describe_progress()
+
+    def set_plan(self, plan: Plan) -> None:
+        """Record the plan; every subtask starts `pending`."""
+        self.state.plan = plan
+        self.state.subtasks = [SubtaskState(subtask=s) for s in plan.subtasks]
+        self._changed_subtasks.update(s.id for s in plan.subtasks)
+        self._log("plan_ready", message=f"{len(plan.subtasks)} subtasks")
+        for subtask in plan.subtasks:
+            self._log("subtask_status", subtask_id=subtask.id, status=SubtaskStatus.PENDING)
+        self._touch()
+        self._describe_progress()
+
+    def update_subtask(self, subtask_id: str, **changes: Any) -> None:
+        """Change fields of a subtask's result; a status change is logged."""
+        item = self.state.subtask(subtask_id)
+        before = item.result.status
+        item.result = item.result.model_copy(update=changes)
+        self._changed_subtasks.add(subtask_id)
+        if item.result.status != before:
+            self._log(
+                "subtask_status",
+                subtask_id=subtask_id,
+                status=item.result.status,
+                message=item.result.error,
+            )
+            self._describe_progress()
+        self._touch()
+
+    def add_usage(self, usage: Usage) -> None:
+        """Add the usage of LLM calls to the task's total."""
+        self.state.usage = self.state.usage + usage
+        self._touch()
+
+    def note(self, message: str, *, subtask_id: str | None = None) -> None:
+        """Log an informational event (agent logs, waits)."""
+        self._log("note", subtask_id=subtask_id, message=message)
+        self._touch()
+
+    def take_write(self) -> StoreWrite | None:
+        """Everything changed since the previous call, as one store write (or None)."""
+        if not self._task_changed:
+            return None
+        changed = [s for s in self.state.subtasks if s.subtask.id in self._changed_subtasks]
+        write = StoreWrite(
+            state=self.state.model_copy(update={"subtasks": changed}), events=self._events
+        )
+        self._changed_subtasks = set()
+        self._events = []
+        self._task_changed = False
+        return write
+
+    def _describe_progress(self) -> None:
+        """A short text for the Temporal UI's 'current details' of this workflow."""
+        counts: dict[str, int] = {}
+        for item in self.state.subtasks:
+            counts[item.result.status.value] = counts.get(item.result.status.value, 0) + 1
+        parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        workflow.set_current_details(
+            f"**{self.state.status.value}**" + (f": subtasks {parts}" if parts else "")
+        )

@@ -1,0 +1,278 @@
+"""`TaskWorkflow`: plan a task, optionally wait for approval, run its DAG, combine the results."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.engine import EngineActivities
+    from activities.llm.activity import LLMActivities
+    from activities.store import StoreActivities
+    from mahsm.contracts.engine import DefaultsRequest, EngineDefaults
+    from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest
+    from mahsm.contracts.task import (
+        ApprovalDecision,
+        ApprovalOutcome,
+        Capability,
+        Plan,
+        Subtask,
+        SubtaskStatus,
+        TaskRequest,
+        TaskState,
+        TaskOptions,
+        TaskStatus,
+    )
+    from workflows import prompts
+    from workflows.dag_runner import DagRunner, failure_message
+    from workflows.retry import LLM_RETRY, STORE_RETRY
+    from workflows.task_recorder import TaskRecorder
+
+PLAN_REPAIR_ATTEMPTS = 2
+FALLBACK_CAPABILITIES = [Capability.DATA_ANALYSIS]
+
+
+@workflow.defn(name="TaskWorkflow")
+class TaskWorkflow:
+    """One user task from plan to result. Its workflow id is the task id (`task-<uuid>`)."""
+
+    @workflow.init
+    def __init__(self, request: TaskRequest) -> None:
+        info = workflow.info()
+        self._recorder = TaskRecorder(
+            TaskState(
+                task_id=info.workflow_id,
+                description=request.description,
+                user_id=request.user_id,
+                created_at=info.start_time,
+                updated_at=info.start_time,
+                options=request.options,
+            )
+        )
+        self._decision: ApprovalDecision | None = None
+        self._closing = False
+        self._timed_out = False
+        self._dag: DagRunner | None = None
+
+    @workflow.query
+    def state(self) -> TaskState:
+        """The whole task state, at any moment."""
+        return self._recorder.state
+
+    @workflow.update
+    async def approve(self, decision: ApprovalDecision) -> ApprovalOutcome:
+        """Approve or reject a task awaiting approval; returns the status it moved to."""
+        self._decision = decision
+        await workflow.wait_condition(
+            lambda: self._recorder.state.status != TaskStatus.AWAITING_APPROVAL
+        )
+        return ApprovalOutcome(status=self._recorder.state.status)
+
+    @approve.validator
+    def _validate_approve(self, decision: ApprovalDecision) -> None:
+        status = self._recorder.state.status
+        if status != TaskStatus.AWAITING_APPROVAL or self._decision is not None:
+            raise ValueError(f"task is {status.value}, not awaiting approval")
+
+    @workflow.run
+    async def run(self, request: TaskRequest) -> TaskState:
+        """Run the task; it fails (as a workflow) unless the task completes or is rejected."""
+        recorder = self._recorder
+        flusher = asyncio.create_task(self._flush_loop())
+        recorder.set_status(TaskStatus.PENDING)
+        defaults = await workflow.execute_local_activity_method(
+            EngineActivities.engine_defaults,
+            DefaultsRequest(),
+            start_to_close_timeout=timedelta(seconds=10),
+        )
+        recorder.state.model = request.options.model or defaults.model
+        task_timeout = request.options.task_timeout_s or defaults.task_timeout_s
+        body = asyncio.create_task(self._execute(request, defaults))
+        try:
+            await workflow.wait_condition(body.done, timeout=timedelta(seconds=task_timeout))
+        except TimeoutError:
+            self._timed_out = True
+            body.cancel()
+        except asyncio.CancelledError:
+            body.cancel()
+            await self._settle(body, flusher)
+            raise
+        await self._settle(body, flusher)
+        state = recorder.state
+        if state.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED):
+            return state
+        raise ApplicationError(
+            state.error or f"task ended {state.status.value}",
+            type="TaskTimedOut" if state.status == TaskStatus.TIMED_OUT else "TaskFailed",
+            non_retryable=True,
+        )
+
+    async def _settle(self, body: asyncio.Task[None], flusher: asyncio.Task[None]) -> None:
+        """Let the body finish its own clean-up, then write the final state."""
+        try:
+            await body
+        except asyncio.CancelledError:
+            pass
+        self._closing = True
+        await flusher
+
+    async def _execute(self, request: TaskRequest, defaults: EngineDefaults) -> None:
+        recorder = self._recorder
+        options = request.options
+        try:
+            plan = request.plan or await self._plan(request)
+            recorder.set_plan(plan)
+            if options.require_approval and not await self._await_approval(options):
+                return
+            recorder.set_status(TaskStatus.RUNNING)
+            self._dag = DagRunner(recorder=recorder, request=request, defaults=defaults)
+            failure = await self._dag.run()
+            if failure:
+                recorder.set_status(TaskStatus.FAILED, error=failure)
+                return
+            await self._aggregate(plan)
+            recorder.set_status(TaskStatus.COMPLETED)
+        except asyncio.CancelledError:
+            if self._dag is not None:
+                await self._dag.cancel_all()
+            for item in recorder.state.subtasks:
+                if not item.result.status.is_terminal:
+                    recorder.update_subtask(
+                        item.subtask.id, status=SubtaskStatus.CANCELLED, finished_at=workflow.now()
+                    )
+            if self._timed_out:
+                timeout = options.task_timeout_s or defaults.task_timeout_s
+                recorder.set_status(
+                    TaskStatus.TIMED_OUT, error=f"task timed out after {timeout:g}s"
+                )
+            else:
+                recorder.set_status(TaskStatus.CANCELLED, error="cancelled by request")
+            raise
+        except (ActivityError, ApplicationError) as error:
+            recorder.set_status(TaskStatus.FAILED, error=failure_message(error))
+
+    async def _llm(self, request: LLMRequest, summary: str) -> str | None:
+        response = await workflow.execute_activity_method(
+            LLMActivities.complete,
+            request,
+            start_to_close_timeout=timedelta(seconds=300),
+            heartbeat_timeout=timedelta(seconds=60),
+            retry_policy=LLM_RETRY,
+            summary=summary,
+        )
+        self._recorder.add_usage(response.usage)
+        return response.content
+
+    async def _plan(self, request: TaskRequest) -> Plan:
+        """Ask the planner; repair invalid plans a bounded number of times; else fall back."""
+        recorder = self._recorder
+        recorder.set_status(TaskStatus.PLANNING)
+        messages = [
+            ChatMessage(role="system", content=prompts.PLANNER_SYSTEM),
+            ChatMessage(role="user", content=prompts.planner_user(request.description)),
+        ]
+        for attempt in range(PLAN_REPAIR_ATTEMPTS + 1):
+            content = await self._llm(
+                LLMRequest(
+                    model=recorder.state.model,
+                    purpose=LLMPurpose.PLAN,
+                    messages=messages,
+                    response_schema=prompts.plan_schema(),
+                    response_schema_name="Plan",
+                    task_id=recorder.state.task_id,
+                ),
+                summary="plan" if attempt == 0 else f"repair plan ({attempt})",
+            )
+            plan, errors = prompts.parse_plan(content)
+            if plan is not None:
+                return plan
+            recorder.note("invalid plan: " + "; ".join(errors))
+            messages += [
+                ChatMessage(role="assistant", content=content or ""),
+                ChatMessage(role="user", content=prompts.plan_repair(errors)),
+            ]
+        recorder.note("planner gave no valid plan; running the task as a single subtask")
+        return Plan(
+            subtasks=[
+                Subtask(
+                    id="task",
+                    description=request.description,
+                    required_capabilities=FALLBACK_CAPABILITIES,
+                )
+            ],
+            rationale="fallback: the planner gave no valid plan",
+        )
+
+    async def _await_approval(self, options: TaskOptions) -> bool:
+        recorder = self._recorder
+        recorder.set_status(TaskStatus.AWAITING_APPROVAL)
+        try:
+            await workflow.wait_condition(
+                lambda: self._decision is not None,
+                timeout=timedelta(seconds=options.approval_timeout_s),
+            )
+        except TimeoutError:
+            recorder.set_status(
+                TaskStatus.FAILED,
+                error=f"no approval within {options.approval_timeout_s:g}s",
+            )
+            return False
+        assert self._decision is not None
+        recorder.state.approval_comment = self._decision.comment or None
+        if not self._decision.approved:
+            recorder.set_status(
+                TaskStatus.CANCELLED,
+                error="rejected" + (f": {self._decision.comment}" if self._decision.comment else ""),
+            )
+            return False
+        recorder.note("approved" + (f": {self._decision.comment}" if self._decision.comment else ""))
+        return True
+
+    async def _aggregate(self, plan: Plan) -> None:
+        """Combine the subtask outputs into the task result with one LLM call."""
+        recorder = self._recorder
+        outputs: dict[str, str] = {}
+        extra: list[ChatMessage] = []
+        for item in recorder.state.subtasks:
+            result = item.result
+            if result.output_ref is not None:
+                outputs[item.subtask.id] = "(attached below)"
+                extra.append(ChatMessage(role="user", content_ref=result.output_ref))
+            else:
+                outputs[item.subtask.id] = result.output or ""
+        content = await self._llm(
+            LLMRequest(
+                model=recorder.state.model,
+                purpose=LLMPurpose.AGGREGATE,
+                messages=[
+                    ChatMessage(role="system", content=prompts.AGGREGATOR_SYSTEM),
+                    ChatMessage(
+                        role="user",
+                        content=prompts.aggregator_user(recorder.state.description, outputs),
+                    ),
+                    *extra,
+                ],
+                task_id=recorder.state.task_id,
+            ),
+            summary="aggregate results",
+        )
+        recorder.state.result = content or ""
+
+    async def _flush_loop(self) -> None:
+        """Write state changes to Postgres, one write in flight at a time, until closing."""
+        while True:
+            await workflow.wait_condition(lambda: self._recorder.dirty or self._closing)
+            write = self._recorder.take_write()
+            if write is None:
+                return
+            await workflow.execute_activity_method(
+                StoreActivities.store_task,
+                write,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=STORE_RETRY,
+                summary="store state",
+            )
+
