@@ -19,9 +19,7 @@ def validate_plan(plan: Plan) -> list[str]:
     for subtask in plan.subtasks:
         for dependency in subtask.depends_on:
             if dependency not in seen:
-                errors.append(
-                    f"subtask '{subtask.id}' depends on unknown subtask '{dependency}'"
-                )
+                errors.append(f"subtask '{subtask.id}' depends on unknown subtask '{dependency}'")
             elif dependency == subtask.id:
                 errors.append(f"subtask '{subtask.id}' depends on itself")
     cycle = find_cycle(plan)

@@ -110,9 +110,7 @@ async def running_engine(
         default_model="scripted/test",
         **overrides,
     )
-    workers = build_workers(
-        client=client, pool=pool, settings=settings, capabilities=capabilities
-    )
+    workers = build_workers(client=client, pool=pool, settings=settings, capabilities=capabilities)
     for caps in extra_pools:
         workers += build_workers(
             client=client, pool=pool, settings=settings, capabilities=caps, serve_tasks=False

@@ -6,7 +6,6 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -111,7 +110,9 @@ class AgentWorkflow:
             ),
         ]
         for dependency in request.dependencies:
-            messages.append(ChatMessage(role="user", content=prompts.dependency_context(dependency)))
+            messages.append(
+                ChatMessage(role="user", content=prompts.dependency_context(dependency))
+            )
             if dependency.output_ref is not None:
                 messages.append(ChatMessage(role="user", content_ref=dependency.output_ref))
         return messages
@@ -179,4 +180,3 @@ class AgentWorkflow:
             )
             result = result.model_copy(update={"transcript": [], "transcript_ref": ref})
         return result
-

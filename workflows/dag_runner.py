@@ -1,6 +1,8 @@
-"""Runs a plan's DAG inside `TaskWorkflow`: each subtask starts as soon as its dependencies are
-done (no barrier between levels), as a child `AgentWorkflow` on its capability pool's queue,
-at most `max_parallel` at once, higher priority first.
+"""Runs a plan's DAG inside `TaskWorkflow`.
+
+Each subtask starts as soon as its dependencies are done (no barrier between levels), as a
+child `AgentWorkflow` on its capability pool's queue, at most `max_parallel` at once, higher
+priority first.
 """
 
 from __future__ import annotations
@@ -128,7 +130,10 @@ class DagRunner:
         if reason:
             self._budget_stop = reason
             for item in state.subtasks:
-                if item.result.status == SubtaskStatus.PENDING and item.subtask.id not in self._running:
+                if (
+                    item.result.status == SubtaskStatus.PENDING
+                    and item.subtask.id not in self._running
+                ):
                     self._recorder.update_subtask(
                         item.subtask.id,
                         status=SubtaskStatus.CANCELLED,

@@ -21,9 +21,9 @@ with workflow.unsafe.imports_passed_through():
         Plan,
         Subtask,
         SubtaskStatus,
+        TaskOptions,
         TaskRequest,
         TaskState,
-        TaskOptions,
         TaskStatus,
     )
     from workflows import prompts
@@ -225,10 +225,13 @@ class TaskWorkflow:
         if not self._decision.approved:
             recorder.set_status(
                 TaskStatus.CANCELLED,
-                error="rejected" + (f": {self._decision.comment}" if self._decision.comment else ""),
+                error="rejected"
+                + (f": {self._decision.comment}" if self._decision.comment else ""),
             )
             return False
-        recorder.note("approved" + (f": {self._decision.comment}" if self._decision.comment else ""))
+        recorder.note(
+            "approved" + (f": {self._decision.comment}" if self._decision.comment else "")
+        )
         return True
 
     async def _aggregate(self, plan: Plan) -> None:
@@ -275,4 +278,3 @@ class TaskWorkflow:
                 retry_policy=STORE_RETRY,
                 summary="store state",
             )
-

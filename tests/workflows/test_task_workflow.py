@@ -77,12 +77,23 @@ DAG = {
         plan_rule(
             "quarterly",
             [
-                {"id": "fetch", "description": "Fetch the sales figures",
-                 "required_capabilities": ["api_integration"]},
-                {"id": "analyze", "description": "Analyze the figures", "depends_on": ["fetch"],
-                 "required_capabilities": ["data_analysis"]},
-                {"id": "report", "description": "Write the report", "depends_on": ["fetch", "analyze"],
-                 "required_capabilities": ["file_processing"]},
+                {
+                    "id": "fetch",
+                    "description": "Fetch the sales figures",
+                    "required_capabilities": ["api_integration"],
+                },
+                {
+                    "id": "analyze",
+                    "description": "Analyze the figures",
+                    "depends_on": ["fetch"],
+                    "required_capabilities": ["data_analysis"],
+                },
+                {
+                    "id": "report",
+                    "description": "Write the report",
+                    "depends_on": ["fetch", "analyze"],
+                    "required_capabilities": ["file_processing"],
+                },
             ],
         ),
         answer_rule("Fetch the sales", "figures=[42, 58]"),
@@ -115,10 +126,22 @@ async def test_a_subtask_starts_when_its_own_dependencies_finish(engine_factory)
             plan_rule(
                 "levels",
                 [
-                    {"id": "slow", "description": "Slow root", "required_capabilities": ["data_analysis"]},
-                    {"id": "quick", "description": "Quick root", "required_capabilities": ["data_analysis"]},
-                    {"id": "quick_next", "description": "After quick", "depends_on": ["quick"],
-                     "required_capabilities": ["data_analysis"]},
+                    {
+                        "id": "slow",
+                        "description": "Slow root",
+                        "required_capabilities": ["data_analysis"],
+                    },
+                    {
+                        "id": "quick",
+                        "description": "Quick root",
+                        "required_capabilities": ["data_analysis"],
+                    },
+                    {
+                        "id": "quick_next",
+                        "description": "After quick",
+                        "depends_on": ["quick"],
+                        "required_capabilities": ["data_analysis"],
+                    },
                 ],
             ),
             answer_rule("Slow root", "slow done", latency_ms=2500),
@@ -141,14 +164,30 @@ async def test_failed_subtask_blocks_its_dependents_and_fails_the_task(engine_fa
             plan_rule(
                 "branches",
                 [
-                    {"id": "good", "description": "Good branch", "required_capabilities": ["data_analysis"]},
-                    {"id": "bad", "description": "Bad branch", "required_capabilities": ["data_analysis"]},
-                    {"id": "after_bad", "description": "Needs bad", "depends_on": ["bad"],
-                     "required_capabilities": ["data_analysis"]},
+                    {
+                        "id": "good",
+                        "description": "Good branch",
+                        "required_capabilities": ["data_analysis"],
+                    },
+                    {
+                        "id": "bad",
+                        "description": "Bad branch",
+                        "required_capabilities": ["data_analysis"],
+                    },
+                    {
+                        "id": "after_bad",
+                        "description": "Needs bad",
+                        "depends_on": ["bad"],
+                        "required_capabilities": ["data_analysis"],
+                    },
                 ],
             ),
             answer_rule("Good branch", "good result"),
-            {"purpose": "agent_step", "match": r"Your subtask:\s*Bad branch", "respond": {"error": 400}},
+            {
+                "purpose": "agent_step",
+                "match": r"Your subtask:\s*Bad branch",
+                "respond": {"error": 400},
+            },
             answer_rule("Needs bad", "must never run"),
             AGGREGATE,
         ]
@@ -175,9 +214,17 @@ SLOW = {
         plan_rule(
             "slow",
             [
-                {"id": "one", "description": "Slow step one", "required_capabilities": ["data_analysis"]},
-                {"id": "two", "description": "Slow step two", "depends_on": ["one"],
-                 "required_capabilities": ["data_analysis"]},
+                {
+                    "id": "one",
+                    "description": "Slow step one",
+                    "required_capabilities": ["data_analysis"],
+                },
+                {
+                    "id": "two",
+                    "description": "Slow step two",
+                    "depends_on": ["one"],
+                    "required_capabilities": ["data_analysis"],
+                },
             ],
         ),
         answer_rule("Slow step", "done", latency_ms=20000),
@@ -210,7 +257,9 @@ async def test_cancellation_stops_children_and_persists_cancelled_state(engine_f
 async def test_task_timeout_ends_it_timed_out(engine_factory) -> None:
     async with engine_factory(SLOW) as engine:
         handle = await engine.start(
-            TaskRequest(description="A slow task that times out", options=TaskOptions(task_timeout_s=2))
+            TaskRequest(
+                description="A slow task that times out", options=TaskOptions(task_timeout_s=2)
+            )
         )
         with pytest.raises(WorkflowFailureError):
             await handle.result()
@@ -225,10 +274,22 @@ async def test_task_timeout_ends_it_timed_out(engine_factory) -> None:
 async def test_max_iterations_fails_the_subtask_clearly(engine_factory) -> None:
     scenario = {
         "rules": [
-            plan_rule("forever", [{"id": "loop", "description": "Loop forever",
-                                   "required_capabilities": ["data_analysis"]}]),
-            {"purpose": "agent_step", "respond": {
-                "tool_calls": [{"name": "calculator", "arguments": {"expression": "1+1"}}]}},
+            plan_rule(
+                "forever",
+                [
+                    {
+                        "id": "loop",
+                        "description": "Loop forever",
+                        "required_capabilities": ["data_analysis"],
+                    }
+                ],
+            ),
+            {
+                "purpose": "agent_step",
+                "respond": {
+                    "tool_calls": [{"name": "calculator", "arguments": {"expression": "1+1"}}]
+                },
+            },
             AGGREGATE,
         ]
     }
@@ -249,14 +310,24 @@ async def test_max_iterations_fails_the_subtask_clearly(engine_factory) -> None:
 async def test_unserved_capability_waits_visibly_then_fails(engine_factory) -> None:
     scenario = {
         "rules": [
-            plan_rule("scrape", [{"id": "web", "description": "Scrape the site",
-                                  "required_capabilities": ["web_scraping"]}]),
+            plan_rule(
+                "scrape",
+                [
+                    {
+                        "id": "web",
+                        "description": "Scrape the site",
+                        "required_capabilities": ["web_scraping"],
+                    }
+                ],
+            ),
             AGGREGATE,
         ]
     }
     async with engine_factory(scenario, capabilities=[Capability.DATA_ANALYSIS]) as engine:
         handle = await engine.start(
-            TaskRequest(description="Scrape the website please", options=TaskOptions(capability_wait_s=4))
+            TaskRequest(
+                description="Scrape the website please", options=TaskOptions(capability_wait_s=4)
+            )
         )
         waiting = await engine.wait_for(
             handle, lambda s: bool(s.subtasks) and s.subtask("web").result.waiting_for is not None
@@ -275,15 +346,25 @@ async def test_unserved_capability_waits_visibly_then_fails(engine_factory) -> N
 async def test_subtask_routes_to_a_pool_that_has_all_its_capabilities(engine_factory) -> None:
     scenario = {
         "rules": [
-            plan_rule("route", [{"id": "both", "description": "Needs two capabilities",
-                                 "required_capabilities": ["web_scraping", "data_analysis"]}]),
+            plan_rule(
+                "route",
+                [
+                    {
+                        "id": "both",
+                        "description": "Needs two capabilities",
+                        "required_capabilities": ["web_scraping", "data_analysis"],
+                    }
+                ],
+            ),
             AGGREGATE,
         ]
     }
     async with engine_factory(
         scenario,
         capabilities=[Capability.DATA_ANALYSIS],
-        extra_pools=[[Capability.WEB_SCRAPING, Capability.DATA_ANALYSIS, Capability.API_INTEGRATION]],
+        extra_pools=[
+            [Capability.WEB_SCRAPING, Capability.DATA_ANALYSIS, Capability.API_INTEGRATION]
+        ],
     ) as engine:
         handle = await engine.start(TaskRequest(description="Route this to the right pool"))
         state = await handle.result()

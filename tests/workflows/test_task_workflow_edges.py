@@ -19,7 +19,9 @@ from mahsm.contracts.task import (
 )
 from workflows.task_workflow import TaskWorkflow
 
-ONE_STEP = [{"id": "only", "description": "Answer the question", "required_capabilities": ["data_analysis"]}]
+ONE_STEP = [
+    {"id": "only", "description": "Answer the question", "required_capabilities": ["data_analysis"]}
+]
 AGGREGATE = {"purpose": "aggregate", "respond": {"content": "FINAL:\n{context}"}}
 
 
@@ -49,7 +51,11 @@ async def test_transient_llm_faults_are_retried_to_success(engine_factory, data_
     done = [e for e in entries if e["event"] == "done"]
     assert faults, "the scenario should have injected at least one fault"
     assert len(done) == 3  # plan, agent step, aggregate: each completed exactly once
-    assert all(int(e["attempt"]) > 1 for e in done if e["activity_id"] in {f["activity_id"] for f in faults})
+    assert all(
+        int(e["attempt"]) > 1
+        for e in done
+        if e["activity_id"] in {f["activity_id"] for f in faults}
+    )
 
 
 async def test_401_fails_at_once_without_retries(engine_factory, data_dir: Path) -> None:
@@ -70,27 +76,79 @@ async def test_401_fails_at_once_without_retries(engine_factory, data_dir: Path)
 @pytest.mark.parametrize(
     ("bad_plans", "expected_ids"),
     [
-        (["{not json", {"subtasks": [
-            {"id": "a", "description": "A", "required_capabilities": ["data_analysis"], "depends_on": ["b"]},
-            {"id": "b", "description": "B", "required_capabilities": ["data_analysis"], "depends_on": ["a"]},
-        ]}], ["fixed"]),
-        ([{"subtasks": [{"id": "a", "description": "A", "required_capabilities": ["data_analysis"],
-                         "depends_on": ["ghost"]}]}] * 3, ["task"]),
+        (
+            [
+                "{not json",
+                {
+                    "subtasks": [
+                        {
+                            "id": "a",
+                            "description": "A",
+                            "required_capabilities": ["data_analysis"],
+                            "depends_on": ["b"],
+                        },
+                        {
+                            "id": "b",
+                            "description": "B",
+                            "required_capabilities": ["data_analysis"],
+                            "depends_on": ["a"],
+                        },
+                    ]
+                },
+            ],
+            ["fixed"],
+        ),
+        (
+            [
+                {
+                    "subtasks": [
+                        {
+                            "id": "a",
+                            "description": "A",
+                            "required_capabilities": ["data_analysis"],
+                            "depends_on": ["ghost"],
+                        }
+                    ]
+                }
+            ]
+            * 3,
+            ["task"],
+        ),
     ],
     ids=["malformed-then-cycle-repaired", "unknown-dependency-falls-back"],
 )
-async def test_invalid_plans_are_repaired_or_replaced(engine_factory, bad_plans, expected_ids) -> None:
+async def test_invalid_plans_are_repaired_or_replaced(
+    engine_factory, bad_plans, expected_ids
+) -> None:
     rules: list[dict[str, object]] = []
     for step, bad in enumerate(bad_plans):
         respond = {"raw": bad} if isinstance(bad, str) else {"plan": bad}
         rules.append({"purpose": "plan", "step": step, "respond": respond})
-    rules.append({"purpose": "plan", "respond": {"plan": {"subtasks": [
-        {"id": "fixed", "description": "Fixed plan", "required_capabilities": ["data_analysis"]}]}}})
+    rules.append(
+        {
+            "purpose": "plan",
+            "respond": {
+                "plan": {
+                    "subtasks": [
+                        {
+                            "id": "fixed",
+                            "description": "Fixed plan",
+                            "required_capabilities": ["data_analysis"],
+                        }
+                    ]
+                }
+            },
+        }
+    )
     rules += [{"purpose": "agent_step", "respond": {"content": "ok"}}, AGGREGATE]
     async with engine_factory({"rules": rules}) as engine:
         handle = await engine.start(TaskRequest(description="Plan me something valid please"))
         state = await handle.result()
-        notes = [e["data"].get("message", "") for e in await engine.events(handle.id) if e["kind"] == "note"]
+        notes = [
+            e["data"].get("message", "")
+            for e in await engine.events(handle.id)
+            if e["kind"] == "note"
+        ]
 
     assert state.status == TaskStatus.COMPLETED
     assert [s.subtask.id for s in state.subtasks] == expected_ids
@@ -102,14 +160,37 @@ async def test_invalid_plans_are_repaired_or_replaced(engine_factory, bad_plans,
         assert any("not valid JSON" in n for n in notes) and any("cycle" in n for n in notes)
 
 
-async def test_tool_output_over_2mb_completes_through_the_blob_store(engine_factory, data_dir: Path) -> None:
+async def test_tool_output_over_2mb_completes_through_the_blob_store(
+    engine_factory, data_dir: Path
+) -> None:
     scenario = {
         "rules": [
-            {"purpose": "plan", "respond": {"plan": {"subtasks": [
-                {"id": "read", "description": "Read big.txt", "required_capabilities": ["file_processing"]}]}}},
-            {"purpose": "agent_step", "after_tool": False, "respond": {
-                "tool_calls": [{"name": "read_file", "arguments": {"path": "big.txt"}}]}},
-            {"purpose": "agent_step", "after_tool": True, "respond": {"content": "read the big file"}},
+            {
+                "purpose": "plan",
+                "respond": {
+                    "plan": {
+                        "subtasks": [
+                            {
+                                "id": "read",
+                                "description": "Read big.txt",
+                                "required_capabilities": ["file_processing"],
+                            }
+                        ]
+                    }
+                },
+            },
+            {
+                "purpose": "agent_step",
+                "after_tool": False,
+                "respond": {
+                    "tool_calls": [{"name": "read_file", "arguments": {"path": "big.txt"}}]
+                },
+            },
+            {
+                "purpose": "agent_step",
+                "after_tool": True,
+                "respond": {"content": "read the big file"},
+            },
             AGGREGATE,
         ]
     }
@@ -119,7 +200,9 @@ async def test_tool_output_over_2mb_completes_through_the_blob_store(engine_fact
         workspace = engine.settings.workspace_root() / task_id
         workspace.mkdir(parents=True)
         (workspace / "big.txt").write_text(big)
-        handle = await engine.start(TaskRequest(description="Read a very large file"), task_id=task_id)
+        handle = await engine.start(
+            TaskRequest(description="Read a very large file"), task_id=task_id
+        )
         state = await handle.result()
         size = await engine.pool.fetchval(
             "SELECT max(size_bytes) FROM blobs WHERE size_bytes >= $1", len(big)
@@ -133,13 +216,26 @@ async def test_tool_output_over_2mb_completes_through_the_blob_store(engine_fact
 async def test_budget_spent_stops_new_subtasks_and_fails_the_task(engine_factory) -> None:
     chain = [
         {"id": "a", "description": "Step A", "required_capabilities": ["data_analysis"]},
-        {"id": "b", "description": "Step B", "depends_on": ["a"], "required_capabilities": ["data_analysis"]},
-        {"id": "c", "description": "Step C", "depends_on": ["b"], "required_capabilities": ["data_analysis"]},
+        {
+            "id": "b",
+            "description": "Step B",
+            "depends_on": ["a"],
+            "required_capabilities": ["data_analysis"],
+        },
+        {
+            "id": "c",
+            "description": "Step C",
+            "depends_on": ["b"],
+            "required_capabilities": ["data_analysis"],
+        },
     ]
     scenario = {
         "rules": [
             {"purpose": "plan", "respond": {"plan": {"subtasks": chain}}},
-            {"purpose": "agent_step", "respond": {"content": "step done with several words of output"}},
+            {
+                "purpose": "agent_step",
+                "respond": {"content": "step done with several words of output"},
+            },
             AGGREGATE,
         ]
     }
@@ -170,11 +266,13 @@ async def test_budget_spent_stops_new_subtasks_and_fails_the_task(engine_factory
 
 
 async def test_approval_gates_execution(engine_factory) -> None:
-    scenario = {"rules": [
-        {"purpose": "plan", "respond": {"plan": {"subtasks": ONE_STEP}}},
-        {"purpose": "agent_step", "respond": {"content": "approved work"}, "latency_ms": 1500},
-        AGGREGATE,
-    ]}
+    scenario = {
+        "rules": [
+            {"purpose": "plan", "respond": {"plan": {"subtasks": ONE_STEP}}},
+            {"purpose": "agent_step", "respond": {"content": "approved work"}, "latency_ms": 1500},
+            AGGREGATE,
+        ]
+    }
     options = TaskOptions(require_approval=True)
     async with engine_factory(scenario) as engine:
         approved = await engine.start(TaskRequest(description="Needs a human yes", options=options))
@@ -183,9 +281,13 @@ async def test_approval_gates_execution(engine_factory) -> None:
             await engine.wait_for(handle, lambda s: s.status == TaskStatus.AWAITING_APPROVAL)
         assert (await engine.state(approved)).subtask("only").result.status == SubtaskStatus.PENDING
 
-        outcome = await approved.execute_update(TaskWorkflow.approve, ApprovalDecision(approved=True, comment="go"))
+        outcome = await approved.execute_update(
+            TaskWorkflow.approve, ApprovalDecision(approved=True, comment="go")
+        )
         assert outcome.status == TaskStatus.RUNNING
-        refusal = await rejected.execute_update(TaskWorkflow.approve, ApprovalDecision(approved=False, comment="no"))
+        refusal = await rejected.execute_update(
+            TaskWorkflow.approve, ApprovalDecision(approved=False, comment="no")
+        )
         assert refusal.status == TaskStatus.CANCELLED
 
         with pytest.raises(WorkflowUpdateFailedError) as again:
