@@ -93,7 +93,8 @@ def up(
     )
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     stack = DevStack(settings, on_step=lambda line: console.print(f"[dim]{line}[/dim]"))
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT too: a shell that starts us in the background may have set it to "ignore".
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     code = 0
     try:
@@ -110,7 +111,8 @@ def up(
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _still_stopping)
         stack.stop()
-    console.print("MAHSM stopped." if code == 0 else "MAHSM stopped after an error.")
+    if code == 0:
+        console.print("MAHSM stopped.")
     raise typer.Exit(code)
 
 
