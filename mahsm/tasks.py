@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
 from mahsm import search_attributes
@@ -57,9 +57,9 @@ async def start_task(
     The UI search attributes are set when the server knows them; a server without them
     (a cluster whose operator has not registered them) still runs the task.
     """
-    attributes = [search_attributes.TASK_STATUS.value_set(TaskStatus.PENDING.value)]
+    attributes = [SearchAttributePair(search_attributes.TASK_STATUS, TaskStatus.PENDING.value)]
     if request.user_id:
-        attributes.append(search_attributes.USER_ID.value_set(request.user_id))
+        attributes.append(SearchAttributePair(search_attributes.USER_ID, request.user_id))
     kwargs: dict[str, Any] = {
         "id": task_id or new_task_id(),
         "task_queue": tasks_queue(queue_prefix),
