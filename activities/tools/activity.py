@@ -32,6 +32,7 @@ from mahsm.contracts.tools import ToolInvocation, ToolOutcome
 from mahsm.settings import Settings
 
 MAX_ERROR_CHARS = 4000
+_TIMEOUT_MARGIN_S = 2.0
 TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 
 
@@ -90,14 +91,22 @@ class ToolActivities:
             run_id=info.workflow_run_id or "",
             activity_id=info.activity_id,
         )
-        return await self.run(invocation, idempotency_key=key)
+        timeout_s = self.settings.tool_timeout_s
+        if info.start_to_close_timeout is not None:
+            # End the tool (with an error the model sees) before Temporal times the attempt out.
+            budget = info.start_to_close_timeout.total_seconds()
+            timeout_s = min(timeout_s, max(budget * 0.5, budget - _TIMEOUT_MARGIN_S))
+        return await self.run(invocation, idempotency_key=key, timeout_s=timeout_s)
 
-    async def run(self, invocation: ToolInvocation, *, idempotency_key: str) -> ToolOutcome:
+    async def run(
+        self, invocation: ToolInvocation, *, idempotency_key: str, timeout_s: float | None = None
+    ) -> ToolOutcome:
         """The body of `tool_execute`, with the idempotency key given explicitly.
 
         Args:
             invocation: The call, its task and subtask, and the subtask's capabilities.
             idempotency_key: Identifies the call across retries (see `idempotency_key`).
+            timeout_s: How long the tool may run; `settings.tool_timeout_s` when None.
 
         Returns:
             The outcome of the call; for a side-effecting tool whose outcome is already
@@ -127,7 +136,8 @@ class ToolActivities:
             idempotency_key=idempotency_key,
             settings=self.settings,
         )
-        outcome = await self._call(item, context, arguments, call)
+        limit = self.settings.tool_timeout_s if timeout_s is None else timeout_s
+        outcome = await self._call(item, context, arguments, call, limit)
         if item.side_effects:
             outcome = await self._record(idempotency_key, outcome)
         return outcome
@@ -149,8 +159,8 @@ class ToolActivities:
         context: ToolContext,
         arguments: dict[str, Any],
         call: ToolCall,
+        limit: float,
     ) -> ToolOutcome:
-        limit = self.settings.tool_timeout_s
         scope = asyncio.timeout(limit)
         try:
             async with scope:

@@ -135,7 +135,7 @@ def _evaluate(node: ast.AST) -> Number:
             raise CalculatorError(
                 f"unknown function '{name}'; functions: {', '.join(sorted(FUNCTIONS))}"
             )
-        case ast.Attribute():
+        case ast.Attribute() | ast.Call(func=ast.Attribute()):
             raise CalculatorError("attribute access is not allowed")
     raise CalculatorError(f"'{type(node).__name__}' is not allowed in an arithmetic expression")
 

@@ -290,6 +290,10 @@ class ToolRegistry:
 
         return decorate
 
+    def unregister(self, name: str) -> None:
+        """Remove the tool called `name`; a missing name is a `KeyError`."""
+        del self._tools[name]
+
     def get(self, name: str) -> RegisteredTool | None:
         """The tool called `name`, or None."""
         return self._tools.get(name)

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from activities.tools import ToolContext, ToolError
+from activities.tools.files import (
+    MAX_READ_BYTES,
+    MAX_WRITE_BYTES,
+    list_files,
+    read_file,
+    write_file,
+)
+
+MakeContext = Callable[..., ToolContext]
+
+
+@pytest.fixture
+def context(make_context: MakeContext) -> ToolContext:
+    return make_context(task_id="task-files")
+
+
+def test_write_read_and_list_in_the_task_workspace(context: ToolContext) -> None:
+    assert write_file(context, "notes/todo.txt", "buy milk\n") == (
+        "wrote 9 bytes to 'notes/todo.txt'"
+    )
+    assert read_file(context, "notes/todo.txt") == "buy milk\n"
+    assert (context.workspace / "notes" / "todo.txt").read_text() == "buy milk\n"
+    assert context.workspace == context.settings.workspace_root() / "task-files"
+    write_file(context, "a.md", "é")  # UTF-8: 2 bytes
+    assert list_files(context) == "a.md (2 bytes)\nnotes/\nnotes/todo.txt (9 bytes)"
+    assert list_files(context, "notes") == "notes/todo.txt (9 bytes)"
+    write_file(context, "a.md", "replaced")
+    assert read_file(context, "a.md") == "replaced"
+    assert not [p for p in context.workspace.rglob(".tmp-*")]  # temp files renamed away
+
+
+def test_each_task_has_its_own_workspace(make_context: MakeContext) -> None:
+    first, second = make_context(task_id="task-a"), make_context(task_id="task-b")
+    write_file(first, "secret.txt", "a's data")
+    with pytest.raises(ToolError, match="no file 'secret.txt'"):
+        read_file(second, "secret.txt")
+    assert list_files(second) == "'.' is empty"
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/etc/passwd", "is absolute"),
+        ("../task-other/x.txt", "contains '..'"),
+        ("notes/../../x.txt", "contains '..'"),
+        ("", "non-empty relative path"),
+        ("a\x00b", "non-empty relative path"),
+    ],
+)
+def test_paths_outside_the_workspace_are_refused(
+    context: ToolContext, path: str, message: str
+) -> None:
+    with pytest.raises(ToolError, match=message):
+        read_file(context, path)
+    with pytest.raises(ToolError, match=message):
+        write_file(context, path, "x")
+    with pytest.raises(ToolError, match=message):
+        list_files(context, path)
+
+
+def test_symlinks_leading_outside_are_refused(context: ToolContext, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("top secret")
+    context.workspace.mkdir(parents=True)
+    (context.workspace / "link.txt").symlink_to(outside / "secret.txt")
+    (context.workspace / "linkdir").symlink_to(outside, target_is_directory=True)
+    for path in ("link.txt", "linkdir/secret.txt", "linkdir"):
+        with pytest.raises(ToolError, match="leads outside the workspace"):
+            read_file(context, path)
+    with pytest.raises(ToolError, match="leads outside"):
+        write_file(context, "linkdir/new.txt", "escape")
+    with pytest.raises(ToolError, match="leads outside"):
+        write_file(context, "link.txt", "overwrite")
+    with pytest.raises(ToolError, match="leads outside"):
+        list_files(context, "linkdir")
+    assert (outside / "secret.txt").read_text() == "top secret"
+    assert not (outside / "new.txt").exists()
+    listing = list_files(context)
+    assert "link.txt (symlink)" in listing and "linkdir/ (symlink)" in listing
+    assert "secret.txt" not in listing  # not followed
+    (context.workspace / "inner.txt").write_text("fine")
+    (context.workspace / "alias.txt").symlink_to(context.workspace / "inner.txt")
+    assert read_file(context, "alias.txt") == "fine"  # a link inside the workspace is fine
+
+
+def test_size_limits(context: ToolContext) -> None:
+    with pytest.raises(ToolError, match="writes up to 2 MiB"):
+        write_file(context, "big.txt", "x" * (MAX_WRITE_BYTES + 1))
+    assert not (context.workspace / "big.txt").exists()
+    write_file(context, "max.txt", "x" * MAX_WRITE_BYTES)
+    three_mib = "y" * (3 * 1024 * 1024)
+    (context.workspace / "three.txt").write_text(three_mib)
+    assert read_file(context, "three.txt") == three_mib  # reads beyond 2 MiB work
+    with (context.workspace / "huge.txt").open("wb") as handle:
+        handle.truncate(MAX_READ_BYTES + 1)  # sparse: costs no disk
+    with pytest.raises(ToolError, match="reads up to 8 MiB"):
+        read_file(context, "huge.txt")
+
+
+def test_non_text_and_missing_files_are_explained(context: ToolContext) -> None:
+    context.workspace.mkdir(parents=True)
+    (context.workspace / "image.bin").write_bytes(b"\xff\xd8\xff\x00")
+    with pytest.raises(ToolError, match="not UTF-8 text"):
+        read_file(context, "image.bin")
+    with pytest.raises(ToolError, match="no file 'nope.txt'.*list_files"):
+        read_file(context, "nope.txt")
+    os.mkdir(context.workspace / "dir")
+    with pytest.raises(ToolError, match="not a regular file"):
+        read_file(context, "dir")
+    with pytest.raises(ToolError, match="is a directory"):
+        write_file(context, "dir", "x")
+    with pytest.raises(ToolError, match="not a directory"):
+        list_files(context, "image.bin")
