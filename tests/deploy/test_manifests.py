@@ -127,3 +127,9 @@ def test_dockerfile_builds_one_image_for_both_roles() -> None:
     assert 'CMD ["api"]' in text
     for folder in ("mahsm", "workflows", "activities", "workers", "api"):
         assert f"COPY {folder} ./{folder}" in text
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (DEPLOY.parent / "README.md").read_text()
+    missing = sorted(var for var in SETTING_VARS if f"| `{var}` |" not in readme)
+    assert not missing, f"add these settings to the README's configuration table: {missing}"
