@@ -165,13 +165,12 @@ class ToolActivities:
         try:
             async with scope:
                 content = await item.call(context, arguments)
-        except TimeoutError:
-            if not scope.expired():
-                raise
-            return _error(call, f"Tool '{call.name}' did not finish within {limit:g} s.")
         except ToolError as error:
             return _error(call, f"Tool '{call.name}' failed: {error}")
-        except Exception as error:  # a bug in the tool: tell the model, log the traceback
+        except Exception as error:
+            if isinstance(error, TimeoutError) and scope.expired():
+                return _error(call, f"Tool '{call.name}' did not finish within {limit:g} s.")
+            # A bug in the tool: tell the model, keep the traceback in the worker's log.
             activity.logger.warning("tool %s raised", call.name, exc_info=True)
             return _error(call, f"Tool '{call.name}' failed: {type(error).__name__}: {error}")
         return await self._outcome(call, content)

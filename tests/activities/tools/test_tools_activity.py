@@ -52,6 +52,8 @@ def counted() -> tuple[ToolRegistry, list[str]]:
         """
         if reason == "expected":
             raise ToolError("the thing is missing; create it first")
+        if reason == "timeout":
+            raise TimeoutError("upstream API timed out")
         raise KeyError(reason)
 
     async def slow() -> str:
@@ -129,6 +131,10 @@ async def test_tool_failures_and_timeouts_come_back_as_errors(
         make_invocation("broken", '{"reason": "oops"}'), idempotency_key=_key()
     )
     assert bug.is_error and bug.content == "Tool 'broken' failed: KeyError: 'oops'"
+    own_timeout = await activities.run(
+        make_invocation("broken", '{"reason": "timeout"}'), idempotency_key=_key()
+    )
+    assert own_timeout.content == "Tool 'broken' failed: TimeoutError: upstream API timed out"
     calc = await activities.run(
         make_invocation("calculator", '{"expression": "1/0"}'), idempotency_key=_key()
     )
