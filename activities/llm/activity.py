@@ -88,7 +88,12 @@ class LLMActivities:
             response = await self._call(provider, resolved, model, context, info.heartbeat_timeout)
         except LLMCallError as error:
             activity.logger.warning(
-                "llm call failed",
+                "llm call failed: %s %s attempt %d: %s (%s)",
+                request.model,
+                request.purpose.value,
+                info.attempt,
+                error.kind,
+                "retryable" if error.retryable else "not retryable",
                 extra={
                     **fields,
                     "kind": error.kind,
@@ -107,7 +112,13 @@ class LLMActivities:
             provider_price=provider_price,
         )
         activity.logger.info(
-            "llm call done",
+            "llm call done: %s %s attempt %d, %d+%d tokens, $%.6f",
+            request.model,
+            request.purpose.value,
+            info.attempt,
+            response.usage.input_tokens,
+            response.usage.output_tokens,
+            response.usage.cost_usd,
             extra={
                 **fields,
                 "input_tokens": response.usage.input_tokens,

@@ -18,6 +18,7 @@ from anthropic.types import TextBlock, ToolUseBlock
 
 from activities.llm.errors import (
     LLMCallError,
+    body_message,
     classify_status,
     connection_error,
     parse_retry_after,
@@ -138,7 +139,7 @@ def classify(error: anthropic.AnthropicError) -> LLMCallError:
     if isinstance(error, anthropic.APIStatusError):
         return classify_status(
             error.status_code,
-            error.message,
+            body_message(error.body, error.message),
             provider=_NAME,
             retry_after=parse_retry_after(error.response.headers),
             key_env=KEY_ENV,

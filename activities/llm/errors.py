@@ -200,6 +200,15 @@ def schema_error(provider: str, detail: str) -> LLMCallError:
     )
 
 
+def body_message(body: object, fallback: str) -> str:
+    """The provider's human message from an error body (`{"error": {"message": ...}}`)."""
+    if isinstance(body, Mapping):
+        error = body.get("error", body)
+        if isinstance(error, Mapping) and isinstance(error.get("message"), str):
+            return str(error["message"])
+    return fallback
+
+
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     """Seconds to wait, from `retry-after-ms` or `retry-after` (seconds or an HTTP date).
 

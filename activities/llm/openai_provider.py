@@ -15,6 +15,7 @@ from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
 from activities.llm.errors import (
     LLMCallError,
+    body_message,
     classify_status,
     connection_error,
     parse_retry_after,
@@ -102,7 +103,7 @@ def classify(error: openai.OpenAIError) -> LLMCallError:
     if isinstance(error, openai.APIStatusError):
         return classify_status(
             error.status_code,
-            error.message,
+            body_message(error.body, error.message),
             provider=_NAME,
             retry_after=parse_retry_after(error.response.headers),
             key_env=KEY_ENV,

@@ -1,0 +1,174 @@
+"""The `llm_complete` activity: blobs, cost, heartbeats, timeout and error conversion."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.blobs import BlobStore
+from activities.llm.activity import LLMActivities
+from activities.llm.registry import ProviderRegistry
+from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest
+from mahsm.settings import Settings
+from tests.activities.llm.llm_plugin import EchoProvider
+
+
+def _request(model: str, *messages: ChatMessage, task_id: str | None = None) -> LLMRequest:
+    return LLMRequest(
+        model=model,
+        purpose=LLMPurpose.AGENT_STEP,
+        messages=list(messages) or [ChatMessage(role="user", content="hello world")],
+        task_id=task_id,
+    )
+
+
+def _env(*, attempt: int = 1, heartbeat_timeout: timedelta | None = None) -> ActivityEnvironment:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info,
+        attempt=attempt,
+        heartbeat_timeout=heartbeat_timeout,
+        workflow_id="wf-activity-test",
+        activity_id="3",
+    )
+    return env
+
+
+def _with_echo(settings: Settings, provider: EchoProvider) -> LLMActivities:
+    registry = ProviderRegistry(settings, load_entry_points=False)
+    registry.register("echo", lambda _settings: provider)
+    return LLMActivities(settings=settings, blobs=None, registry=registry)
+
+
+async def test_cost_uses_scenario_prices_and_settings_override(
+    llm_settings: Settings, tmp_path: Path
+) -> None:
+    scenario = tmp_path / "priced.yaml"
+    scenario.write_text("prices: {input_per_mtok: 2.0, output_per_mtok: 4.0}\n")
+    llm = LLMActivities(settings=llm_settings, blobs=None)
+    reply = await _env().run(llm.complete, _request(f"scripted/{scenario}"))
+    expected = (reply.usage.input_tokens * 2.0 + reply.usage.output_tokens * 4.0) / 1e6
+    assert reply.usage.input_tokens == 2
+    assert reply.usage.cost_usd == pytest.approx(expected)
+
+    overridden = llm_settings.model_copy(update={"prices": {"scripted/*": (10.0, 0.0)}})
+    llm = LLMActivities(settings=overridden, blobs=None)
+    reply = await _env().run(llm.complete, _request(f"scripted/{scenario}"))
+    assert reply.usage.cost_usd == pytest.approx(2 * 10.0 / 1e6)
+
+
+async def test_cost_of_a_plugin_provider_uses_settings_prices(llm_settings: Settings) -> None:
+    settings = llm_settings.model_copy(update={"prices": {"echo/m": (1.0, 0.5)}})
+    reply = await _env().run(_with_echo(settings, EchoProvider()).complete, _request("echo/m"))
+    assert reply.content == "m: hello world"
+    assert reply.usage.cost_usd == pytest.approx(1.0 + 1.0)  # 1 Mtok * $1 + 2 Mtok * $0.5
+
+
+async def test_context_carries_attempt_and_ids(llm_settings: Settings) -> None:
+    provider = EchoProvider()
+    await _env(attempt=4).run(
+        _with_echo(llm_settings, provider).complete, _request("echo/m", task_id="task-9")
+    )
+    (context,) = provider.contexts
+    assert (context.attempt, context.workflow_id, context.activity_id, context.task_id) == (
+        4,
+        "wf-activity-test",
+        "3",
+        "task-9",
+    )
+
+
+async def test_heartbeats_while_a_slow_call_runs(llm_settings: Settings) -> None:
+    beats: list[tuple[object, ...]] = []
+    env = _env(heartbeat_timeout=timedelta(milliseconds=300))
+    env.on_heartbeat = lambda *details: beats.append(details)
+    reply = await env.run(
+        _with_echo(llm_settings, EchoProvider(delay_s=0.45)).complete, _request("echo/m")
+    )
+    assert reply.content == "m: hello world"
+    assert len(beats) >= 2
+
+
+async def test_llm_timeout_is_a_retryable_timeout(llm_settings: Settings) -> None:
+    settings = llm_settings.model_copy(update={"llm_timeout_s": 0.2})
+    with pytest.raises(ApplicationError) as raised:
+        await _env().run(_with_echo(settings, EchoProvider(delay_s=5)).complete, _request("echo/m"))
+    assert raised.value.type == "LLMTimeoutError"
+    assert not raised.value.non_retryable
+
+
+async def test_retryable_error_carries_retry_after_as_next_retry_delay(
+    llm_settings: Settings, tmp_path: Path
+) -> None:
+    scenario = tmp_path / "limited.yaml"
+    scenario.write_text("faults: {rate: 1.0, kinds: [429], retry_after_s: 2.5}\n")
+    llm = LLMActivities(settings=llm_settings, blobs=None)
+    with pytest.raises(ApplicationError) as raised:
+        await _env().run(llm.complete, _request(f"scripted/{scenario}"))
+    error = raised.value
+    assert error.type == "LLMRateLimitError"
+    assert not error.non_retryable
+    assert error.next_retry_delay == timedelta(seconds=2.5)
+    assert error.details == ({"kind": "rate_limit", "status": 429, "retry_after": 2.5},)
+
+
+@pytest.mark.parametrize(
+    ("model", "error_type"),
+    [
+        ("nosuch/model", "LLMNotFoundError"),
+        ("scripted/no-such-scenario", "LLMNotFoundError"),
+        ("openai/gpt-4o-mini", "LLMAuthError"),  # no OPENAI_API_KEY in the environment
+    ],
+)
+async def test_configuration_errors_are_non_retryable(
+    llm_settings: Settings, model: str, error_type: str
+) -> None:
+    llm = LLMActivities(settings=llm_settings, blobs=None)
+    with pytest.raises(ApplicationError) as raised:
+        await _env().run(llm.complete, _request(model))
+    assert raised.value.type == error_type
+    assert raised.value.non_retryable
+    assert raised.value.next_retry_delay is None
+    assert "Fix:" in raised.value.message
+
+
+async def test_content_ref_without_blob_store_is_non_retryable(llm_settings: Settings) -> None:
+    from mahsm.contracts.task import BlobRef
+
+    ref = BlobRef(blob_id="abc", size_bytes=3, sha256="abc")
+    llm = LLMActivities(settings=llm_settings, blobs=None)
+    with pytest.raises(ApplicationError) as raised:
+        await _env().run(
+            llm.complete, _request("scripted/bench", ChatMessage(role="user", content_ref=ref))
+        )
+    assert raised.value.type == "LLMBadRequestError" and raised.value.non_retryable
+
+
+async def test_blob_references_are_resolved_before_the_provider(
+    llm_settings: Settings, db_pool: asyncpg.Pool
+) -> None:
+    blobs = BlobStore(db_pool, threshold_bytes=1024)
+    big = "word " * 2000
+    inline, ref = await blobs.offload_text(big)
+    assert inline is None and ref is not None
+    provider = EchoProvider()
+    registry = ProviderRegistry(llm_settings, load_entry_points=False)
+    registry.register("echo", lambda _settings: provider)
+    llm = LLMActivities(settings=llm_settings, blobs=blobs, registry=registry)
+    reply = await _env().run(
+        llm.complete,
+        _request(
+            "echo/m",
+            ChatMessage(role="system", content="be brief"),
+            ChatMessage(role="user", content_ref=ref),
+        ),
+    )
+    (seen,) = provider.requests
+    assert seen.messages[1].content == big and seen.messages[1].content_ref is None
+    assert reply.content == "m: " + big
