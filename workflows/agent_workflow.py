@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
 # Continue-as-new well before Temporal's history limits (50k events / 50 MB).
 _HISTORY_EVENTS_LIMIT = 5_000
 _TRANSCRIPT_INLINE_BYTES = 128 * 1024
+_TOOL_TIMEOUT_MARGIN_S = 10.0
 
 
 @workflow.defn(name="AgentWorkflow")
@@ -148,7 +149,11 @@ class AgentWorkflow:
                 call=call,
                 capabilities=request.subtask.required_capabilities,
             ),
-            start_to_close_timeout=timedelta(seconds=request.tool_timeout_s),
+            # Above the tool's own limit, so a slow tool reports "did not finish" to the
+            # model instead of being retried by Temporal.
+            start_to_close_timeout=timedelta(
+                seconds=request.tool_timeout_s + _TOOL_TIMEOUT_MARGIN_S
+            ),
             retry_policy=TOOL_RETRY,
             summary=f"tool {call.name}",
         )
