@@ -20,8 +20,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows import prompts
     from workflows.retry import LLM_RETRY, STORE_RETRY, TOOL_RETRY
 
-# Continue-as-new well before Temporal's history limits (50k events / 50 MB).
-_HISTORY_EVENTS_LIMIT = 5_000
 _TRANSCRIPT_INLINE_BYTES = 128 * 1024
 _TOOL_TIMEOUT_MARGIN_S = 10.0
 
@@ -37,7 +35,8 @@ class AgentWorkflow:
         usage, agent = request.usage, request.agent
         tools = specs_for(request.subtask.required_capabilities)
         for iteration in range(request.iteration, request.max_iterations):
-            if self._history_is_long():
+            # Continue-as-new well before Temporal's history limits (50k events / 50 MB).
+            if self._history_is_long(request.history_events_limit):
                 workflow.continue_as_new(
                     request.model_copy(
                         update={
@@ -119,12 +118,9 @@ class AgentWorkflow:
         return messages
 
     @staticmethod
-    def _history_is_long() -> bool:
+    def _history_is_long(limit: int) -> bool:
         info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() > _HISTORY_EVENTS_LIMIT
-        )
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
 
     @staticmethod
     def _check_budget(request: AgentInput, usage: Usage) -> None:

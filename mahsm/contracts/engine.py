@@ -61,6 +61,9 @@ class AgentInput(BaseModel):
     iteration: int = 0
     usage: Usage = Field(default_factory=Usage)
     agent: str | None = None
+    history_events_limit: int = Field(
+        default=5_000, ge=10, description="continue-as-new once history has this many events"
+    )
 
 
 class AgentResult(BaseModel):
