@@ -23,6 +23,7 @@ from mahsm.contracts.task import Usage
 from mahsm.settings import Settings
 
 CALL_LOG_ENV = "MAHSM_SCRIPTED_CALL_LOG"
+_TASK_LABEL = re.compile(r"^\s*task:\s*", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{(last_tool_result|tool_results|context|user)\}")
 
 
@@ -75,7 +76,8 @@ def _matches(rule: Rule, request: LLMRequest, view: _View) -> bool:
 
 def _default_content(purpose: LLMPurpose, view: _View) -> str:
     if purpose is LLMPurpose.PLAN:
-        description = view.first_user.strip()[:5000] or "the task"
+        text = _TASK_LABEL.sub("", view.first_user).strip()
+        description = text[:5000] or "the task"
         subtask = {
             "id": "main",
             "description": description,

@@ -389,3 +389,8 @@ async def test_unknown_and_invalid_scenarios_fail_non_retryably(provider, tmp_pa
     with pytest.raises(LLMCallError) as bad_regex:
         await run(provider, request(regex, LLMPurpose.PLAN, user("x")))
     assert "invalid regex" in bad_regex.value.message
+
+
+async def test_default_plan_drops_a_task_label(provider, scenario) -> None:
+    reply = await run(provider, request(scenario, LLMPurpose.PLAN, user("Task:\nCount the rows")))
+    assert Plan.model_validate_json(reply.content or "").subtasks[0].description == "Count the rows"
