@@ -13,8 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.body_limit import BodyLimitMiddleware
 from api.deps import Backends
-from api.routes import health
+from api.routes import agents, events, health, tasks
 from mahsm.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -99,5 +100,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(BodyLimitMiddleware)
     app.include_router(health.router)
+    app.include_router(tasks.router)
+    app.include_router(events.router)
+    app.include_router(agents.router)
     return app

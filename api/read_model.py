@@ -1,0 +1,217 @@
+"""Reads of the Postgres projection that `TaskWorkflow` writes (tasks, subtasks, blobs).
+
+Every function raises `BackendUnavailable("database", ...)` when Postgres cannot answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import asyncpg
+
+from api.deps import ApiError, BackendUnavailable
+from api.schemas import SubtaskView, TaskDetail, TaskPage, TaskView
+from mahsm.contracts.task import Plan, TaskStatus, Usage
+from mahsm.logging import redact_text
+
+_T = TypeVar("_T")
+_DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+QUERY_TIMEOUT_S = 10.0
+
+_TASK_COLUMNS = (
+    "id, user_id, description, status, plan, result, result_ref, error, usage,"
+    " created_at, updated_at"
+)
+
+
+async def _guard(action: Callable[[], Awaitable[_T]]) -> _T:
+    try:
+        return await action()
+    except _DATABASE_ERRORS as error:
+        raise BackendUnavailable("database", redact_text(str(error)) or repr(error)) from error
+
+
+def _plan(raw: Any) -> Plan | None:
+    return Plan.model_validate(raw) if raw else None
+
+
+def _task_view(row: asyncpg.Record) -> TaskView:
+    return TaskView(
+        id=row["id"],
+        user_id=row["user_id"],
+        description=row["description"],
+        status=TaskStatus(row["status"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        plan=_plan(row["plan"]),
+        result=row["result"],
+        error=row["error"],
+        usage=Usage.model_validate(row["usage"] or {}),
+    )
+
+
+def _subtask_view(row: asyncpg.Record) -> SubtaskView:
+    return SubtaskView(
+        id=row["id"],
+        description=row["description"],
+        required_capabilities=list(row["required_capabilities"]),
+        depends_on=list(row["depends_on"]),
+        status=row["status"],
+        output=row["output"],
+        error=row["error"],
+        agent=row["agent"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        attempts=row["attempts"],
+        usage=Usage.model_validate(row["usage"] or {}),
+        waiting_for=None,
+    )
+
+
+@dataclass(frozen=True)
+class TaskSnapshot:
+    """A task's detail, with the claim checks of large outputs still unresolved."""
+
+    detail: TaskDetail
+    result_ref: str | None
+    output_refs: dict[str, str]
+
+
+async def load_task(pool: asyncpg.Pool, task_id: str) -> TaskSnapshot | None:
+    """The task and its subtasks in plan order, or None when no row exists (yet)."""
+
+    async def read() -> TaskSnapshot | None:
+        async with pool.acquire() as connection:
+            row = await connection.fetchrow(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = $1",
+                task_id,
+                timeout=QUERY_TIMEOUT_S,
+            )
+            if row is None:
+                return None
+            rows = await connection.fetch(
+                "SELECT * FROM subtasks WHERE task_id = $1", task_id, timeout=QUERY_TIMEOUT_S
+            )
+        task = _task_view(row)
+        order = {s.id: i for i, s in enumerate(task.plan.subtasks)} if task.plan else {}
+        rows = sorted(rows, key=lambda r: (order.get(r["id"], len(order)), r["id"]))
+        return TaskSnapshot(
+            detail=TaskDetail(task=task, subtask_results=[_subtask_view(r) for r in rows]),
+            result_ref=(row["result_ref"] or {}).get("blob_id"),
+            output_refs={r["id"]: r["output_ref"]["blob_id"] for r in rows if r["output_ref"]},
+        )
+
+    return await _guard(read)
+
+
+async def read_blob_text(pool: asyncpg.Pool, blob_id: str) -> str | None:
+    """The text of a claim-checked value, or None when the blob is missing."""
+
+    async def read() -> str | None:
+        content = await pool.fetchval(
+            "SELECT content FROM blobs WHERE id = $1", blob_id, timeout=QUERY_TIMEOUT_S
+        )
+        return None if content is None else bytes(content).decode("utf-8", errors="replace")
+
+    return await _guard(read)
+
+
+async def resolve_blobs(pool: asyncpg.Pool, snapshot: TaskSnapshot) -> TaskDetail:
+    """The detail with large results and outputs read back from the blob table."""
+    detail = snapshot.detail
+    if snapshot.result_ref is None and not snapshot.output_refs:
+        return detail
+    task = detail.task
+    if snapshot.result_ref is not None and task.result is None:
+        task = task.model_copy(update={"result": await read_blob_text(pool, snapshot.result_ref)})
+    subtasks = []
+    for item in detail.subtask_results:
+        ref = snapshot.output_refs.get(item.id)
+        if ref is not None and item.output is None:
+            item = item.model_copy(update={"output": await read_blob_text(pool, ref)})
+        subtasks.append(item)
+    return TaskDetail(task=task, subtask_results=subtasks)
+
+
+# Pagination ---------------------------------------------------------------------------------
+
+
+def encode_cursor(created_at: datetime, task_id: str) -> str:
+    """An opaque cursor pointing just after (`created_at`, `task_id`) in newest-first order."""
+    raw = json.dumps({"t": created_at.isoformat(), "i": task_id}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The position a cursor points at; 422 naming `cursor` when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        created_at = datetime.fromisoformat(data["t"])
+        task_id = data["i"]
+        if not isinstance(task_id, str) or created_at.tzinfo is None:
+            raise ValueError("malformed cursor")
+        return created_at.astimezone(UTC), task_id
+    except (ValueError, TypeError, KeyError, OverflowError, binascii.Error) as error:
+        raise ApiError(
+            422,
+            code="validation_error",
+            message="Invalid request: query.cursor: not a cursor returned by GET /tasks;"
+            " pass the next_cursor of a previous page, or omit it for the first page.",
+            details=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
+        ) from error
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """Filters of `GET /tasks`; None means no restriction."""
+
+    user_id: str | None = None
+    statuses: Sequence[TaskStatus] = ()
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+async def list_tasks(
+    pool: asyncpg.Pool, *, where: TaskFilter, cursor: str | None, limit: int
+) -> TaskPage:
+    """A page of tasks, newest first, continuing after `cursor`."""
+    clauses: list[str] = []
+    params: list[object] = []
+
+    def add(clause: str, value: object) -> None:
+        params.append(value)
+        clauses.append(clause.replace("?", f"${len(params)}"))
+
+    if where.user_id is not None:
+        add("user_id = ?", where.user_id)
+    if where.statuses:
+        add("status = ANY(?::text[])", [s.value for s in where.statuses])
+    if where.created_after is not None:
+        add("created_at >= ?", where.created_after)
+    if where.created_before is not None:
+        add("created_at < ?", where.created_before)
+    if cursor is not None:
+        created_at, task_id = decode_cursor(cursor)
+        params.extend([created_at, task_id])
+        clauses.append(f"(created_at, id) < (${len(params) - 1}, ${len(params)})")
+    sql = f"SELECT {_TASK_COLUMNS} FROM tasks"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    params.append(limit + 1)
+    sql += f" ORDER BY created_at DESC, id DESC LIMIT ${len(params)}"
+
+    async def read() -> list[asyncpg.Record]:
+        return list(await pool.fetch(sql, *params, timeout=QUERY_TIMEOUT_S))
+
+    rows = await _guard(read)
+    page = rows[:limit]
+    more = len(rows) > limit
+    next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None
+    return TaskPage(tasks=[_task_view(r) for r in page], next_cursor=next_cursor)

@@ -1,0 +1,168 @@
+"""`/tasks`: submit, read, list, cancel and approve tasks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+from temporalio.service import RPCError
+
+from api.auth import CallerDep, authenticate
+from api.deps import ApiError, BackendsDep, DbPoolDep, SettingsDep, TemporalClientDep
+from api.read_model import TaskFilter, list_tasks
+from api.schemas import ErrorBody, TaskAccepted, TaskDetail, TaskLinks, TaskPage, TaskStatusChange
+from api.task_access import approve_task, cancel_task, find_task, raise_unavailable
+from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskStatus
+from mahsm.tasks import start_task, temporal_ui_link
+
+TASK_ID_PATTERN = r"^task-[A-Za-z0-9_.\-]{1,120}$"
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route may answer, all `ErrorBody`."""
+    text = {
+        401: "Missing or invalid API key",
+        403: "Not allowed",
+        404: "No such task visible to the caller",
+        409: "The task's state does not allow this",
+        413: "Request body too large",
+        422: "Invalid input; the message names the field",
+        503: "Temporal or Postgres is unreachable",
+    }
+    return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
+
+
+TaskId = Annotated[
+    str,
+    Path(
+        pattern=TASK_ID_PATTERN,
+        description="The task id returned by POST /tasks, e.g. task-0b9c6f1e-...",
+    ),
+]
+
+router = APIRouter(
+    prefix="/tasks",
+    tags=["tasks"],
+    dependencies=[Depends(authenticate)],
+    responses=error_responses(401, 422, 503),
+)
+
+
+def links(task_id: str, *, ui_url: str, namespace: str) -> TaskLinks:
+    """Where to follow a task."""
+    return TaskLinks(
+        self=f"/tasks/{task_id}",
+        events=f"/tasks/{task_id}/events",
+        temporal_ui=temporal_ui_link(ui_url, namespace, task_id),
+    )
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=TaskAccepted,
+    responses=error_responses(403, 413),
+)
+async def submit_task(
+    request: TaskRequest, caller: CallerDep, client: TemporalClientDep, settings: SettingsDep
+) -> TaskAccepted:
+    """Start a task and return at once; follow it with `links.self` or `links.events`.
+
+    With API keys the task belongs to the key's user: a `user_id` naming someone else is 403.
+    """
+    if caller.user is not None:
+        if request.user_id not in (None, caller.user):
+            raise ApiError(
+                403,
+                code="user_mismatch",
+                message=f"user_id '{request.user_id}' is not the owner of this API key;"
+                " omit user_id, tasks belong to the key's user.",
+                details={"field": "body.user_id"},
+            )
+        request = request.model_copy(update={"user_id": caller.user})
+    try:
+        handle = await start_task(client, request, queue_prefix=settings.queue_prefix)
+    except RPCError as error:
+        raise_unavailable(error)
+    return TaskAccepted(
+        task_id=handle.id,
+        status=TaskStatus.PENDING,
+        links=links(
+            handle.id, ui_url=settings.temporal_ui_url, namespace=settings.temporal_namespace
+        ),
+    )
+
+
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as error:
+        raise ApiError(
+            422,
+            code="validation_error",
+            message=f"Invalid request: query.{field}: out of range",
+            details=[{"loc": ["query", field], "msg": "out of range"}],
+        ) from error
+
+
+@router.get("", response_model=TaskPage)
+async def list_all_tasks(
+    caller: CallerDep,
+    pool: DbPoolDep,
+    status: Annotated[list[TaskStatus] | None, Query(description="any of these")] = None,
+    user_id: Annotated[str | None, Query(max_length=200)] = None,
+    created_after: Annotated[datetime | None, Query(description="inclusive")] = None,
+    created_before: Annotated[datetime | None, Query(description="exclusive")] = None,
+    cursor: Annotated[str | None, Query(max_length=1000, description="next_cursor")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> TaskPage:
+    """Tasks newest first, from Postgres (a task appears a moment after it is started).
+
+    With API keys only the caller's own tasks are listed; a `user_id` naming someone else
+    matches nothing.
+    """
+    if caller.user is not None and user_id not in (None, caller.user):
+        return TaskPage(tasks=[], next_cursor=None)
+    where = TaskFilter(
+        user_id=caller.user or user_id,
+        statuses=status or (),
+        created_after=_utc(created_after, "created_after"),
+        created_before=_utc(created_before, "created_before"),
+    )
+    return await list_tasks(pool, where=where, cursor=cursor, limit=limit)
+
+
+@router.get("/{task_id}", response_model=TaskDetail, responses=error_responses(404))
+async def get_task(task_id: TaskId, caller: CallerDep, backends: BackendsDep) -> TaskDetail:
+    """The task and its subtasks: live while it runs, from Postgres once it has ended."""
+    return await find_task(backends, task_id, caller)
+
+
+@router.post(
+    "/{task_id}/cancel",
+    status_code=202,
+    response_model=TaskStatusChange,
+    responses=error_responses(404, 409),
+)
+async def cancel(task_id: TaskId, caller: CallerDep, backends: BackendsDep) -> TaskStatusChange:
+    """Request cancellation; accepted again while the task still runs, 409 once it has ended.
+
+    `status` is the task's status when the request was accepted; it becomes `cancelled` once
+    running subtasks have been stopped.
+    """
+    return await cancel_task(backends, task_id, caller)
+
+
+@router.post(
+    "/{task_id}/approve",
+    response_model=TaskStatusChange,
+    responses=error_responses(404, 409),
+)
+async def approve(
+    task_id: TaskId, decision: ApprovalDecision, caller: CallerDep, backends: BackendsDep
+) -> TaskStatusChange:
+    """Approve (it runs) or reject (it ends `cancelled`) a task awaiting approval."""
+    return await approve_task(backends, task_id, caller, decision)

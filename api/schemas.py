@@ -1,0 +1,157 @@
+"""Response bodies of the REST API (requests reuse the public contracts in `mahsm.contracts`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from mahsm.contracts.task import (
+    Capability,
+    Plan,
+    SubtaskState,
+    SubtaskStatus,
+    TaskState,
+    TaskStatus,
+    Usage,
+)
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a stable `code`, a human `message`, optional `details`."""
+
+    code: str = Field(examples=["task_not_found"])
+    message: str
+    details: object | None = None
+
+
+class TaskLinks(BaseModel):
+    """Where to follow a task; `self` and `events` are paths relative to the API's base URL."""
+
+    self: str = Field(examples=["/tasks/task-0b9c..."])
+    events: str = Field(examples=["/tasks/task-0b9c.../events"])
+    temporal_ui: str
+
+
+class TaskAccepted(BaseModel):
+    """Answer of `POST /tasks`: the task was started; follow it with the links."""
+
+    task_id: str
+    status: TaskStatus
+    links: TaskLinks
+
+
+class TaskView(BaseModel):
+    """A task without its subtasks' results."""
+
+    id: str
+    user_id: str | None
+    description: str
+    status: TaskStatus
+    created_at: datetime
+    updated_at: datetime
+    plan: Plan | None
+    result: str | None
+    error: str | None
+    usage: Usage
+
+
+class SubtaskView(BaseModel):
+    """One subtask of the plan with what became of it."""
+
+    id: str
+    description: str
+    required_capabilities: list[Capability]
+    depends_on: list[str]
+    status: SubtaskStatus
+    output: str | None
+    error: str | None
+    agent: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    usage: Usage
+    waiting_for: str | None
+
+
+class TaskDetail(BaseModel):
+    """Answer of `GET /tasks/{task_id}`, and of the `snapshot` and `task_ended` events."""
+
+    task: TaskView
+    subtask_results: list[SubtaskView]
+
+
+class TaskPage(BaseModel):
+    """One page of `GET /tasks`, newest first; pass `next_cursor` as `cursor` for the next."""
+
+    tasks: list[TaskView]
+    next_cursor: str | None
+
+
+class TaskStatusChange(BaseModel):
+    """Answer of cancel and approve: the task and the status it has now."""
+
+    task_id: str
+    status: TaskStatus
+
+
+class WorkerView(BaseModel):
+    """A worker polling a task queue, as Temporal last saw it."""
+
+    identity: str
+    last_seen: datetime | None
+
+
+class PoolView(BaseModel):
+    """A capability pool: its task queue, its capabilities and its live workers."""
+
+    task_queue: str
+    capabilities: list[Capability]
+    workers: list[WorkerView]
+
+
+class AgentsView(BaseModel):
+    """Answer of `GET /agents`."""
+
+    task_queue: str = Field(description="queue of the task orchestrators (TaskWorkflow)")
+    orchestrators: list[WorkerView]
+    pools: list[PoolView]
+    unserved_capabilities: list[Capability] = Field(
+        description="capabilities no live pool serves; subtasks needing them wait"
+    )
+
+
+def subtask_view(item: SubtaskState) -> SubtaskView:
+    """The API shape of a subtask from the workflow's state."""
+    subtask, result = item.subtask, item.result
+    return SubtaskView(
+        id=subtask.id,
+        description=subtask.description,
+        required_capabilities=subtask.required_capabilities,
+        depends_on=subtask.depends_on,
+        status=result.status,
+        output=result.output,
+        error=result.error,
+        agent=result.agent,
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        attempts=result.attempts,
+        usage=result.usage,
+        waiting_for=result.waiting_for,
+    )
+
+
+def task_view(state: TaskState) -> TaskView:
+    """The API shape of a task from the workflow's state."""
+    return TaskView(
+        id=state.task_id,
+        user_id=state.user_id,
+        description=state.description,
+        status=state.status,
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+        plan=state.plan,
+        result=state.result,
+        error=state.error,
+        usage=state.usage,
+    )

@@ -1,0 +1,195 @@
+"""Finding a task and acting on it: the workflow's `state` query while it runs, Postgres after.
+
+A task's row appears in Postgres a moment after its workflow starts, and the workflow may be
+gone from Temporal (retention) long after it ended, so every read tries both sources.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, NoReturn
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.auth import Caller
+from api.deps import ApiError, Backends, BackendUnavailable
+from api.read_model import TaskSnapshot, load_task, resolve_blobs
+from api.schemas import TaskDetail, TaskStatusChange, subtask_view, task_view
+from mahsm.contracts.task import ApprovalDecision, TaskState, TaskStatus
+from mahsm.logging import redact_text
+from workflows.task_workflow import TaskWorkflow
+
+RPC_TIMEOUT = timedelta(seconds=5)
+UPDATE_TIMEOUT = timedelta(seconds=30)
+# Not found, or an id Temporal refuses: either way there is no such task in Temporal.
+_ABSENT = (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT)
+
+
+def task_not_found(task_id: str) -> ApiError:
+    """404 `task_not_found` (also for another user's task: its existence is not revealed)."""
+    return ApiError(
+        404,
+        code="task_not_found",
+        message=f"No task '{task_id}' is visible to you; list yours with GET /tasks.",
+        details={"task_id": task_id},
+    )
+
+
+def task_ended(task_id: str, status: TaskStatus | None) -> ApiError:
+    """409 `task_ended`: the task can no longer be changed."""
+    shown = status.value if status else "ended"
+    return ApiError(
+        409,
+        code="task_ended",
+        message=f"Task '{task_id}' has ended ({shown}); it can no longer be changed.",
+        details={"task_id": task_id, "status": status.value if status else None},
+    )
+
+
+def raise_unavailable(error: RPCError) -> NoReturn:
+    """Turn an RPC failure that is not about the task into 503 `temporal_unavailable`."""
+    reason = redact_text(error.message) or (error.status.name if error.status else "RPC failed")
+    if error.status == RPCStatusCode.DEADLINE_EXCEEDED:
+        reason = "no answer in time (are the task workers running?)"
+    raise BackendUnavailable("temporal", reason) from error
+
+
+def snapshot_of(state: TaskState) -> TaskSnapshot:
+    """The API view of the workflow's live state."""
+    return TaskSnapshot(
+        detail=TaskDetail(
+            task=task_view(state), subtask_results=[subtask_view(s) for s in state.subtasks]
+        ),
+        result_ref=state.result_ref.blob_id if state.result_ref else None,
+        output_refs={
+            s.subtask.id: s.result.output_ref.blob_id
+            for s in state.subtasks
+            if s.result.output_ref is not None
+        },
+    )
+
+
+async def query_state(client: Client, task_id: str) -> TaskState | None:
+    """The `state` query's answer; None when Temporal has no such task workflow."""
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(task_id)
+    try:
+        return await handle.query(TaskWorkflow.state, rpc_timeout=RPC_TIMEOUT)
+    except WorkflowQueryFailedError:  # a workflow that is not a TaskWorkflow
+        return None
+    except RPCError as error:
+        if error.status in _ABSENT:
+            return None
+        raise_unavailable(error)
+
+
+async def _stored(backends: Backends, task_id: str) -> tuple[TaskSnapshot | None, ApiError | None]:
+    try:
+        return await load_task(await backends.pool(), task_id), None
+    except BackendUnavailable as error:
+        return None, error
+
+
+async def _live(backends: Backends, task_id: str) -> tuple[TaskSnapshot | None, ApiError | None]:
+    try:
+        state = await query_state(await backends.temporal(), task_id)
+    except BackendUnavailable as error:
+        return None, error
+    return (snapshot_of(state) if state else None), None
+
+
+async def current_snapshot(backends: Backends, task_id: str, *, live_first: bool) -> TaskSnapshot:
+    """The task's current state from the best source that answers.
+
+    Args:
+        backends: Temporal and Postgres.
+        task_id: The task (workflow) id.
+        live_first: Ask Temporal before Postgres (for streams of running tasks). Otherwise
+            Postgres is read first and Temporal asked only while the row is missing or the
+            task has not ended, which spares closed workflows a replay.
+
+    Raises:
+        ApiError: 404 when neither source knows the task; 503 when neither can answer.
+    """
+    first, second = (_live, _stored) if live_first else (_stored, _live)
+    found, first_error = await first(backends, task_id)
+    if found is not None and (live_first or found.detail.task.status.is_terminal):
+        return found
+    fallback, second_error = await second(backends, task_id)
+    live = found if live_first else fallback
+    result = live or found or fallback
+    if result is not None:
+        return result
+    error = first_error or second_error
+    if error is not None:
+        raise error
+    raise task_not_found(task_id)
+
+
+async def find_task(
+    backends: Backends, task_id: str, caller: Caller, *, live_first: bool = False
+) -> TaskDetail:
+    """The task as the caller may see it, with large outputs resolved; 404 if not theirs."""
+    snapshot = await current_snapshot(backends, task_id, live_first=live_first)
+    if not caller.may_see(snapshot.detail.task.user_id):
+        raise task_not_found(task_id)
+    if snapshot.result_ref is None and not snapshot.output_refs:
+        return snapshot.detail
+    try:
+        return await resolve_blobs(await backends.pool(), snapshot)
+    except BackendUnavailable:
+        return snapshot.detail  # large outputs stay null until Postgres is back
+
+
+async def cancel_task(backends: Backends, task_id: str, caller: Caller) -> TaskStatusChange:
+    """Request cancellation of a running task; asking again while it runs is accepted too.
+
+    A task that completed or failed is ended even while its workflow writes its final state;
+    one being cancelled accepts further cancel requests until its workflow has closed.
+    """
+    detail = await find_task(backends, task_id, caller)
+    status = detail.task.status
+    if status.is_terminal and status != TaskStatus.CANCELLED:
+        raise task_ended(task_id, status)
+    handle: WorkflowHandle[Any, Any] = (await backends.temporal()).get_workflow_handle(task_id)
+    try:
+        description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            raise task_ended(task_id, status)
+        await handle.cancel(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as error:
+        if error.status in _ABSENT:
+            raise task_ended(task_id, detail.task.status) from error
+        raise_unavailable(error)
+    return TaskStatusChange(task_id=task_id, status=detail.task.status)
+
+
+async def approve_task(
+    backends: Backends, task_id: str, caller: Caller, decision: ApprovalDecision
+) -> TaskStatusChange:
+    """Approve or reject a task awaiting approval; 409 when it is not awaiting it."""
+    detail = await find_task(backends, task_id, caller)
+    handle: WorkflowHandle[Any, Any] = (await backends.temporal()).get_workflow_handle(task_id)
+    try:
+        outcome = await handle.execute_update(
+            TaskWorkflow.approve, decision, rpc_timeout=UPDATE_TIMEOUT
+        )
+    except WorkflowUpdateFailedError as error:
+        cause = str(error.cause or error)
+        raise ApiError(
+            409,
+            code="not_awaiting_approval",
+            message=f"Task '{task_id}' cannot be approved now: {cause}.",
+            details={"task_id": task_id, "status": detail.task.status.value},
+        ) from error
+    except RPCError as error:
+        if error.status in _ABSENT:
+            raise task_ended(task_id, detail.task.status) from error
+        raise_unavailable(error)
+    return TaskStatusChange(task_id=task_id, status=outcome.status)
