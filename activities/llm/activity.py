@@ -86,6 +86,7 @@ class LLMActivities:
                 heartbeat=activity.heartbeat,
             )
             response = await self._call(provider, resolved, model, context, info.heartbeat_timeout)
+            price = provider.price(model) if isinstance(provider, PricedProvider) else None
         except LLMCallError as error:
             activity.logger.warning(
                 "llm call failed: %s %s attempt %d: %s (%s)",
@@ -104,12 +105,8 @@ class LLMActivities:
                 },
             )
             raise _to_application_error(error) from None
-        provider_price = provider.price(model) if isinstance(provider, PricedProvider) else None
         response.usage.cost_usd = cost(
-            request.model,
-            response.usage,
-            overrides=self.settings.prices,
-            provider_price=provider_price,
+            request.model, response.usage, overrides=self.settings.prices, provider_price=price
         )
         activity.logger.info(
             "llm call done: %s %s attempt %d, %d+%d tokens, $%.6f",

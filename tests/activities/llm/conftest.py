@@ -51,4 +51,4 @@ def _clean_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def llm_settings(data_dir: Path) -> Settings:
     """Settings with no .env influence and short LLM timeouts."""
-    return Settings(_env_file=None, data_dir=data_dir, llm_timeout_s=10.0)  # type: ignore[call-arg]
+    return Settings(_env_file=None, data_dir=data_dir, llm_timeout_s=10.0)

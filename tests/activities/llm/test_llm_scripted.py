@@ -11,7 +11,7 @@ import pytest
 from activities.llm.errors import LLMCallError
 from activities.llm.provider import CallContext
 from activities.llm.scripted import ScriptedProvider
-from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, ToolCall
+from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse, ToolCall
 from mahsm.contracts.task import Plan
 from mahsm.settings import Settings
 
@@ -93,20 +93,24 @@ def system(text: str) -> ChatMessage:
     return ChatMessage(role="system", content=text)
 
 
-async def run(provider: ScriptedProvider, req: LLMRequest, attempt: int = 1):  # type: ignore[no-untyped-def]
+async def run(provider: ScriptedProvider, req: LLMRequest, attempt: int = 1) -> LLMResponse:
     return await provider.complete(
         req, model=req.model.split("/", 1)[1], context=CallContext(attempt=attempt)
     )
 
 
-async def test_plan_rule_returns_the_plan_as_json(provider, scenario) -> None:
+async def test_plan_rule_returns_the_plan_as_json(
+    provider: ScriptedProvider, scenario: Path
+) -> None:
     reply = await run(provider, request(scenario, LLMPurpose.PLAN, user("What is 10 FACTORIAL?")))
     plan = Plan.model_validate_json(reply.content or "")
     assert [s.id for s in plan.subtasks] == ["calc"]
     assert reply.finish_reason == "stop"
 
 
-async def test_agent_loop_first_tool_calls_then_templated_answer(provider, scenario) -> None:
+async def test_agent_loop_first_tool_calls_then_templated_answer(
+    provider: ScriptedProvider, scenario: Path
+) -> None:
     first = await run(provider, request(scenario, LLMPurpose.AGENT_STEP, user("factorial of 10")))
     assert first.content == "calling"
     assert [(c.id, c.name) for c in first.tool_calls] == [
@@ -131,7 +135,9 @@ async def test_agent_loop_first_tool_calls_then_templated_answer(provider, scena
     assert second.tool_calls == []
 
 
-async def test_step_condition_counts_assistant_messages(provider, scenario) -> None:
+async def test_step_condition_counts_assistant_messages(
+    provider: ScriptedProvider, scenario: Path
+) -> None:
     # One assistant message already, last message not a tool: neither agent rule matches,
     # so the default final answer is given.
     reply = await run(
@@ -147,7 +153,7 @@ async def test_step_condition_counts_assistant_messages(provider, scenario) -> N
     assert reply.content == "Done: factorial of 10"
 
 
-async def test_match_sees_system_and_user_only(provider, scenario) -> None:
+async def test_match_sees_system_and_user_only(provider: ScriptedProvider, scenario: Path) -> None:
     in_system = await run(
         provider, request(scenario, LLMPurpose.PLAN, system("factorial tasks"), user("x"))
     )
@@ -164,7 +170,9 @@ async def test_match_sees_system_and_user_only(provider, scenario) -> None:
     assert Plan.model_validate_json(in_tool.content or "").subtasks[0].id == "main"
 
 
-async def test_templates_fill_known_placeholders_and_leave_others(provider, scenario) -> None:
+async def test_templates_fill_known_placeholders_and_leave_others(
+    provider: ScriptedProvider, scenario: Path
+) -> None:
     reply = await run(
         provider,
         request(
@@ -182,7 +190,7 @@ async def test_templates_fill_known_placeholders_and_leave_others(provider, scen
     )
 
 
-async def test_defaults_when_no_rule_matches(provider, scenario) -> None:
+async def test_defaults_when_no_rule_matches(provider: ScriptedProvider, scenario: Path) -> None:
     task = "Summarise the attached report " + "word " * 100
     plan = await run(provider, request(scenario, LLMPurpose.PLAN, system("planner"), user(task)))
     assert json.loads(plan.content or "") == {
@@ -205,7 +213,7 @@ async def test_defaults_when_no_rule_matches(provider, scenario) -> None:
     assert aggregate.content == "part one\n\npart two"
 
 
-async def test_usage_counts_words(provider, scenario) -> None:
+async def test_usage_counts_words(provider: ScriptedProvider, scenario: Path) -> None:
     reply = await run(
         provider,
         request(scenario, LLMPurpose.AGENT_STEP, system("be brief please"), user("one two")),
@@ -216,13 +224,15 @@ async def test_usage_counts_words(provider, scenario) -> None:
     assert provider.price(str(scenario)) == (1.5, 3.0)
 
 
-async def test_same_request_same_answer(provider, scenario, llm_settings) -> None:
+async def test_same_request_same_answer(
+    provider: ScriptedProvider, scenario: Path, llm_settings: Settings
+) -> None:
     req = request(scenario, LLMPurpose.AGENT_STEP, user("factorial of 10"))
     other = ScriptedProvider(settings=llm_settings)
     assert await run(provider, req) == await run(other, req)
 
 
-async def test_raw_content_is_returned_verbatim(provider, scenario) -> None:
+async def test_raw_content_is_returned_verbatim(provider: ScriptedProvider, scenario: Path) -> None:
     reply = await run(provider, request(scenario, LLMPurpose.PLAN, user("bad json please")))
     assert reply.content == "{not json"
 
@@ -236,7 +246,13 @@ async def test_raw_content_is_returned_verbatim(provider, scenario) -> None:
     ],
 )
 async def test_error_rules_raise_classified_errors(
-    provider, scenario, text, subtask, kind, status, retryable
+    provider: ScriptedProvider,
+    scenario: Path,
+    text: str,
+    subtask: str | None,
+    kind: str,
+    status: int | None,
+    retryable: bool,
 ) -> None:
     req = request(scenario, LLMPurpose.AGENT_STEP, user(text), subtask_id=subtask)
     with pytest.raises(LLMCallError) as raised:
@@ -253,7 +269,9 @@ async def test_error_rules_raise_classified_errors(
         await run(provider, req, attempt=7)
 
 
-async def test_faults_are_deterministic_per_attempt_and_retries_succeed(provider, tmp_path) -> None:
+async def test_faults_are_deterministic_per_attempt_and_retries_succeed(
+    provider: ScriptedProvider, tmp_path: Path
+) -> None:
     path = write(
         tmp_path / "faulty.yaml",
         """
@@ -264,7 +282,7 @@ async def test_faults_are_deterministic_per_attempt_and_retries_succeed(provider
     outcomes: dict[int, list[str]] = {}
     for index in range(20):
         req = request(path, LLMPurpose.AGENT_STEP, user(f"question {index}"))
-        trail = []
+        trail: list[str] = []
         for attempt in range(1, 30):
             try:
                 await run(provider, req, attempt=attempt)
@@ -293,14 +311,16 @@ async def test_faults_are_deterministic_per_attempt_and_retries_succeed(provider
             assert got == expected
 
 
-async def test_401_fault_kind_is_not_retryable(provider, tmp_path) -> None:
+async def test_401_fault_kind_is_not_retryable(provider: ScriptedProvider, tmp_path: Path) -> None:
     path = write(tmp_path / "auth.yaml", "faults: {rate: 1.0, kinds: [401]}\n")
     with pytest.raises(LLMCallError) as raised:
         await run(provider, request(path, LLMPurpose.PLAN, user("x")))
     assert raised.value.kind == "auth" and not raised.value.retryable
 
 
-async def test_call_log_records_start_done_and_fault(provider, tmp_path, monkeypatch) -> None:
+async def test_call_log_records_start_done_and_fault(
+    provider: ScriptedProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log = tmp_path / "logs" / "calls.jsonl"
     path = write(tmp_path / "logged.yaml", f"call_log: {tmp_path / 'ignored.jsonl'}\n")
     monkeypatch.setenv("MAHSM_SCRIPTED_CALL_LOG", str(log))
@@ -334,7 +354,9 @@ async def test_call_log_records_start_done_and_fault(provider, tmp_path, monkeyp
     assert events == ["start", "done", "start", "fault"]
 
 
-async def test_call_log_from_scenario_when_env_unset(provider, tmp_path) -> None:
+async def test_call_log_from_scenario_when_env_unset(
+    provider: ScriptedProvider, tmp_path: Path
+) -> None:
     log = tmp_path / "scenario-log.jsonl"
     path = write(tmp_path / "logged.yaml", f"call_log: {log}\n")
     await run(provider, request(path, LLMPurpose.PLAN, user("x")))
@@ -344,7 +366,7 @@ async def test_call_log_from_scenario_when_env_unset(provider, tmp_path) -> None
     ]
 
 
-async def test_latency_rule_override(provider, tmp_path) -> None:
+async def test_latency_rule_override(provider: ScriptedProvider, tmp_path: Path) -> None:
     path = write(
         tmp_path / "lat.yaml",
         """
@@ -359,7 +381,9 @@ async def test_latency_rule_override(provider, tmp_path) -> None:
     assert reply.content == "quick"
 
 
-async def test_bundled_scenarios_and_settings_override(llm_settings, tmp_path) -> None:
+async def test_bundled_scenarios_and_settings_override(
+    llm_settings: Settings, tmp_path: Path
+) -> None:
     bundled = ScriptedProvider(settings=llm_settings)
     demo = await run(
         bundled, request("demo", LLMPurpose.PLAN, user("What is the factorial of 10?"))
@@ -374,7 +398,9 @@ async def test_bundled_scenarios_and_settings_override(llm_settings, tmp_path) -
     assert reply.content == "custom"
 
 
-async def test_unknown_and_invalid_scenarios_fail_non_retryably(provider, tmp_path) -> None:
+async def test_unknown_and_invalid_scenarios_fail_non_retryably(
+    provider: ScriptedProvider, tmp_path: Path
+) -> None:
     with pytest.raises(LLMCallError) as missing:
         await run(provider, request("no-such-scenario", LLMPurpose.PLAN, user("x")))
     assert missing.value.kind == "not_found" and not missing.value.retryable
@@ -391,6 +417,6 @@ async def test_unknown_and_invalid_scenarios_fail_non_retryably(provider, tmp_pa
     assert "invalid regex" in bad_regex.value.message
 
 
-async def test_default_plan_drops_a_task_label(provider, scenario) -> None:
+async def test_default_plan_drops_a_task_label(provider: ScriptedProvider, scenario: Path) -> None:
     reply = await run(provider, request(scenario, LLMPurpose.PLAN, user("Task:\nCount the rows")))
     assert Plan.model_validate_json(reply.content or "").subtasks[0].description == "Count the rows"
