@@ -91,7 +91,9 @@ def up(
         temporal_ui_port=temporal_ui_port,
         postgres_port=postgres_port,
     )
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    # The steps printed below say what happens; library logs only when asked for.
+    level = settings.log_level if "log_level" in settings.model_fields_set else "WARNING"
+    configure_logging(level=level, fmt=settings.log_format)
     stack = DevStack(settings, on_step=lambda line: console.print(f"[dim]{line}[/dim]"))
     # SIGINT too: a shell that starts us in the background may have set it to "ignore".
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

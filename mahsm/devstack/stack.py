@@ -174,7 +174,7 @@ class DevStack:
             data_dir=self.data_dir,
             logs_dir=self.logs_dir,
         )
-        log.info("stack up", api=api_url, temporal=temporal_address, data_dir=str(self.data_dir))
+        log.debug("stack up", api=api_url, temporal=temporal_address, data_dir=str(self.data_dir))
         return self.info
 
     def _check_ports(self) -> None:

@@ -23,6 +23,7 @@ import httpx
 import psutil
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
 
 from mahsm.devstack.lock import LOCK_FILE_NAME
 from mahsm.devstack.process import free_port, port_is_free
@@ -120,9 +121,12 @@ def _children(stack: Stack) -> dict[str, int]:
 
 
 def _stop_and_assert_clean(
-    stack: Stack, process: subprocess.Popen[str], children: dict[str, int]
+    stack: Stack,
+    process: subprocess.Popen[str],
+    children: dict[str, int],
+    stop_signal: signal.Signals = signal.SIGINT,
 ) -> None:
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop_signal)
     assert process.wait(timeout=60) == 0, stack.output()
     assert "MAHSM stopped." in stack.output()
     for name, pid in children.items():
@@ -200,7 +204,7 @@ def test_up_serves_stops_cleanly_and_keeps_state_across_restarts(stack: Stack) -
         process = stack.start()
         _wait_healthy(stack, process)
         asyncio.run(_assert_state(stack, workflow_id))
-        _stop_and_assert_clean(stack, process, _children(stack))
+        _stop_and_assert_clean(stack, process, _children(stack), signal.SIGTERM)
     finally:
         _ensure_stopped(process)
 
@@ -214,6 +218,32 @@ def _ensure_stopped(process: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.mark.skipif(not WORKER_PRESENT, reason="`python -m workers` does not exist yet")
+def test_up_uses_external_temporal_and_postgres_when_configured(
+    stack: Stack, temporal_env: WorkflowEnvironment, database_url: str
+) -> None:
+    address = temporal_env.client.service_client.config.target_host
+    stack.env.update(MAHSM_TEMPORAL_ADDRESS=address, MAHSM_DATABASE_URL=database_url)
+    process = stack.start()
+    try:
+        _wait_healthy(stack, process)
+        children = _children(stack)
+        assert set(children) == {"worker", "api"}
+        assert not (stack.data_dir / "temporal.db").exists()
+        assert not (stack.data_dir / "postgres").exists()
+        assert f"Using Temporal at {address}" in stack.output()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, stack.output()
+        for pid in children.values():
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+        port = stack.ports["MAHSM_API_PORT"]
+        assert port_is_free("127.0.0.1", port)
+    finally:
+        _ensure_stopped(process)
+    # The external servers are not ours to stop.
+    assert not port_is_free("127.0.0.1", int(address.rsplit(":", 1)[1]))
 
 
 def test_invalid_configuration_exits_2_naming_the_variable(stack: Stack) -> None:
