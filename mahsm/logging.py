@@ -119,7 +119,8 @@ def configure_logging(
                 structlog.processors.format_exc_info,
                 renderer,
             ],
-            foreign_pre_chain=shared,
+            # ExtraAdder renders `extra=` fields of stdlib loggers (Temporal's activity.logger).
+            foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
         )
     )
     root = logging.getLogger()
