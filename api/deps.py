@@ -52,6 +52,7 @@ class BackendUnavailable(ApiError):
             code=f"{service}_unavailable",
             message=f"{service} is unreachable: {reason}. Retry later; see GET /health.",
         )
+        self.reason = reason
 
 
 class Backends:

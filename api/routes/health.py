@@ -40,7 +40,7 @@ async def _check_temporal(backends: BackendsDep) -> ComponentHealth:
             timeout=timedelta(seconds=CHECK_TIMEOUT_S)
         )
     except BackendUnavailable as error:
-        return ComponentHealth(status="error", detail=error.message)
+        return ComponentHealth(status="error", detail=error.reason)
     except Exception as error:  # RPCError, transport errors: reported, not raised
         return ComponentHealth(status="error", detail=redact_text(str(error)) or repr(error))
     if not serving:
@@ -53,7 +53,7 @@ async def _check_database(backends: BackendsDep) -> ComponentHealth:
         pool = await backends.pool()
         await pool.fetchval("SELECT 1", timeout=CHECK_TIMEOUT_S)
     except BackendUnavailable as error:
-        return ComponentHealth(status="error", detail=error.message)
+        return ComponentHealth(status="error", detail=error.reason)
     except Exception as error:  # connection lost, timeout: reported, not raised
         return ComponentHealth(status="error", detail=redact_text(str(error)) or repr(error))
     return ComponentHealth(status="ok")

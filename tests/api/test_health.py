@@ -67,7 +67,7 @@ async def test_health_is_degraded_and_the_app_still_starts_when_both_are_down() 
     assert body["status"] == "degraded"
     assert (
         body["temporal"]["status"] == "error"
-        and "temporal is unreachable" in (body["temporal"]["detail"])
+        and "Connection refused" in (body["temporal"]["detail"])
     )
     assert body["database"]["status"] == "error" and body["database"]["detail"]
     assert "hunter2" not in response.text
