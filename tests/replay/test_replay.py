@@ -1,0 +1,73 @@
+"""Replay recorded histories against the current workflow code: non-determinism fails CI.
+
+The fixtures in `histories/` were written by `python -m tests.replay.record`. A change to
+`TaskWorkflow` or `AgentWorkflow` that alters the commands they issue for the same history
+(without `workflow.patched`) makes these tests fail. Re-record only after an intended,
+compatible change (docs/testing.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from tests.replay.cases import CASES
+from tests.replay.record import HISTORIES, SEPARATOR, record, workflow_id_of
+from workflows.agent_workflow import AgentWorkflow
+from workflows.task_workflow import TaskWorkflow
+
+FIXTURES = sorted(HISTORIES.glob("*.json"))
+
+
+def replayer() -> Replayer:
+    return Replayer(workflows=[TaskWorkflow, AgentWorkflow], data_converter=pydantic_data_converter)
+
+
+def load(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(workflow_id_of(path), path.read_text())
+
+
+def workflow_type(path: Path) -> str:
+    events = json.loads(path.read_text())["events"]
+    return str(events[0]["workflowExecutionStartedEventAttributes"]["workflowType"]["name"])
+
+
+def test_every_case_has_fixtures_for_the_task_and_its_children() -> None:
+    for case in CASES:
+        types = [workflow_type(p) for p in FIXTURES if p.name.startswith(case.name + SEPARATOR)]
+        assert types.count("TaskWorkflow") == 1, f"case {case.name!r}: run tests.replay.record"
+        assert "AgentWorkflow" in types, f"no AgentWorkflow history for case {case.name!r}"
+
+
+def fixture_id(path: Path) -> str:
+    case, workflow_id = path.stem.split(SEPARATOR, 1)
+    return f"{case}:{workflow_id.split('.', 1)[1] if '.' in workflow_id else 'task'}"
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[fixture_id(p) for p in FIXTURES])
+async def test_recorded_history_replays_deterministically(path: Path) -> None:
+    result = await replayer().replay_workflow(load(path), raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure!r}"
+
+
+async def test_fresh_recording_of_every_case_replays(
+    temporal_client: Client, db_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The recorder still works, and what the current code records replays on itself."""
+    out = tmp_path / "histories"
+    written = await record(
+        CASES, client=temporal_client, pool=db_pool, data_root=tmp_path / "data", out_dir=out
+    )
+    assert {p.stem.split(SEPARATOR)[0] for p in written} == {c.name for c in CASES}
+    failures = {}
+    for path in written:
+        result = await replayer().replay_workflow(load(path), raise_on_replay_failure=False)
+        if result.replay_failure is not None:
+            failures[path.name] = repr(result.replay_failure)
+    assert not failures
