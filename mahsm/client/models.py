@@ -1,0 +1,89 @@
+"""What `MahsmClient` returns besides `TaskState`: pages of tasks and the agent pools."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mahsm.contracts.task import (
+    Plan,
+    Subtask,
+    SubtaskResult,
+    SubtaskState,
+    TaskState,
+    Usage,
+)
+
+
+class TaskPage(BaseModel):
+    """One page of `MahsmClient.list`; pass `next_cursor` back for the next page."""
+
+    tasks: list[TaskState]
+    next_cursor: str | None = None
+
+
+class Worker(BaseModel):
+    """A worker process polling a capability pool."""
+
+    model_config = ConfigDict(extra="allow")
+
+    identity: str
+    last_seen: datetime | None = None
+
+
+class AgentPool(BaseModel):
+    """A capability pool (one task queue) and its live workers."""
+
+    model_config = ConfigDict(extra="allow")
+
+    queue: str = ""
+    capabilities: list[str] = Field(default_factory=list)
+    workers: list[Worker] = Field(default_factory=list)
+
+
+class AgentPools(BaseModel):
+    """`GET /agents`: the pools with live workers and the capabilities nobody serves."""
+
+    model_config = ConfigDict(extra="allow")
+
+    pools: list[AgentPool] = Field(default_factory=list)
+    unserved_capabilities: list[str] = Field(default_factory=list)
+
+
+def task_state_from_api(task: dict[str, Any], subtasks: list[dict[str, Any]]) -> TaskState:
+    """Map the REST shape (`{"task": ..., "subtask_results": [...]}`) to a `TaskState`.
+
+    Fields the REST shape lacks (`options`, `model`, `version`) keep their defaults unless the
+    API sends them.
+    """
+    plan = Plan.model_validate(task["plan"]) if task.get("plan") else None
+    planned = {s.id: s for s in plan.subtasks} if plan else {}
+    states = []
+    for item in subtasks:
+        definition = planned.get(item["id"]) or Subtask(
+            id=item["id"],
+            description=item.get("description") or item["id"],
+            required_capabilities=item.get("required_capabilities") or ["data_analysis"],
+            depends_on=item.get("depends_on") or [],
+        )
+        result = SubtaskResult.model_validate(
+            {k: v for k, v in item.items() if k in SubtaskResult.model_fields and v is not None}
+        )
+        states.append(SubtaskState(subtask=definition, result=result))
+    extra = {k: task[k] for k in ("options", "model", "version") if task.get(k) is not None}
+    return TaskState(
+        task_id=task["id"],
+        description=task["description"],
+        user_id=task.get("user_id"),
+        status=task["status"],
+        created_at=task["created_at"],
+        updated_at=task["updated_at"],
+        plan=plan,
+        subtasks=states,
+        result=task.get("result"),
+        error=task.get("error"),
+        usage=Usage.model_validate(task.get("usage") or {}),
+        **extra,
+    )
