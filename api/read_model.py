@@ -179,9 +179,9 @@ class TaskFilter:
 
 
 async def list_tasks(
-    pool: asyncpg.Pool, *, where: TaskFilter, cursor: str | None, limit: int
+    pool: asyncpg.Pool, *, where: TaskFilter, after: tuple[datetime, str] | None, limit: int
 ) -> TaskPage:
-    """A page of tasks, newest first, continuing after `cursor`."""
+    """A page of tasks, newest first, continuing after the position `after` (a cursor's)."""
     clauses: list[str] = []
     params: list[object] = []
 
@@ -197,8 +197,8 @@ async def list_tasks(
         add("created_at >= ?", where.created_after)
     if where.created_before is not None:
         add("created_at < ?", where.created_before)
-    if cursor is not None:
-        created_at, task_id = decode_cursor(cursor)
+    if after is not None:
+        created_at, task_id = after
         params.extend([created_at, task_id])
         clauses.append(f"(created_at, id) < (${len(params) - 1}, ${len(params)})")
     sql = f"SELECT {_TASK_COLUMNS} FROM tasks"

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BeforeValidator
 from temporalio.service import RPCError
 
 from api.auth import CallerDep, authenticate
 from api.deps import ApiError, BackendsDep, DbPoolDep, SettingsDep, TemporalClientDep
-from api.read_model import TaskFilter, list_tasks
+from api.read_model import TaskFilter, decode_cursor, list_tasks
 from api.schemas import ErrorBody, TaskAccepted, TaskDetail, TaskLinks, TaskPage, TaskStatusChange
 from api.task_access import approve_task, cancel_task, find_task, raise_unavailable
 from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskStatus
@@ -22,6 +24,7 @@ TASK_ID_PATTERN = r"^task-[A-Za-z0-9_.\-]{1,120}$"
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route may answer, all `ErrorBody`."""
     text = {
+        400: "The body could not be read (not UTF-8 JSON)",
         401: "Missing or invalid API key",
         403: "Not allowed",
         404: "No such task visible to the caller",
@@ -62,7 +65,7 @@ def links(task_id: str, *, ui_url: str, namespace: str) -> TaskLinks:
     "",
     status_code=202,
     response_model=TaskAccepted,
-    responses=error_responses(403, 413),
+    responses=error_responses(400, 403, 413),
 )
 async def submit_task(
     request: TaskRequest, caller: CallerDep, client: TemporalClientDep, settings: SettingsDep
@@ -94,6 +97,16 @@ async def submit_task(
     )
 
 
+def _iso8601(value: object) -> object:
+    if isinstance(value, str) and not re.match(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("expected an ISO 8601 date-time, e.g. 2025-01-31T12:00:00Z")
+    return value
+
+
+# Pydantic alone would also take a number of seconds since 1970 for a datetime.
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso8601)]
+
+
 def _utc(value: datetime | None, field: str) -> datetime | None:
     if value is None:
         return None
@@ -108,14 +121,31 @@ def _utc(value: datetime | None, field: str) -> datetime | None:
         ) from error
 
 
-@router.get("", response_model=TaskPage)
+_LIST_PARAMS = frozenset(
+    {"status", "user_id", "created_after", "created_before", "cursor", "limit"}
+)
+
+
+def _known_query_only(request: Request) -> None:
+    unknown = sorted(set(request.query_params) - _LIST_PARAMS)
+    if unknown:
+        raise ApiError(
+            422,
+            code="validation_error",
+            message=f"Invalid request: query.{unknown[0]}: unknown parameter; expected one of "
+            + ", ".join(sorted(_LIST_PARAMS)),
+            details=[{"loc": ["query", name], "msg": "unknown parameter"} for name in unknown],
+        )
+
+
+@router.get("", response_model=TaskPage, dependencies=[Depends(_known_query_only)])
 async def list_all_tasks(
     caller: CallerDep,
     pool: DbPoolDep,
     status: Annotated[list[TaskStatus] | None, Query(description="any of these")] = None,
     user_id: Annotated[str | None, Query(max_length=200)] = None,
-    created_after: Annotated[datetime | None, Query(description="inclusive")] = None,
-    created_before: Annotated[datetime | None, Query(description="exclusive")] = None,
+    created_after: Annotated[IsoDateTime | None, Query(description="inclusive")] = None,
+    created_before: Annotated[IsoDateTime | None, Query(description="exclusive")] = None,
     cursor: Annotated[str | None, Query(max_length=1000, description="next_cursor")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> TaskPage:
@@ -124,6 +154,7 @@ async def list_all_tasks(
     With API keys only the caller's own tasks are listed; a `user_id` naming someone else
     matches nothing.
     """
+    after = decode_cursor(cursor) if cursor is not None else None
     if caller.user is not None and user_id not in (None, caller.user):
         return TaskPage(tasks=[], next_cursor=None)
     where = TaskFilter(
@@ -132,7 +163,7 @@ async def list_all_tasks(
         created_after=_utc(created_after, "created_after"),
         created_before=_utc(created_before, "created_before"),
     )
-    return await list_tasks(pool, where=where, cursor=cursor, limit=limit)
+    return await list_tasks(pool, where=where, after=after, limit=limit)
 
 
 @router.get("/{task_id}", response_model=TaskDetail, responses=error_responses(404))
@@ -159,7 +190,7 @@ async def cancel(task_id: TaskId, caller: CallerDep, backends: BackendsDep) -> T
 @router.post(
     "/{task_id}/approve",
     response_model=TaskStatusChange,
-    responses=error_responses(404, 409),
+    responses=error_responses(400, 404, 409, 413),
 )
 async def approve(
     task_id: TaskId, decision: ApprovalDecision, caller: CallerDep, backends: BackendsDep

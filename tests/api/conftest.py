@@ -104,20 +104,29 @@ class ApiStack:
     app: FastAPI
     http: httpx.AsyncClient
 
-    async def wait_status(
-        self, task_id: str, statuses: set[str], *, timeout_s: float = 30.0
+    async def wait_until(
+        self,
+        task_id: str,
+        predicate: Callable[[dict[str, Any]], object],
+        *,
+        timeout_s: float = 30,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Poll `GET /tasks/{task_id}` until the task's status is one of `statuses`."""
+        """Poll `GET /tasks/{task_id}` until `predicate(body)` is true."""
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
-            response = await self.http.get(f"/tasks/{task_id}")
+            response = await self.http.get(f"/tasks/{task_id}", headers=headers)
             assert response.status_code == 200, response.text
             body: dict[str, Any] = response.json()
-            if body["task"]["status"] in statuses:
+            if predicate(body):
                 return body
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"task never reached {statuses}: {body}")
-            await asyncio.sleep(0.1)
+                raise AssertionError(f"condition never reached: {body}")
+            await asyncio.sleep(0.05)
+
+    async def wait_status(self, task_id: str, statuses: set[str]) -> dict[str, Any]:
+        """Poll `GET /tasks/{task_id}` until the task's status is one of `statuses`."""
+        return await self.wait_until(task_id, lambda body: body["task"]["status"] in statuses)
 
     async def wait_closed(self, task_id: str) -> None:
         """Wait until the task's workflow has closed (its final state is then in Postgres)."""

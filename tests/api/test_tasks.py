@@ -356,6 +356,8 @@ async def test_list_filters_and_paginates_with_an_opaque_cursor(api_stack: Stack
         bad_limit = await stack.http.get("/tasks", params={"limit": 0})
         bad_status = await stack.http.get("/tasks", params={"status": "sleeping"})
         bad_date = await stack.http.get("/tasks", params={"created_after": "yesterday"})
+        epoch = await stack.http.get("/tasks", params={"created_after": "1700000000"})
+        typo = await stack.http.get("/tasks", params={"stauts": "failed"})
 
     assert pages == [ids[::-1][:2], ids[::-1][2:]]
     assert {*ids, other} <= {t["id"] for t in everything["tasks"]}
@@ -367,3 +369,5 @@ async def test_list_filters_and_paginates_with_an_opaque_cursor(api_stack: Stack
     assert bad_limit.status_code == 422 and "query.limit" in bad_limit.json()["message"]
     assert bad_status.status_code == 422 and "query.status" in bad_status.json()["message"]
     assert bad_date.status_code == 422 and "query.created_after" in bad_date.json()["message"]
+    assert epoch.status_code == 422 and "ISO 8601" in epoch.json()["message"]
+    assert typo.status_code == 422 and "query.stauts" in typo.json()["message"]

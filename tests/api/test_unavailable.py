@@ -1,0 +1,104 @@
+"""503 while Temporal or Postgres is down, and reads that survive one of them being down."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from mahsm.devstack.process import free_port
+from mahsm.settings import load_settings
+from tests.api.conftest import (
+    AGGREGATE,
+    StackFactory,
+    answer_rule,
+    api_settings,
+    asgi_client,
+    plan_rule,
+    subtask,
+)
+
+SLOW = {
+    "rules": [
+        plan_rule("slow", [subtask("wait", "Wait for a while")]),
+        answer_rule("Wait for a while", "done", latency_ms=1500),
+        AGGREGATE,
+    ]
+}
+
+
+def nowhere() -> str:
+    return f"127.0.0.1:{free_port()}"
+
+
+async def test_every_endpoint_answers_503_when_both_backends_are_down() -> None:
+    settings = load_settings(
+        _env_file=None,
+        temporal_address=nowhere(),
+        database_url=f"postgresql://postgres:s3cret@{nowhere()}/mahsm",
+    )
+    task_id = f"task-{uuid.uuid4()}"
+    async with asgi_client(create_app(settings)) as http:
+        responses = {
+            "submit": await http.post("/tasks", json={"description": "Nobody will run this"}),
+            "list": await http.get("/tasks"),
+            "get": await http.get(f"/tasks/{task_id}"),
+            "cancel": await http.post(f"/tasks/{task_id}/cancel"),
+            "approve": await http.post(f"/tasks/{task_id}/approve", json={"approved": True}),
+            "events": await http.get(f"/tasks/{task_id}/events"),
+            "agents": await http.get("/agents"),
+        }
+
+    for name, response in responses.items():
+        assert response.status_code == 503, name
+        assert response.json()["code"] in ("temporal_unavailable", "database_unavailable")
+        assert "s3cret" not in response.text
+    assert responses["submit"].json()["code"] == "temporal_unavailable"
+    assert responses["list"].json()["code"] == "database_unavailable"
+
+
+async def test_a_running_task_is_read_live_while_postgres_is_down(
+    api_stack: StackFactory, temporal_env: WorkflowEnvironment
+) -> None:
+    async with api_stack(SLOW) as stack:
+        settings = api_settings(
+            temporal_env,
+            f"postgresql://postgres@{nowhere()}/mahsm",
+            queue_prefix=stack.engine.settings.queue_prefix,
+        )
+        async with asgi_client(create_app(settings)) as http:
+            submitted = await http.post("/tasks", json={"description": "Runs without Postgres"})
+            task_id = submitted.json()["task_id"]
+            live = await http.get(f"/tasks/{task_id}")
+            listing = await http.get("/tasks")
+
+    assert submitted.status_code == 202
+    assert live.status_code == 200 and live.json()["task"]["id"] == task_id
+    assert listing.status_code == 503 and listing.json()["code"] == "database_unavailable"
+
+
+async def test_a_stored_task_is_read_from_postgres_while_temporal_is_down(
+    db_pool: asyncpg.Pool, database_url: str
+) -> None:
+    task_id = f"task-{uuid.uuid4()}"
+    now = datetime.now(UTC)
+    await db_pool.execute(
+        "INSERT INTO tasks (id, description, status, created_at, updated_at)"
+        " VALUES ($1, 'Stored while Temporal is away', 'running', $2, $2)",
+        task_id,
+        now,
+    )
+    settings = load_settings(_env_file=None, temporal_address=nowhere(), database_url=database_url)
+    async with asgi_client(create_app(settings)) as http:
+        stored = await http.get(f"/tasks/{task_id}")
+        missing = await http.get(f"/tasks/task-{uuid.uuid4()}")
+        cancel = await http.post(f"/tasks/{task_id}/cancel")
+
+    assert stored.status_code == 200
+    assert stored.json()["task"]["status"] == "running"
+    assert stored.json()["subtask_results"] == []
+    assert missing.status_code == 503 and missing.json()["code"] == "temporal_unavailable"
+    assert cancel.status_code == 503
