@@ -56,6 +56,7 @@ class _Role:
     name: str
     argv: list[str]
     env: dict[str, str]
+    ready_file: Path | None = None
     process: ManagedProcess | None = None
     restarts: int = 0
 
@@ -155,6 +156,7 @@ class DevStack:
             "worker",
             [self._python, "-m", "workers"],
             {**env, "MAHSM_READY_FILE": str(self.ready_file)},
+            ready_file=self.ready_file,
         )
         self._launch(worker)
         self._wait_ready(worker, self.ready_file.exists)
@@ -271,6 +273,8 @@ class DevStack:
                 f" (see {role.process.log_path})"
             )
             role.process.stop(timeout_s=5)  # reap whatever is left of its process group
+            if role.ready_file is not None:
+                role.ready_file.unlink(missing_ok=True)
             self._launch(role)
 
     def wait(self, *, poll_s: float = 0.5) -> None:

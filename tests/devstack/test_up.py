@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ class Stack:
     data_dir: Path
     env: dict[str, str]
     ports: dict[str, int]
+    runs: int = 0
 
     @property
     def api(self) -> str:
@@ -61,18 +62,22 @@ class Stack:
         )
 
     def start(self) -> subprocess.Popen[str]:
-        log = open(self.data_dir.parent / "up.out", "a")  # noqa: SIM115 - closed by the child
-        return subprocess.Popen(
-            [*MAHSM, "up"],
-            env=self.env,
-            cwd=self.data_dir.parent,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        self.runs += 1  # one output file per run, so a check never sees an earlier run's lines
+        with open(self._out(), "w") as log:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen(
+                [*MAHSM, "up"],
+                env=self.env,
+                cwd=self.data_dir.parent,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+
+    def _out(self) -> Path:
+        return self.data_dir.parent / f"up-{self.runs}.out"
 
     def output(self) -> str:
-        return (self.data_dir.parent / "up.out").read_text(errors="replace")
+        return self._out().read_text(errors="replace")
 
 
 @pytest.fixture
@@ -141,6 +146,20 @@ def _stop_and_assert_clean(
         assert port_is_free("127.0.0.1", port), f"{name}={port} still bound"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_for(check: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
 def _pgid(pid: int) -> int | None:
     try:
         return os.getpgid(pid)
@@ -199,10 +218,27 @@ def test_up_serves_stops_cleanly_and_keeps_state_across_restarts(stack: Stack) -
         asyncio.run(_record_state(stack, workflow_id))
         children = _children(stack)
         assert set(children) == {"temporal", "postgres", "worker", "api"}
-        _stop_and_assert_clean(stack, process, children)
+
+        # A worker that dies is restarted, and becomes ready again.
+        os.killpg(children["worker"], signal.SIGKILL)
+        _wait_for(lambda: _children(stack)["worker"] != children["worker"], "worker restart")
+        _wait_for((stack.data_dir / "run" / "worker.ready").exists, "restarted worker ready")
+        assert "worker exited (code -9); restarting" in " ".join(stack.output().split())
+        _stop_and_assert_clean(stack, process, _children(stack))
 
         process = stack.start()
         _wait_healthy(stack, process)
+        asyncio.run(_assert_state(stack, workflow_id))
+
+        # `mahsm up` killed outright leaves its children running; the next one stops them.
+        orphans = _children(stack)
+        process.kill()
+        process.wait()
+        assert all(psutil.pid_exists(pid) for pid in orphans.values())
+        process = stack.start()
+        _wait_healthy(stack, process)
+        assert "Stopped processes left by a killed `mahsm up`" in stack.output()
+        assert not any(_alive(pid) for pid in orphans.values())
         asyncio.run(_assert_state(stack, workflow_id))
         _stop_and_assert_clean(stack, process, _children(stack), signal.SIGTERM)
     finally:
