@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from mahsm.cli import stack
+from mahsm.cli import demo, stack, tasks
 
 app = typer.Typer(
     name="mahsm",
@@ -17,6 +17,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(stack.app)
+app.add_typer(tasks.app)
+app.add_typer(demo.app)
 
 
 if __name__ == "__main__":

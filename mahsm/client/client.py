@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from mahsm.client.errors import ServiceUnavailable
-from mahsm.client.models import AgentPools, TaskPage
+from mahsm.client.models import AgentPools, TaskFilter, TaskPage
 from mahsm.client.rest import RestBackend
 from mahsm.contracts.task import (
     ApprovalDecision,
@@ -45,9 +46,7 @@ class _Backend(Protocol):
     async def get(self, task_id: str) -> TaskState: ...
     async def cancel(self, task_id: str) -> None: ...
     async def approve(self, task_id: str, decision: ApprovalDecision) -> TaskStatus: ...
-    async def list(
-        self, *, status: TaskStatus | None, user_id: str | None, limit: int, cursor: str | None
-    ) -> TaskPage: ...
+    async def list(self, filters: TaskFilter, *, limit: int, cursor: str | None) -> TaskPage: ...
     async def agents(self) -> AgentPools: ...
     async def closed(self, task_id: str, state: TaskState) -> bool: ...
     def ui_link(self, task_id: str) -> str | None: ...
@@ -239,13 +238,28 @@ class MahsmClient:
         *,
         status: TaskStatus | str | None = None,
         user_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> TaskPage:
-        """A page of tasks, newest first (in REST mode their states carry no subtasks)."""
+        """A page of tasks, newest first (in REST mode their states carry no subtasks).
+
+        Args:
+            status: Only tasks in this status.
+            user_id: Only this user's tasks (with API keys, the API shows only the key's).
+            created_after: Only tasks created at or after this time.
+            created_before: Only tasks created before this time.
+            limit: Page size.
+            cursor: `next_cursor` of the previous page.
+        """
         return await self._backend.list(
-            status=TaskStatus(status) if status is not None else None,
-            user_id=user_id,
+            TaskFilter(
+                status=TaskStatus(status) if status is not None else None,
+                user_id=user_id,
+                created_after=created_after,
+                created_before=created_before,
+            ),
             limit=limit,
             cursor=cursor,
         )

@@ -13,8 +13,18 @@ from mahsm.contracts.task import (
     SubtaskResult,
     SubtaskState,
     TaskState,
+    TaskStatus,
     Usage,
 )
+
+
+class TaskFilter(BaseModel):
+    """Which tasks `MahsmClient.list` returns; unset fields do not filter."""
+
+    status: TaskStatus | None = None
+    user_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
 
 
 class TaskPage(BaseModel):
@@ -25,7 +35,7 @@ class TaskPage(BaseModel):
 
 
 class Worker(BaseModel):
-    """A worker process polling a capability pool."""
+    """A worker process polling a task queue, as Temporal last saw it."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -38,16 +48,18 @@ class AgentPool(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    queue: str = ""
+    task_queue: str
     capabilities: list[str] = Field(default_factory=list)
     workers: list[Worker] = Field(default_factory=list)
 
 
 class AgentPools(BaseModel):
-    """`GET /agents`: the pools with live workers and the capabilities nobody serves."""
+    """`GET /agents`: orchestrators, pools with live workers, capabilities nobody serves."""
 
     model_config = ConfigDict(extra="allow")
 
+    task_queue: str = Field(default="", description="queue of the task orchestrators")
+    orchestrators: list[Worker] = Field(default_factory=list)
     pools: list[AgentPool] = Field(default_factory=list)
     unserved_capabilities: list[str] = Field(default_factory=list)
 

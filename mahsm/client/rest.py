@@ -14,7 +14,7 @@ from mahsm.client.errors import (
     ServiceUnavailable,
     TaskNotFound,
 )
-from mahsm.client.models import AgentPools, TaskPage, task_state_from_api
+from mahsm.client.models import AgentPools, TaskFilter, TaskPage, task_state_from_api
 from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskState, TaskStatus
 
 _ERRORS: dict[int, type[MahsmError]] = {
@@ -94,20 +94,11 @@ class RestBackend:
         )
         return TaskStatus(body["status"])
 
-    async def list(
-        self,
-        *,
-        status: TaskStatus | None,
-        user_id: str | None,
-        limit: int,
-        cursor: str | None,
-    ) -> TaskPage:
+    async def list(self, filters: TaskFilter, *, limit: int, cursor: str | None) -> TaskPage:
         """GET /tasks with filters."""
         params: dict[str, str | int] = {"limit": limit}
-        if status is not None:
-            params["status"] = status.value
-        if user_id is not None:
-            params["user_id"] = user_id
+        for name, value in filters.model_dump(mode="json", exclude_none=True).items():
+            params[name] = value
         if cursor is not None:
             params["cursor"] = cursor
         body = await self._call("GET", "/tasks", params=params)

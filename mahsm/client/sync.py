@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -119,12 +120,21 @@ class SyncMahsmClient:
         *,
         status: TaskStatus | str | None = None,
         user_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> TaskPage:
         """See `MahsmClient.list`."""
         return self._loop.run(
-            self._client.list(status=status, user_id=user_id, limit=limit, cursor=cursor)
+            self._client.list(
+                status=status,
+                user_id=user_id,
+                created_after=created_after,
+                created_before=created_before,
+                limit=limit,
+                cursor=cursor,
+            )
         )
 
     def agents(self) -> AgentPools:

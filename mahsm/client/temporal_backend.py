@@ -12,6 +12,7 @@ import base64
 import binascii
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from temporalio.client import (
     Client,
@@ -29,7 +30,7 @@ from mahsm.client.errors import (
     ServiceUnavailable,
     TaskNotFound,
 )
-from mahsm.client.models import AgentPools, TaskPage
+from mahsm.client.models import AgentPools, TaskFilter, TaskPage
 from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskState, TaskStatus
 from mahsm.queues import tasks_queue
 from mahsm.tasks import TASK_WORKFLOW, start_task, temporal_ui_link
@@ -112,23 +113,20 @@ class TemporalBackend:
             raise
         return outcome.status
 
-    async def list(
-        self,
-        *,
-        status: TaskStatus | None,
-        user_id: str | None,
-        limit: int,
-        cursor: str | None,
-    ) -> TaskPage:
+    async def list(self, filters: TaskFilter, *, limit: int, cursor: str | None) -> TaskPage:
         """Tasks of this queue prefix, newest first, read through visibility and the query."""
         clauses = [
             f"WorkflowType = '{TASK_WORKFLOW}'",
             f"TaskQueue = {_quoted(tasks_queue(self.queue_prefix))}",
         ]
-        if status is not None:
-            clauses.append(f"{search_attributes.TASK_STATUS.name} = {_quoted(status.value)}")
-        if user_id is not None:
-            clauses.append(f"{search_attributes.USER_ID.name} = {_quoted(user_id)}")
+        if filters.status is not None:
+            clauses.append(f"{search_attributes.TASK_STATUS.name} = {_quoted(filters.status)}")
+        if filters.user_id is not None:
+            clauses.append(f"{search_attributes.USER_ID.name} = {_quoted(filters.user_id)}")
+        if filters.created_after is not None:
+            clauses.append(f"StartTime >= {_quoted(_utc(filters.created_after))}")
+        if filters.created_before is not None:
+            clauses.append(f"StartTime < {_quoted(_utc(filters.created_before))}")
         try:
             token = base64.urlsafe_b64decode(cursor.encode()) if cursor else None
         except (binascii.Error, ValueError) as error:
@@ -167,6 +165,11 @@ class TemporalBackend:
 
     async def close(self) -> None:
         """Nothing to close: Temporal clients need no closing."""
+
+
+def _utc(value: datetime) -> str:
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return aware.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _quoted(value: str) -> str:

@@ -1,0 +1,140 @@
+"""Rendering of a task for the terminal: the subtask table, the live view, the final outcome."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from mahsm.contracts.task import SubtaskStatus, TaskState, TaskStatus, Usage
+
+STATUS_STYLES: dict[str, str] = {
+    TaskStatus.PENDING: "dim",
+    TaskStatus.PLANNING: "cyan",
+    TaskStatus.AWAITING_APPROVAL: "yellow",
+    TaskStatus.RUNNING: "cyan",
+    TaskStatus.COMPLETED: "green",
+    TaskStatus.FAILED: "red",
+    TaskStatus.CANCELLED: "magenta",
+    TaskStatus.TIMED_OUT: "red",
+    SubtaskStatus.BLOCKED: "yellow",
+}
+
+
+def styled_status(status: str) -> Text:
+    """A status word in its colour."""
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def tokens(usage: Usage) -> str:
+    """Total tokens, with thousands separators."""
+    return f"{usage.total_tokens:,}"
+
+
+def cost(usage: Usage) -> str:
+    """Cost in USD."""
+    return f"${usage.cost_usd:.4f}"
+
+
+def _note(state: TaskState, index: int) -> str:
+    item = state.subtasks[index]
+    result = item.result
+    if result.error:
+        return result.error
+    if result.waiting_for and not result.status.is_terminal:
+        return result.waiting_for
+    if item.subtask.depends_on and result.status == SubtaskStatus.PENDING:
+        return "after " + ", ".join(item.subtask.depends_on)
+    return ""
+
+
+def task_table(state: TaskState) -> Table:
+    """One row per subtask (status, agent, tokens, cost, note) and the task's totals."""
+    title = Text.assemble(
+        (state.task_id, "bold"), "  ", styled_status(state.status), f"  {state.model or ''}"
+    )
+    table = Table(title=title, title_justify="left", show_footer=True, expand=False)
+    table.add_column("Subtask", footer="total (incl. planning)")
+    table.add_column("Status")
+    table.add_column("Agent", overflow="fold", max_width=32)
+    table.add_column("Tokens", justify="right", footer=tokens(state.usage))
+    table.add_column("Cost", justify="right", footer=cost(state.usage))
+    table.add_column("Note", overflow="fold", max_width=60)
+    for index, item in enumerate(state.subtasks):
+        result = item.result
+        table.add_row(
+            item.subtask.id,
+            styled_status(result.status),
+            result.agent or "",
+            tokens(result.usage),
+            cost(result.usage),
+            Text(_note(state, index), style="red" if result.error else "dim"),
+        )
+    if not state.subtasks:
+        waiting = "planning ..." if not state.status.is_terminal else "no subtasks"
+        table.add_row(Text(waiting, style="dim"), "", "", "", "", "")
+    return table
+
+
+def task_view(state: TaskState, *, link: str | None = None) -> RenderableType:
+    """The table plus, when known, the Temporal UI link and an approval hint."""
+    parts: list[RenderableType] = [task_table(state)]
+    if state.status == TaskStatus.AWAITING_APPROVAL:
+        parts.append(
+            Text(f"Awaiting approval: mahsm approve {state.task_id}  (or --reject)", style="yellow")
+        )
+    if link:
+        parts.append(Text.from_markup(f"[dim]Temporal UI:[/dim] {escape(link)}"))
+    return Group(*parts)
+
+
+def outcome(state: TaskState) -> RenderableType:
+    """The final result (green) or the reason the task did not complete (red)."""
+    if state.status == TaskStatus.COMPLETED:
+        return Panel(state.result or "(empty result)", title="Result", border_style="green")
+    reason = state.error or f"task {state.status.value}"
+    return Panel(
+        Text(reason), title=f"Task {state.status.value}", border_style="red", title_align="left"
+    )
+
+
+class LiveTask:
+    """A live-updating task view; use as a context manager and pass `update` as progress callback.
+
+    Args:
+        console: Where to draw.
+        link: The task's Temporal UI page, shown under the table.
+    """
+
+    def __init__(self, console: Console, *, link: str | None = None) -> None:
+        self._link = link
+        self._console = console
+        self._live = Live(
+            Text("waiting for the task ...", style="dim"),
+            console=console,
+            refresh_per_second=8,
+            transient=False,
+        )
+
+    def __enter__(self) -> LiveTask:
+        self._live.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._live.__exit__(exc_type, exc, traceback)
+        if not self._console.is_terminal:
+            self._console.line()  # off a terminal, Live leaves its last line open
+
+    def update(self, state: TaskState) -> None:
+        """Redraw with `state`."""
+        self._live.update(task_view(state, link=self._link), refresh=True)
