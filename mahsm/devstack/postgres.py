@@ -10,6 +10,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+import psutil
+
 from mahsm.devstack.process import ManagedProcess, port_is_free, wait_until
 
 # Postgres refuses to run as root; when we are root it runs as this system user.
@@ -106,9 +108,7 @@ class EmbeddedPostgres:
                 " stop it, or set MAHSM_DATABASE_URL to use that server"
             )
         self._initdb()
-        stale_pid = self.pgdata / "postmaster.pid"
-        if stale_pid.exists():  # left by a killed server; Postgres checks the pid itself too
-            stale_pid.unlink()
+        self._remove_stale_pid_file()
         self.process = ManagedProcess(
             "postgres",
             [
@@ -136,6 +136,30 @@ class EmbeddedPostgres:
         )
         self._ensure_database()
         return self.url
+
+    def _remove_stale_pid_file(self) -> None:
+        """Delete `postmaster.pid` left by a killed server, never one of a live server.
+
+        Postgres itself refuses to start while the recorded pid is alive, even when that pid
+        now belongs to another program (common after a container restart); we remove the
+        file in that case, but refuse when a postgres process still owns the directory.
+        """
+        pid_file = self.pgdata / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            pid_file.unlink(missing_ok=True)
+            return
+        try:
+            owner = psutil.Process(pid)
+            alive = owner.status() != psutil.STATUS_ZOMBIE and "postgres" in owner.name()
+        except psutil.NoSuchProcess:
+            alive = False
+        if alive:
+            raise RuntimeError(
+                f"a Postgres server (pid {pid}) already runs on {self.pgdata}; stop it first"
+            )
+        pid_file.unlink(missing_ok=True)
 
     def _psql(self, sql: str, database: str = "postgres") -> str:
         result = subprocess.run(
