@@ -171,6 +171,15 @@ async def follow(
     return final
 
 
+# Fields of TaskRequest/TaskOptions named the way `submit` spells them.
+_FLAGS = {
+    "description": "DESCRIPTION",
+    "model": "--model (provider/model, e.g. openai/gpt-4o-mini)",
+    "max_parallel": "--max-parallel",
+    "user_id": "--user",
+}
+
+
 @app.command()
 def submit(
     description: Annotated[str, typer.Argument(help="What to do, in plain language.")],
@@ -211,7 +220,8 @@ def submit(
         )
     except ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in error.errors()
+            f"{_FLAGS.get(str(e['loc'][0]) if e['loc'] else '', 'request')}: {e['msg']}"
+            for e in error.errors()
         )
         fail(f"invalid task: {problems}", ExitCode.USAGE)
 
