@@ -22,14 +22,17 @@ from api.auth import Caller
 from api.deps import ApiError, Backends, BackendUnavailable
 from api.read_model import TaskSnapshot, load_task, resolve_blobs
 from api.schemas import TaskDetail, TaskStatusChange, subtask_view, task_view
-from mahsm.contracts.task import ApprovalDecision, TaskState, TaskStatus
+from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskState, TaskStatus
 from mahsm.logging import redact_text
+from mahsm.tasks import TASK_WORKFLOW
 from workflows.task_workflow import TaskWorkflow
 
 RPC_TIMEOUT = timedelta(seconds=5)
 UPDATE_TIMEOUT = timedelta(seconds=30)
 # Not found, or an id Temporal refuses: either way there is no such task in Temporal.
 _ABSENT = (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT)
+# How the client reports an RPC that ran out of `rpc_timeout`.
+_TIMED_OUT = (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
 
 
 def task_not_found(task_id: str) -> ApiError:
@@ -56,7 +59,7 @@ def task_ended(task_id: str, status: TaskStatus | None) -> ApiError:
 def raise_unavailable(error: RPCError) -> NoReturn:
     """Turn an RPC failure that is not about the task into 503 `temporal_unavailable`."""
     reason = redact_text(error.message) or (error.status.name if error.status else "RPC failed")
-    if error.status == RPCStatusCode.DEADLINE_EXCEEDED:
+    if error.status in _TIMED_OUT:
         reason = "no answer in time (are the task workers running?)"
     raise BackendUnavailable("temporal", reason) from error
 
@@ -76,11 +79,39 @@ def snapshot_of(state: TaskState) -> TaskSnapshot:
     )
 
 
+async def _unstarted_state(client: Client, handle: WorkflowHandle[Any, Any]) -> TaskState | None:
+    """A `pending` state from the workflow's start event, for a task no worker has run yet."""
+    description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    if description.workflow_type != TASK_WORKFLOW:
+        return None
+    async for event in handle.fetch_history_events(rpc_timeout=RPC_TIMEOUT):
+        payloads = event.workflow_execution_started_event_attributes.input.payloads
+        [request] = await client.data_converter.decode(payloads, [TaskRequest])
+        return TaskState(
+            task_id=handle.id,
+            description=request.description,
+            user_id=request.user_id,
+            created_at=description.start_time,
+            updated_at=description.start_time,
+            options=request.options,
+        )
+    return None
+
+
 async def query_state(client: Client, task_id: str) -> TaskState | None:
-    """The `state` query's answer; None when Temporal has no such task workflow."""
+    """The `state` query's answer; None when Temporal has no such task workflow.
+
+    A task whose workflow no worker has picked up yet (all task workers down) cannot answer
+    the query; it is shown `pending`, from its start event, after `RPC_TIMEOUT`.
+    """
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(task_id)
     try:
-        return await handle.query(TaskWorkflow.state, rpc_timeout=RPC_TIMEOUT)
+        try:
+            return await handle.query(TaskWorkflow.state, rpc_timeout=RPC_TIMEOUT)
+        except RPCError as error:
+            if error.status not in _TIMED_OUT:
+                raise
+            return await _unstarted_state(client, handle)
     except WorkflowQueryFailedError:  # a workflow that is not a TaskWorkflow
         return None
     except RPCError as error:

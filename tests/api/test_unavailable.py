@@ -102,3 +102,24 @@ async def test_a_stored_task_is_read_from_postgres_while_temporal_is_down(
     assert stored.json()["subtask_results"] == []
     assert missing.status_code == 503 and missing.json()["code"] == "temporal_unavailable"
     assert cancel.status_code == 503
+
+
+async def test_a_task_no_worker_has_picked_up_reads_pending_and_can_be_cancelled(
+    temporal_env: WorkflowEnvironment, database_url: str
+) -> None:
+    prefix = f"idle{uuid.uuid4().hex[:8]}"  # no worker polls this prefix
+    app = create_app(api_settings(temporal_env, database_url, queue_prefix=prefix))
+    async with asgi_client(app) as http:
+        submitted = await http.post(
+            "/tasks", json={"description": "Nobody runs this yet", "user_id": "zed"}
+        )
+        task_id = submitted.json()["task_id"]
+        pending = await http.get(f"/tasks/{task_id}")
+        cancel = await http.post(f"/tasks/{task_id}/cancel")
+
+    assert pending.status_code == 200, pending.text
+    task = pending.json()["task"]
+    assert task["status"] == "pending" and task["user_id"] == "zed"
+    assert task["description"] == "Nobody runs this yet"
+    assert pending.json()["subtask_results"] == []
+    assert cancel.status_code == 202
