@@ -88,10 +88,11 @@ class TemporalBackend:
             return await self._handle(task_id).query(TaskWorkflow.state)
 
     async def cancel(self, task_id: str) -> None:
-        """Request cancellation; `Conflict` once the task has ended."""
+        """Request cancellation (again while it winds down); `Conflict` once it has ended."""
         state = await self.get(task_id)
+        ended = state.status.is_terminal and state.status != TaskStatus.CANCELLED
         running = await self._execution_status(task_id) == WorkflowExecutionStatus.RUNNING
-        if state.status.is_terminal or not running:
+        if ended or not running:  # like the API: asking again while it winds down is fine
             raise Conflict(f"task {task_id} has already ended ({state.status.value})", status=409)
         async with _translated(task_id):
             await self._handle(task_id).cancel()

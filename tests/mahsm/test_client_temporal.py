@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,34 @@ async def test_sync_client_connects_from_settings(engine: Engine, temporal_clien
     task_id, final, statuses = await asyncio.to_thread(run)
     assert final.status == TaskStatus.COMPLETED and final.task_id == task_id
     assert statuses[-1] == TaskStatus.COMPLETED
+
+
+async def test_plain_temporal_sdk_example_from_the_docs(engine: Engine) -> None:
+    """docs/client.md: TaskWorkflow started, queried and updated by name, no MAHSM client."""
+    from temporalio.client import WorkflowHandle
+
+    from mahsm.contracts.task import ApprovalDecision, ApprovalOutcome, TaskOptions
+
+    client = engine.client  # connected with pydantic_data_converter
+    handle: WorkflowHandle[Any, TaskState] = await client.start_workflow(
+        "TaskWorkflow",
+        TaskRequest(
+            description=FACTORIAL,
+            options=TaskOptions(model="scripted/demo", require_approval=True),
+        ),
+        id=f"task-{uuid.uuid4()}",
+        task_queue=f"{engine.settings.queue_prefix}-tasks",
+        result_type=TaskState,
+    )
+    for _ in range(300):
+        state = await handle.query("state", result_type=TaskState)
+        if state.status == TaskStatus.AWAITING_APPROVAL:
+            break
+        await asyncio.sleep(0.1)
+    outcome = await handle.execute_update(
+        "approve", ApprovalDecision(approved=True), result_type=ApprovalOutcome
+    )
+    final = await handle.result()
+
+    assert outcome.status == TaskStatus.RUNNING
+    assert final.status == TaskStatus.COMPLETED and "3628800" in (final.result or "")
