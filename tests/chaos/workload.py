@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -42,9 +43,13 @@ def scenario(
     jitter_ms: float,
     fault_rate: float = 0.0,
     seed: int = 7,
+    tools: bool = True,
     extra_rules: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The scripted scenario serving `description(i)` tasks."""
+    """The scripted scenario serving `description(i)` tasks.
+
+    With `tools=False` each subtask answers `<id>=42` in one LLM call, without the calculator.
+    """
     rules: list[dict[str, Any]] = list(extra_rules or [])
     for shape, nodes in SHAPES.items():
         plan = {
@@ -59,20 +64,17 @@ def scenario(
             ]
         }
         rules.append({"purpose": "plan", "match": f"shape {shape}", "respond": {"plan": plan}})
-    rules.append(
-        {
-            "purpose": "agent_step",
-            "after_tool": False,
-            "respond": {"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]},
-        }
-    )
+    if tools:
+        calculate = {"name": "calculator", "arguments": {"expression": "6*7"}}
+        rules.append(
+            {"purpose": "agent_step", "after_tool": False, "respond": {"tool_calls": [calculate]}}
+        )
     for sid in SUBTASK_IDS:
         rules.append(
             {
                 "purpose": "agent_step",
                 "subtask": sid,
-                "after_tool": True,
-                "respond": {"content": f"{sid}={{last_tool_result}}"},
+                "respond": {"content": f"{sid}={{last_tool_result}}" if tools else f"{sid}=42"},
             }
         )
     rules.append({"purpose": "aggregate", "respond": {"content": "FINAL:\n{context}"}})
@@ -103,15 +105,29 @@ def assert_right_result(state: TaskState) -> None:
     assert state.result == expected_result(state.description), state.task_id
 
 
+def fixed_task_id(name: str) -> str:
+    """A task id that is the same in every run (each test has its own Temporal server)."""
+    return f"task-{uuid.uuid5(uuid.NAMESPACE_URL, f'mahsm-chaos/{name}')}"
+
+
 async def start_tasks(
-    client: Client, prefix: str, count: int, *, first: int = 0
+    client: Client, prefix: str, count: int, *, fixed_ids: bool = False
 ) -> list[WorkflowHandle[Any, TaskState]]:
-    """Start `count` tasks at once, the way the API does."""
+    """Start `count` tasks at once, the way the API does.
+
+    With `fixed_ids`, the ids (and so every LLM request, and the faults the scripted provider
+    injects into it) are the same in every run.
+    """
     return list(
         await asyncio.gather(
             *(
-                start_task(client, TaskRequest(description=description(i)), queue_prefix=prefix)
-                for i in range(first, first + count)
+                start_task(
+                    client,
+                    TaskRequest(description=description(i)),
+                    queue_prefix=prefix,
+                    task_id=fixed_task_id(f"task-{i}") if fixed_ids else None,
+                )
+                for i in range(count)
             )
         )
     )
