@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from itertools import combinations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -21,6 +22,7 @@ from api.task_access import RPC_TIMEOUT, raise_unavailable
 from mahsm.contracts.task import Capability
 from mahsm.queues import pool_capabilities, pool_queue, tasks_queue
 
+CACHE_S = 2.0
 # Describe calls in flight at once (there are 2 x 64 of them per request).
 _CONCURRENCY = 16
 _TYPES = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
@@ -62,10 +64,23 @@ async def _workers(client: Client, queue: str, limit: asyncio.Semaphore) -> list
     return sorted(workers, key=lambda w: (w.last_seen is None, w.identity))
 
 
-@router.get("/agents", response_model=AgentsView, responses=error_responses(401, 503))
-async def agents(client: TemporalClientDep, settings: SettingsDep) -> AgentsView:
-    """Live workers of every capability pool, and the capabilities no live pool serves."""
-    prefix = settings.queue_prefix
+class _AgentsCache:
+    """The last answer for a short while, so that frequent callers cost Temporal nothing."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.value: AgentsView | None = None
+        self.expires = 0.0
+
+
+def _cache(request: Request) -> _AgentsCache:
+    cache: _AgentsCache | None = getattr(request.app.state, "agents_cache", None)
+    if cache is None:
+        cache = request.app.state.agents_cache = _AgentsCache()
+    return cache
+
+
+async def _describe(client: Client, prefix: str) -> AgentsView:
     queues = [tasks_queue(prefix), *all_pool_queues(prefix)]
     limit = asyncio.Semaphore(_CONCURRENCY)
     try:
@@ -88,3 +103,18 @@ async def agents(client: TemporalClientDep, settings: SettingsDep) -> AgentsView
         pools=pools,
         unserved_capabilities=[c for c in Capability if c not in served],
     )
+
+
+@router.get("/agents", response_model=AgentsView, responses=error_responses(401, 503))
+async def agents(request: Request, client: TemporalClientDep, settings: SettingsDep) -> AgentsView:
+    """Live workers of every capability pool, and the capabilities no live pool serves.
+
+    Answers are cached for `CACHE_S` seconds: each one costs Temporal 128 describe calls.
+    """
+    cache = _cache(request)
+    async with cache.lock:
+        now = time.monotonic()
+        if cache.value is None or cache.expires <= now:
+            cache.value = await _describe(client, settings.queue_prefix)
+            cache.expires = time.monotonic() + CACHE_S
+        return cache.value

@@ -23,7 +23,7 @@ async def test_agents_lists_live_pools_with_workers_and_unserved_capabilities(
     ) as stack:
         prefix = stack.engine.settings.queue_prefix
         body: dict[str, Any] = {}
-        for _ in range(50):  # workers start polling a moment after they start
+        for _ in range(100):  # workers start polling a moment after they start
             response = await stack.http.get("/agents")
             assert response.status_code == 200, response.text
             body = response.json()
