@@ -24,13 +24,14 @@ WHERE tasks.version < EXCLUDED.version
 _UPSERT_SUBTASK = """
 INSERT INTO subtasks (task_id, id, description, required_capabilities, depends_on, priority,
                       status, output, output_ref, error, agent, pool, attempts, usage,
-                      started_at, finished_at, version)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                      started_at, finished_at, version, waiting_for)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 ON CONFLICT (task_id, id) DO UPDATE SET
     status = EXCLUDED.status, output = EXCLUDED.output, output_ref = EXCLUDED.output_ref,
     error = EXCLUDED.error, agent = EXCLUDED.agent, pool = EXCLUDED.pool,
     attempts = EXCLUDED.attempts, usage = EXCLUDED.usage, started_at = EXCLUDED.started_at,
-    finished_at = EXCLUDED.finished_at, version = EXCLUDED.version
+    finished_at = EXCLUDED.finished_at, version = EXCLUDED.version,
+    waiting_for = EXCLUDED.waiting_for
 WHERE subtasks.version < EXCLUDED.version
 """
 
@@ -84,6 +85,7 @@ def _subtask_row(task_id: str, version: int, item: SubtaskState) -> tuple[object
         result.started_at,
         result.finished_at,
         version,
+        result.waiting_for,
     )
 
 

@@ -70,7 +70,7 @@ def _subtask_view(row: asyncpg.Record) -> SubtaskView:
         finished_at=row["finished_at"],
         attempts=row["attempts"],
         usage=Usage.model_validate(row["usage"] or {}),
-        waiting_for=None,
+        waiting_for=row["waiting_for"],
     )
 
 

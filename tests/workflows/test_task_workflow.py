@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from temporalio.client import WorkflowFailureError
 
@@ -332,11 +334,18 @@ async def test_unserved_capability_waits_visibly_then_fails(engine_factory) -> N
         waiting = await engine.wait_for(
             handle, lambda s: bool(s.subtasks) and s.subtask("web").result.waiting_for is not None
         )
+        stored_wait = None
+        for _ in range(50):
+            rows = await engine.subtask_rows(handle.id)
+            if "web" in rows and (stored_wait := rows["web"]["waiting_for"]):
+                break
+            await asyncio.sleep(0.05)
         with pytest.raises(WorkflowFailureError):
             await handle.result()
         state = await engine.state(handle)
 
     assert "web_scraping" in (waiting.subtask("web").result.waiting_for or "")
+    assert stored_wait is not None and "no worker serves" in stored_wait
     web = state.subtask("web").result
     assert web.status == SubtaskStatus.FAILED
     assert "no worker serves capabilities [web_scraping]" in (web.error or "")
