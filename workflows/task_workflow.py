@@ -56,6 +56,7 @@ class TaskWorkflow:
         self._closing = False
         self._timed_out = False
         self._dag: DagRunner | None = None
+        self._llm_timeout_s = 300.0
 
     @workflow.query
     def state(self) -> TaskState:
@@ -90,6 +91,7 @@ class TaskWorkflow:
         )
         recorder.state.model = request.options.model or defaults.model
         task_timeout = request.options.task_timeout_s or defaults.task_timeout_s
+        self._llm_timeout_s = defaults.llm_timeout_s
         body = asyncio.create_task(self._execute(request, defaults))
         try:
             await workflow.wait_condition(body.done, timeout=timedelta(seconds=task_timeout))
@@ -158,8 +160,8 @@ class TaskWorkflow:
         response = await workflow.execute_activity_method(
             LLMActivities.complete,
             request,
-            start_to_close_timeout=timedelta(seconds=300),
-            heartbeat_timeout=timedelta(seconds=60),
+            start_to_close_timeout=timedelta(seconds=self._llm_timeout_s),
+            heartbeat_timeout=timedelta(seconds=min(60.0, self._llm_timeout_s)),
             retry_policy=LLM_RETRY,
             summary=summary,
         )
@@ -274,7 +276,9 @@ class TaskWorkflow:
             await workflow.execute_activity_method(
                 StoreActivities.store_task,
                 write,
-                start_to_close_timeout=timedelta(seconds=30),
+                # Short: the write is idempotent and retried without limit, and a write lost
+                # with a crashed worker holds up the task's final state until it times out.
+                start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=STORE_RETRY,
                 summary="store state",
             )
