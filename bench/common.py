@@ -14,6 +14,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -183,6 +184,27 @@ async def running_floor_workers(stack: Stack, settings: Settings) -> AsyncIterat
         for worker in workers:
             await exits.enter_async_context(worker)
         yield queues
+
+
+async def start_process(
+    argv: list[str], env: dict[str, str], log: Path
+) -> asyncio.subprocess.Process:
+    """Start `argv` with its output in `log`."""
+    handle = log.open("wb")
+    return await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=handle, stderr=subprocess.STDOUT
+    )
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM, then SIGKILL after 20 s."""
+    if process.returncode is None:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 20)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
 
 def load_average() -> list[float]:
