@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.blobs import BlobStore
 from mahsm.contracts.engine import BlobText, StoreWrite
@@ -15,7 +16,8 @@ INSERT INTO tasks (id, user_id, description, status, model, options, plan, resul
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT (id) DO UPDATE SET
     status = EXCLUDED.status, model = EXCLUDED.model, options = EXCLUDED.options,
-    plan = EXCLUDED.plan, result = EXCLUDED.result, result_ref = EXCLUDED.result_ref,
+    plan = COALESCE(EXCLUDED.plan, tasks.plan), result = EXCLUDED.result,
+    result_ref = EXCLUDED.result_ref,
     error = EXCLUDED.error, usage = EXCLUDED.usage, version = EXCLUDED.version,
     updated_at = EXCLUDED.updated_at
 WHERE tasks.version < EXCLUDED.version
@@ -42,6 +44,11 @@ ON CONFLICT (task_id, seq) DO NOTHING
 """
 
 
+def _text(value: str | None) -> str | None:
+    """Postgres text cannot hold NUL; model outputs occasionally do."""
+    return value.replace("\x00", "\ufffd") if value else value
+
+
 def _dump(ref: BlobRef | None) -> object:
     return ref.model_dump() if ref else None
 
@@ -55,9 +62,9 @@ def _task_row(state: TaskState) -> tuple[object, ...]:
         state.model,
         state.options.model_dump(mode="json"),
         state.plan.model_dump(mode="json") if state.plan else None,
-        state.result,
+        _text(state.result),
         _dump(state.result_ref),
-        state.error,
+        _text(state.error),
         state.usage.model_dump(),
         state.version,
         state.created_at,
@@ -75,9 +82,9 @@ def _subtask_row(task_id: str, version: int, item: SubtaskState) -> tuple[object
         subtask.depends_on,
         subtask.priority,
         result.status.value,
-        result.output,
+        _text(result.output),
         _dump(result.output_ref),
-        result.error,
+        _text(result.error),
         result.agent,
         result.pool,
         result.attempts,
@@ -85,7 +92,7 @@ def _subtask_row(task_id: str, version: int, item: SubtaskState) -> tuple[object
         result.started_at,
         result.finished_at,
         version,
-        result.waiting_for,
+        _text(result.waiting_for),
     )
 
 
@@ -98,7 +105,21 @@ class StoreActivities:
 
     @activity.defn(name="store_task")
     async def store_task(self, write: StoreWrite) -> None:
-        """Upsert the task row, the changed subtask rows and the new events in one transaction."""
+        """Upsert the task row, the changed subtask rows and the new events in one transaction.
+
+        Connection failures are retried by Temporal; a row Postgres refuses (a data error)
+        would be refused again, so it fails at once instead of hanging the task.
+        """
+        try:
+            await self._write(write)
+        except asyncpg.DataError as error:
+            raise ApplicationError(
+                f"Postgres refused the state of {write.state.task_id}: {error}",
+                type="StoreDataError",
+                non_retryable=True,
+            ) from None
+
+    async def _write(self, write: StoreWrite) -> None:
         state = write.state
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(_UPSERT_TASK, *_task_row(state))
@@ -117,7 +138,7 @@ class StoreActivities:
                             e.kind,
                             e.subtask_id,
                             e.status.value if e.status else None,
-                            {"message": e.message} if e.message else {},
+                            {"message": _text(e.message)} if e.message else {},
                             e.at,
                         )
                         for e in write.events

@@ -15,9 +15,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
-    CancelledError,
     ChildWorkflowError,
     FailureError,
+    is_cancelled_exception,
 )
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
@@ -75,15 +75,6 @@ def usage_of_failure(error: BaseException) -> Usage:
                 return Usage.model_validate(detail)
         current = current.cause if isinstance(current, FailureError) else None
     return Usage()
-
-
-def _was_cancelled(error: BaseException) -> bool:
-    current: BaseException | None = error
-    while current is not None:
-        if isinstance(current, CancelledError):
-            return True
-        current = current.cause if isinstance(current, FailureError) else None
-    return False
 
 
 class DagRunner:
@@ -175,6 +166,14 @@ class DagRunner:
                     error=f"blocked: dependency '{subtask_id}' failed",
                 )
 
+    def _cancelled(self, subtask_id: str) -> None:
+        self._recorder.update_subtask(
+            subtask_id,
+            status=SubtaskStatus.CANCELLED,
+            finished_at=workflow.now(),
+            waiting_for=None,
+        )
+
     def _fail(self, subtask_id: str, message: str, usage: Usage | None = None) -> None:
         changes: dict[str, object] = {
             "status": SubtaskStatus.FAILED,
@@ -206,6 +205,8 @@ class DagRunner:
                 summary="find pool: " + ",".join(request.capabilities),
             )
         except ActivityError as error:
+            if is_cancelled_exception(error):
+                raise asyncio.CancelledError() from error
             wait_s = self._request.options.capability_wait_s or self._defaults.capability_wait_s
             self._recorder.update_subtask(
                 subtask.id,
@@ -240,6 +241,9 @@ class DagRunner:
         try:
             queue = await self._pool_for(subtask)
         except ActivityError as error:
+            if is_cancelled_exception(error):
+                self._cancelled(subtask_id)
+                raise asyncio.CancelledError() from error
             wait_s = options.capability_wait_s or defaults.capability_wait_s
             self._fail(subtask_id, f"{failure_message(error)} (waited {wait_s:g}s)")
             return
@@ -274,10 +278,8 @@ class DagRunner:
                 static_summary=f"{subtask_id}: {subtask.description[:180]}",
             )
         except ChildWorkflowError as error:
-            if _was_cancelled(error):
-                recorder.update_subtask(
-                    subtask_id, status=SubtaskStatus.CANCELLED, finished_at=workflow.now()
-                )
+            if is_cancelled_exception(error):
+                self._cancelled(subtask_id)
                 raise asyncio.CancelledError() from error
             message = failure_message(error)
             if isinstance(error.cause, TemporalTimeoutError):
@@ -285,9 +287,7 @@ class DagRunner:
             self._fail(subtask_id, message, usage_of_failure(error))
             return
         except asyncio.CancelledError:
-            recorder.update_subtask(
-                subtask_id, status=SubtaskStatus.CANCELLED, finished_at=workflow.now()
-            )
+            self._cancelled(subtask_id)
             raise
         output: str | None = result.answer
         output_ref = None

@@ -30,6 +30,7 @@ class TaskRecorder:
         self._changed_subtasks: set[str] = set()
         self._events: list[TaskEvent] = []
         self._task_changed = False
+        self._plan_changed = False
         self._event_seq = 0
 
     @property
@@ -62,6 +63,7 @@ class TaskRecorder:
     def set_plan(self, plan: Plan) -> None:
         """Record the plan; every subtask starts `pending`."""
         self.state.plan = plan
+        self._plan_changed = True
         self.state.subtasks = [SubtaskState(subtask=s) for s in plan.subtasks]
         self._changed_subtasks.update(s.id for s in plan.subtasks)
         self._log("plan_ready", message=f"{len(plan.subtasks)} subtasks")
@@ -101,9 +103,13 @@ class TaskRecorder:
         if not self._task_changed:
             return None
         changed = [s for s in self.state.subtasks if s.subtask.id in self._changed_subtasks]
+        # The plan is written once: resending it with every change would grow history.
+        plan = self.state.plan if self._plan_changed else None
         write = StoreWrite(
-            state=self.state.model_copy(update={"subtasks": changed}), events=self._events
+            state=self.state.model_copy(update={"subtasks": changed, "plan": plan}),
+            events=self._events,
         )
+        self._plan_changed = False
         self._changed_subtasks = set()
         self._events = []
         self._task_changed = False

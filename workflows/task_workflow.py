@@ -6,7 +6,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.engine import EngineActivities
@@ -47,8 +47,8 @@ class TaskWorkflow:
                 task_id=info.workflow_id,
                 description=request.description,
                 user_id=request.user_id,
-                created_at=info.start_time,
-                updated_at=info.start_time,
+                created_at=info.workflow_start_time,
+                updated_at=info.workflow_start_time,
                 options=request.options,
             )
         )
@@ -123,38 +123,49 @@ class TaskWorkflow:
 
     async def _execute(self, request: TaskRequest, defaults: EngineDefaults) -> None:
         recorder = self._recorder
-        options = request.options
         try:
-            plan = request.plan or await self._plan(request)
-            recorder.set_plan(plan)
-            if options.require_approval and not await self._await_approval(options):
-                return
-            recorder.set_status(TaskStatus.RUNNING)
-            self._dag = DagRunner(recorder=recorder, request=request, defaults=defaults)
-            failure = await self._dag.run()
-            if failure:
-                recorder.set_status(TaskStatus.FAILED, error=failure)
-                return
-            await self._aggregate(plan)
-            recorder.set_status(TaskStatus.COMPLETED)
+            await self._phases(request, defaults)
         except asyncio.CancelledError:
-            if self._dag is not None:
-                await self._dag.cancel_all()
-            for item in recorder.state.subtasks:
-                if not item.result.status.is_terminal:
-                    recorder.update_subtask(
-                        item.subtask.id, status=SubtaskStatus.CANCELLED, finished_at=workflow.now()
-                    )
-            if self._timed_out:
-                timeout = options.task_timeout_s or defaults.task_timeout_s
-                recorder.set_status(
-                    TaskStatus.TIMED_OUT, error=f"task timed out after {timeout:g}s"
-                )
-            else:
-                recorder.set_status(TaskStatus.CANCELLED, error="cancelled by request")
+            await self._record_cancellation(request, defaults)
             raise
         except (ActivityError, ApplicationError) as error:
-            recorder.set_status(TaskStatus.FAILED, error=failure_message(error))
+            # A cancelled activity (planning, aggregation) surfaces as an ActivityError.
+            if not is_cancelled_exception(error):
+                recorder.set_status(TaskStatus.FAILED, error=failure_message(error))
+                return
+            await self._record_cancellation(request, defaults)
+            raise asyncio.CancelledError() from error
+
+    async def _phases(self, request: TaskRequest, defaults: EngineDefaults) -> None:
+        recorder = self._recorder
+        plan = request.plan or await self._plan(request)
+        recorder.set_plan(plan)
+        if request.options.require_approval and not await self._await_approval(request.options):
+            return
+        recorder.set_status(TaskStatus.RUNNING)
+        self._dag = DagRunner(recorder=recorder, request=request, defaults=defaults)
+        failure = await self._dag.run()
+        if failure:
+            recorder.set_status(TaskStatus.FAILED, error=failure)
+            return
+        await self._aggregate(plan)
+        recorder.set_status(TaskStatus.COMPLETED)
+
+    async def _record_cancellation(self, request: TaskRequest, defaults: EngineDefaults) -> None:
+        """Stop running subtasks and record the task `cancelled` (or `timed_out`)."""
+        recorder = self._recorder
+        if self._dag is not None:
+            await self._dag.cancel_all()
+        for item in recorder.state.subtasks:
+            if not item.result.status.is_terminal:
+                recorder.update_subtask(
+                    item.subtask.id, status=SubtaskStatus.CANCELLED, finished_at=workflow.now()
+                )
+        if self._timed_out:
+            timeout = request.options.task_timeout_s or defaults.task_timeout_s
+            recorder.set_status(TaskStatus.TIMED_OUT, error=f"task timed out after {timeout:g}s")
+        else:
+            recorder.set_status(TaskStatus.CANCELLED, error="cancelled by request")
 
     async def _llm(self, request: LLMRequest, summary: str) -> str | None:
         response = await workflow.execute_activity_method(
@@ -218,7 +229,7 @@ class TaskWorkflow:
             )
         except TimeoutError:
             recorder.set_status(
-                TaskStatus.FAILED,
+                TaskStatus.TIMED_OUT,
                 error=f"no approval within {options.approval_timeout_s:g}s",
             )
             return False

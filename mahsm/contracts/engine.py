@@ -111,7 +111,8 @@ class TaskEvent(BaseModel):
 class StoreWrite(BaseModel):
     """Input of `store_task`: the task's latest state, changed subtasks, new events.
 
-    `state.subtasks` holds only the subtasks changed since the previous write; rows are
+    `state.subtasks` holds only the subtasks changed since the previous write, and
+    `state.plan` is set only in the write that follows planning; rows are
     written only when `state.version` is newer than the stored one, so writes are idempotent
     and safe to retry.
     """

@@ -10,9 +10,20 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MODEL_ID_PATTERN = r"^[a-z0-9_\-]+/.+$"
+
+
+def _no_nul(value: str) -> str:
+    """Reject NUL characters: Postgres cannot store them in text."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+"""A string that Postgres can store (no NUL characters)."""
 
 
 class Capability(StrEnum):
@@ -123,7 +134,10 @@ class TaskOptions(BaseModel):
     approval_timeout_s: float = Field(default=24 * 3600, gt=0, le=30 * 24 * 3600)
     budget: Budget | None = None
     capability_wait_s: float | None = Field(
-        default=None, gt=0, description="how long a subtask waits for a worker serving it"
+        default=None,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="how long a subtask waits for a worker serving it",
     )
 
 
@@ -136,7 +150,7 @@ class Subtask(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
-    description: str = Field(min_length=1, max_length=5000)
+    description: Text = Field(min_length=1, max_length=5000)
     required_capabilities: list[Capability] = Field(min_length=1)
     depends_on: list[str] = Field(default_factory=list)
     priority: int = Field(default=5, ge=0, le=10)
@@ -149,7 +163,7 @@ class Plan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     subtasks: list[Subtask] = Field(min_length=1, max_length=MAX_SUBTASKS)
-    rationale: str | None = None
+    rationale: Text | None = Field(default=None, max_length=5000)
 
 
 class TaskRequest(BaseModel):
@@ -157,8 +171,8 @@ class TaskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: str = Field(min_length=10, max_length=5000)
-    user_id: str | None = Field(default=None, max_length=200)
+    description: Text = Field(min_length=10, max_length=5000)
+    user_id: Text | None = Field(default=None, max_length=200)
     plan: Plan | None = None
     options: TaskOptions = Field(default_factory=TaskOptions)
 
@@ -245,7 +259,7 @@ class ApprovalDecision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     approved: bool
-    comment: str = Field(default="", max_length=2000)
+    comment: Text = Field(default="", max_length=2000)
 
 
 class ApprovalOutcome(BaseModel):
