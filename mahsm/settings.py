@@ -7,7 +7,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mahsm.contracts.task import MODEL_ID_PATTERN, Capability
@@ -54,6 +61,11 @@ class Settings(BaseSettings):
         ge=1,
         le=65535,
         description="port of the embedded Postgres (5433 so a system Postgres on 5432 can stay)",
+    )
+    sql_tool_database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql:// URL of the database the sql_query tool reads (never MAHSM's);"
+        " unset = sql_query is disabled",
     )
 
     # Local state of the embedded stack, workspaces, call logs
@@ -129,13 +141,30 @@ class Settings(BaseSettings):
             raise ValueError("expected host:port, e.g. 'localhost:7233'")
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "sql_tool_database_url")
     @classmethod
     def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().startswith(
             ("postgresql://", "postgres://")
         ):
             raise ValueError("expected a postgresql:// URL")
+        return value
+
+    @field_validator("sql_tool_database_url")
+    @classmethod
+    def _sql_tool_database_is_not_mahsms(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        own = info.data.get("database_url")
+        if (
+            value is not None
+            and own is not None
+            and value.get_secret_value() == own.get_secret_value()
+        ):
+            raise ValueError(
+                "must not be MAHSM_DATABASE_URL (agents would read every user's tasks);"
+                " point it at a database and role agents may read"
+            )
         return value
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ from activities.llm.registry import ProviderRegistry
 from activities.store import StoreActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.registry import ToolRegistry
+from activities.tools.sql import create_sql_pool
 from mahsm.contracts.task import Capability
 from mahsm.db.migrate import migrate
 from mahsm.db.pool import create_pool
@@ -46,13 +47,20 @@ def build_workers(
     serve_tasks: bool = True,
     providers: ProviderRegistry | None = None,
     tools: ToolRegistry | None = None,
+    sql_pool: asyncpg.Pool | None = None,
 ) -> list[Worker]:
-    """The Temporal workers of one process; activity objects are built here, once."""
+    """The Temporal workers of one process; activity objects are built here, once.
+
+    `sql_pool` is the pool `sql_query` reads (`MAHSM_SQL_TOOL_DATABASE_URL`), never `pool`;
+    without it the tool tells the model it is not configured.
+    """
     blobs = BlobStore(pool, threshold_bytes=settings.claim_check_bytes)
     llm = LLMActivities(settings=settings, blobs=blobs, registry=providers)
     store = StoreActivities(pool=pool, blobs=blobs)
     engine = EngineActivities(settings=settings, client=client)
-    tool_activities = ToolActivities(pool=pool, settings=settings, blobs=blobs, registry=tools)
+    tool_activities = ToolActivities(
+        pool=pool, settings=settings, blobs=blobs, registry=tools, sql_pool=sql_pool
+    )
     common = {
         "max_concurrent_activities": settings.worker_max_concurrent_activities,
         "max_concurrent_workflow_tasks": settings.worker_max_concurrent_workflow_tasks,
@@ -96,7 +104,9 @@ async def run(settings: Settings) -> None:
     await migrate(database_url)
     client = await connect(settings)
     pool = await create_pool(database_url, max_size=settings.database_pool_max)
-    workers = build_workers(client=client, pool=pool, settings=settings)
+    sql_url = settings.sql_tool_database_url
+    sql_pool = None if sql_url is None else await create_sql_pool(sql_url.get_secret_value())
+    workers = build_workers(client=client, pool=pool, settings=settings, sql_pool=sql_pool)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -114,6 +124,8 @@ async def run(settings: Settings) -> None:
             await stop.wait()
             log.info("worker stopping")
     finally:
+        if sql_pool is not None:
+            await sql_pool.close()
         await pool.close()
 
 

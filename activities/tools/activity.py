@@ -3,7 +3,8 @@
 Every problem the model can fix or should know about (unknown tool, a tool its subtask may
 not use, bad arguments, a failing or slow tool) comes back as `ToolOutcome(is_error=True)`
 with a message for the model; the activity itself fails only on infrastructure errors
-(e.g. Postgres down), which Temporal retries.
+(Postgres down or restarting, a dropped connection, a network error: see
+`activities.tools.failures`), which Temporal retries.
 
 Side-effecting tools are recorded in `tool_effects` under the call's idempotency key, so a
 retried activity returns the recorded outcome instead of repeating the effect.
@@ -19,6 +20,7 @@ import asyncpg
 from temporalio import activity
 
 from activities.blobs import BlobStore
+from activities.tools.failures import is_infrastructure_error
 from activities.tools.registry import (
     RegisteredTool,
     ToolArgumentsError,
@@ -60,7 +62,11 @@ def _error(call: ToolCall, message: str) -> ToolOutcome:
 
 
 class ToolActivities:
-    """The tool activity, built once per worker with the worker's pool, settings and blobs."""
+    """The tool activity, built once per worker with the worker's pools, settings and blobs.
+
+    `pool` is the MAHSM database (tool effects, shared state, blobs); `sql_pool`, when the
+    worker has one, is the separate database `sql_query` reads (`MAHSM_SQL_TOOL_DATABASE_URL`).
+    """
 
     def __init__(
         self,
@@ -69,11 +75,15 @@ class ToolActivities:
         settings: Settings,
         blobs: BlobStore,
         registry: ToolRegistry | None = None,
+        sql_pool: asyncpg.Pool | None = None,
     ) -> None:
+        if sql_pool is not None and sql_pool is pool:
+            raise ValueError("sql_pool must not be the MAHSM pool: agents would read every task")
         self.pool = pool
         self.settings = settings
         self.blobs = blobs
         self.registry = registry if registry is not None else default_registry()
+        self.sql_pool = sql_pool
 
     @activity.defn(name="tool_execute")
     async def execute(self, invocation: ToolInvocation) -> ToolOutcome:
@@ -135,6 +145,7 @@ class ToolActivities:
             blobs=self.blobs,
             idempotency_key=idempotency_key,
             settings=self.settings,
+            sql_pool=self.sql_pool,
         )
         limit = self.settings.tool_timeout_s if timeout_s is None else timeout_s
         outcome = await self._call(item, context, arguments, call, limit)
@@ -170,6 +181,15 @@ class ToolActivities:
         except Exception as error:
             if isinstance(error, TimeoutError) and scope.expired():
                 return _error(call, f"Tool '{call.name}' did not finish within {limit:g} s.")
+            if is_infrastructure_error(error):
+                # Postgres down, a dropped connection...: fail the attempt, Temporal retries it.
+                activity.logger.warning(
+                    "tool %s: infrastructure error, failing the attempt: %s: %s",
+                    call.name,
+                    type(error).__name__,
+                    error,
+                )
+                raise
             # A bug in the tool: tell the model, keep the traceback in the worker's log.
             activity.logger.warning("tool %s raised", call.name, exc_info=True)
             return _error(call, f"Tool '{call.name}' failed: {type(error).__name__}: {error}")

@@ -48,10 +48,13 @@ class ToolContext:
         subtask_id: The subtask whose agent made the call.
         workspace: The task's private directory (`settings.workspace_root() / task_id`);
             it may not exist yet.
-        pool: The worker's Postgres pool.
+        pool: The worker's pool on the MAHSM database, which holds every user's tasks: a
+            tool must scope its queries to `task_id` and never run SQL the model wrote on it.
         blobs: The claim-check blob store.
         idempotency_key: Stable across retries of the same activity; unique per call.
         settings: The worker's settings.
+        sql_pool: The pool on the database agents may query (`MAHSM_SQL_TOOL_DATABASE_URL`),
+            or None when the worker has none; `sql_query` runs there and nowhere else.
     """
 
     task_id: str
@@ -61,6 +64,7 @@ class ToolContext:
     blobs: BlobStore
     idempotency_key: str
     settings: Settings
+    sql_pool: asyncpg.Pool | None = None
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
+from activities.tools.failures import is_path_error
 from activities.tools.registry import ToolContext, ToolError, tool
 from mahsm.contracts.task import Capability
 
@@ -57,6 +60,21 @@ def resolve_path(root: Path, path: str) -> Path:
     return target
 
 
+@contextmanager
+def _path_errors(path: str) -> Iterator[None]:
+    """Report a filesystem error about `path` to the model as a `ToolError`.
+
+    Not found, permission denied, not a directory, name too long...: the model's to fix. Other
+    OSErrors (disk full, I/O error) propagate and fail the activity.
+    """
+    try:
+        yield
+    except OSError as error:
+        if not is_path_error(error):
+            raise
+        raise ToolError(f"'{path}': {error.strerror or type(error).__name__}") from None
+
+
 def _shown(root: Path, target: Path) -> str:
     return target.relative_to(root).as_posix() or "."
 
@@ -70,16 +88,19 @@ def read_file(context: ToolContext, path: str) -> str:
         path: Path relative to the workspace, e.g. "data/input.csv".
     """
     root = workspace_root(context)
-    target = resolve_path(root, path)
-    if not target.exists():
-        raise ToolError(f"no file '{path}' in the workspace; list_files shows what exists")
-    if not target.is_file():
-        raise ToolError(f"'{path}' is not a regular file")
-    size = target.stat().st_size
-    if size > MAX_READ_BYTES:
-        raise ToolError(f"'{path}' is {size} bytes; read_file reads up to {_mib(MAX_READ_BYTES)}")
-    with target.open("rb") as handle:
-        data = handle.read(MAX_READ_BYTES + 1)
+    with _path_errors(path):
+        target = resolve_path(root, path)
+        if not target.exists():
+            raise ToolError(f"no file '{path}' in the workspace; list_files shows what exists")
+        if not target.is_file():
+            raise ToolError(f"'{path}' is not a regular file")
+        size = target.stat().st_size
+        if size > MAX_READ_BYTES:
+            raise ToolError(
+                f"'{path}' is {size} bytes; read_file reads up to {_mib(MAX_READ_BYTES)}"
+            )
+        with target.open("rb") as handle:
+            data = handle.read(MAX_READ_BYTES + 1)
     if len(data) > MAX_READ_BYTES:
         raise ToolError(f"'{path}' grew past {_mib(MAX_READ_BYTES)} while being read")
     try:
@@ -106,20 +127,21 @@ def write_file(context: ToolContext, path: str, content: str) -> str:
             f"content is {len(data)} bytes; write_file writes up to {_mib(MAX_WRITE_BYTES)}"
         )
     root = workspace_root(context)
-    target = resolve_path(root, path)
-    if target == root or target.is_dir():
-        raise ToolError(f"'{path}' is a directory; give a file path")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=".tmp-", delete=False)
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, target)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    with _path_errors(path):
+        target = resolve_path(root, path)
+        if target == root or target.is_dir():
+            raise ToolError(f"'{path}' is a directory; give a file path")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=".tmp-", delete=False)
+        try:
+            with handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(handle.name, target)
+        except BaseException:
+            Path(handle.name).unlink(missing_ok=True)
+            raise
     return f"wrote {len(data)} bytes to '{_shown(root, target)}'"
 
 
@@ -134,9 +156,10 @@ def list_files(context: ToolContext, path: str = ".") -> str:
         path: Directory relative to the workspace; "." is the workspace itself.
     """
     root = workspace_root(context)
-    start = resolve_path(root, path)
-    if not start.is_dir():
-        raise ToolError(f"'{path}' is not a directory in the workspace")
+    with _path_errors(path):
+        start = resolve_path(root, path)
+        if not start.is_dir():
+            raise ToolError(f"'{path}' is not a directory in the workspace")
     lines: list[str] = []
     truncated = False
     for directory, dirnames, filenames in os.walk(start):

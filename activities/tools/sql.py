@@ -1,22 +1,35 @@
-"""The `sql_query` tool: read-only SQL on the worker's Postgres, bounded in time and rows.
+"""The `sql_query` tool: read-only SQL on the agents' database, bounded in time and rows.
+
+It runs on `ToolContext.sql_pool`, a pool on the database named by
+`MAHSM_SQL_TOOL_DATABASE_URL`, and never on the MAHSM database (`ToolContext.pool`), which
+holds every user's tasks, subtasks, blobs, shared state and tool effects. A worker without
+that setting has no SQL pool and the tool answers the model that it is not configured.
 
 Three layers keep it read-only: a lexical check (one statement, starting with SELECT, WITH,
 VALUES, EXPLAIN or SHOW, with no data-modifying keyword anywhere and no call of a function
 that reads server files, signals backends or runs SQL from a string), a `BEGIN READ ONLY`
-transaction, and a prepared statement (which cannot hold two statements). The lexical check
-is defence in depth for clearer errors; the transaction is the guarantee for writes. It is
-not a sandbox against a superuser's file-reading functions it does not know: production
-deployments should give the worker's database user only the privileges agents may use.
+transaction (in sessions that are also read-only by default), and a prepared statement
+(which cannot hold two statements). The lexical check is defence in depth for clearer
+errors; the transaction is the guarantee for writes. What the tool can *read* is decided by
+the grants of the role in that URL: give it a least-privilege role (docs/tools.md).
 """
 
 from __future__ import annotations
 
+import json
+
 import asyncpg
 from pydantic_core import to_json
 
+from activities.tools.failures import is_infrastructure_error
 from activities.tools.registry import ToolContext, ToolError, tool
 from mahsm.contracts.task import Capability
 
+NOT_CONFIGURED = (
+    "sql_query is not configured on this worker: set MAHSM_SQL_TOOL_DATABASE_URL to a"
+    " database agents may read"
+)
+SQL_POOL_MAX = 4
 MAX_ROWS = 200
 MAX_STATEMENT_TIMEOUT_S = 30.0
 MAX_QUERY_CHARS = 20_000
@@ -167,6 +180,38 @@ def check_read_only(query: str) -> None:
                 raise ToolError(f"sql_query does not allow the function {name}()")
 
 
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_sql_pool(database_url: str, *, max_size: int = SQL_POOL_MAX) -> asyncpg.Pool:
+    """The worker's pool on the database `sql_query` reads (`MAHSM_SQL_TOOL_DATABASE_URL`).
+
+    Small, and lazy (no connection until the first query), so a worker starts and serves its
+    other work while that database is unreachable. Its sessions are read-only by default.
+
+    Args:
+        database_url: A postgresql:// URL; never the MAHSM database.
+        max_size: At most this many connections; further queries wait (within their timeout).
+    """
+    pool = await asyncpg.create_pool(
+        database_url,
+        min_size=0,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings={
+            "default_transaction_read_only": "on",
+            "application_name": "mahsm-sql-tool",
+        },
+    )
+    if pool is None:  # asyncpg types the pool as optional
+        raise RuntimeError("asyncpg returned no pool")
+    return pool
+
+
 def _statement_timeout_ms(context: ToolContext) -> int:
     seconds = min(MAX_STATEMENT_TIMEOUT_S, context.settings.tool_timeout_s * 0.9)
     return max(100, int(seconds * 1000))
@@ -181,12 +226,15 @@ async def sql_query(context: ToolContext, query: str) -> str:
 
     Args:
         context: The call's context (not part of the schema).
-        query: A single SQL statement, e.g. "SELECT id, status FROM tasks LIMIT 10".
+        query: A single SQL statement, e.g. "SELECT id, name FROM customers LIMIT 10".
     """
+    pool = context.sql_pool
+    if pool is None:  # never fall back to context.pool: that is every user's MAHSM data
+        raise ToolError(NOT_CONFIGURED)
     check_read_only(query)
     timeout_ms = _statement_timeout_ms(context)
     try:
-        async with context.pool.acquire() as connection, connection.transaction(readonly=True):
+        async with pool.acquire() as connection, connection.transaction(readonly=True):
             await connection.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
             statement = await connection.prepare(query)
             cursor = await statement.cursor()
@@ -200,6 +248,8 @@ async def sql_query(context: ToolContext, query: str) -> str:
     except asyncpg.ReadOnlySQLTransactionError as error:
         raise ToolError(f"sql_query is read-only: {error}") from None
     except asyncpg.PostgresError as error:
+        if is_infrastructure_error(error):
+            raise  # the database is unreachable or restarting: Temporal retries the activity
         raise ToolError(f"the query failed: {type(error).__name__}: {error}") from None
     truncated = len(records) > MAX_ROWS
     result: dict[str, object] = {

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -19,6 +19,8 @@ from activities.tools import (
 )
 from mahsm.contracts.task import Capability
 from mahsm.contracts.tools import ToolInvocation, ToolOutcome
+from mahsm.devstack.process import free_port
+from mahsm.settings import Settings
 
 MakeActivities = Callable[..., ToolActivities]
 MakeInvocation = Callable[..., ToolInvocation]
@@ -228,3 +230,80 @@ async def test_a_task_id_that_cannot_name_a_workspace_is_refused(
         make_invocation("list_files", "{}", task_id="../escape"), idempotency_key=_key()
     )
     assert outcome.is_error and outcome.content == "task id '../escape' cannot name a workspace"
+
+
+def _raising(error: BaseException) -> Callable[[], Awaitable[str]]:
+    async def fail() -> str:
+        """Fail with a given exception."""
+        raise error
+
+    return fail
+
+
+INFRASTRUCTURE_ERRORS: list[BaseException] = [
+    asyncpg.PostgresConnectionError("connection to the server was lost"),
+    asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    asyncpg.CannotConnectNowError("the database system is starting up"),
+    asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+    asyncpg.TooManyConnectionsError("sorry, too many clients already"),
+    asyncpg.InterfaceError("pool is closed"),
+    ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)"),
+    ConnectionResetError(104, "Connection reset by peer"),
+    OSError("Multiple exceptions: [Errno 111] Connect call failed ('127.0.0.1', 5432)"),
+    OSError(28, "No space left on device"),
+]
+MODEL_ERRORS: list[tuple[BaseException, str]] = [
+    (ValueError("bad input"), "Tool 'fail' failed: ValueError: bad input"),
+    (TimeoutError("upstream API timed out"), "TimeoutError: upstream API timed out"),
+    (FileNotFoundError(2, "No such file or directory", "in.csv"), "FileNotFoundError"),
+    (PermissionError(13, "Permission denied", "secret.txt"), "PermissionError"),
+    (asyncpg.UndefinedTableError('relation "nope" does not exist'), "UndefinedTableError"),
+    (asyncpg.exceptions._base.DataError("invalid input for query argument $1"), "DataError"),
+]
+
+
+@pytest.mark.parametrize("error", INFRASTRUCTURE_ERRORS, ids=lambda e: type(e).__name__)
+async def test_infrastructure_errors_fail_the_activity_so_temporal_retries(
+    make_activities: MakeActivities, make_invocation: MakeInvocation, error: BaseException
+) -> None:
+    registry = default_registry().copy()
+    registry.register(_raising(error), capabilities=None, name="fail")
+    with pytest.raises(type(error)) as caught:
+        await make_activities(registry).run(make_invocation("fail"), idempotency_key=_key())
+    assert caught.value is error
+
+
+@pytest.mark.parametrize(("error", "shown"), MODEL_ERRORS, ids=lambda e: type(e).__name__)
+async def test_other_errors_inside_a_tool_go_back_to_the_model(
+    make_activities: MakeActivities,
+    make_invocation: MakeInvocation,
+    error: BaseException,
+    shown: str,
+) -> None:
+    registry = default_registry().copy()
+    registry.register(_raising(error), capabilities=None, name="fail")
+    outcome = await make_activities(registry).run(make_invocation("fail"), idempotency_key=_key())
+    assert outcome.is_error and outcome.content is not None
+    assert outcome.content.startswith("Tool 'fail' failed: ") and shown in outcome.content
+
+
+async def test_shared_state_during_a_postgres_outage_fails_the_activity(
+    make_invocation: MakeInvocation, tool_settings: Settings
+) -> None:
+    """get_shared_state on a pool whose server is gone: an OSError Temporal must retry."""
+    gone = await asyncpg.create_pool(
+        f"postgresql://postgres@127.0.0.1:{free_port()}/mahsm", min_size=0, max_size=1
+    )
+    assert gone is not None
+    activities = ToolActivities(
+        pool=gone,
+        settings=tool_settings,
+        blobs=BlobStore(gone, threshold_bytes=tool_settings.claim_check_bytes),
+    )
+    try:
+        with pytest.raises(OSError):
+            await activities.run(
+                make_invocation("get_shared_state", '{"key": "k"}'), idempotency_key=_key()
+            )
+    finally:
+        await gone.close()

@@ -121,3 +121,33 @@ def test_non_text_and_missing_files_are_explained(context: ToolContext) -> None:
         write_file(context, "dir", "x")
     with pytest.raises(ToolError, match="not a directory"):
         list_files(context, "image.bin")
+
+
+def test_filesystem_errors_about_the_given_path_are_tool_errors(context: ToolContext) -> None:
+    """Not a directory, name too long...: the model's to fix, so a ToolError naming its path
+    (not the worker's absolute path), never an infrastructure failure."""
+    write_file(context, "a.txt", "x")
+    with pytest.raises(ToolError) as under_a_file:
+        write_file(context, "a.txt/b.txt", "y")  # a parent that is a file
+    assert str(under_a_file.value) in {
+        "'a.txt/b.txt': File exists",
+        "'a.txt/b.txt': Not a directory",
+    }
+    long_name = "n" * 300  # over NAME_MAX (255)
+    for call in (
+        lambda: write_file(context, long_name, "y"),
+        lambda: read_file(context, long_name),
+        lambda: list_files(context, long_name),
+    ):
+        with pytest.raises(ToolError) as too_long:
+            call()
+        assert "File name too long" in str(too_long.value)
+        assert str(context.workspace) not in str(too_long.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_an_unreadable_file_is_a_tool_error(context: ToolContext) -> None:
+    write_file(context, "locked.txt", "x")
+    (context.workspace / "locked.txt").chmod(0)
+    with pytest.raises(ToolError, match="'locked.txt': Permission denied"):
+        read_file(context, "locked.txt")

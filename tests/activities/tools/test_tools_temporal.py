@@ -22,6 +22,7 @@ from mahsm.contracts.llm import ToolCall
 from mahsm.contracts.task import Capability
 from mahsm.settings import Settings
 from tests.activities.tools.tool_probe import ProbeInput, ProbeResult, ToolProbeWorkflow
+from workers.main import build_workers
 
 MakeActivities = Callable[..., ToolActivities]
 
@@ -166,3 +167,61 @@ async def test_a_retried_side_effect_is_not_repeated(
         "SELECT result FROM tool_effects WHERE idempotency_key = $1", f"{prefix}:1"
     )
     assert recorded["content"] == "charged 500 (charge #1)"
+
+
+async def test_a_connection_error_in_a_tool_is_retried_by_temporal(
+    temporal_client: Client, task_queue: str, make_activities: MakeActivities
+) -> None:
+    attempts: list[int] = []
+    registry = default_registry().copy()
+
+    async def lookup(key: str) -> str:
+        """Look something up in a database that drops the first connection.
+
+        Args:
+            key: What to look up.
+        """
+        attempts.append(activity.info().attempt)
+        if len(attempts) == 1:
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
+        return f"{key}=42"
+
+    registry.register(lookup, capabilities=None)
+    result, _ = await run_probe(
+        temporal_client,
+        task_queue,
+        make_activities(registry),
+        ProbeInput(
+            task_id="task-outage",
+            capabilities=[],
+            calls=[ToolCall(id="c1", name="lookup", arguments='{"key": "answer"}')],
+        ),
+    )
+    assert attempts == [1, 2]  # the first attempt failed as an activity, not as a tool error
+    (outcome,) = result.outcomes
+    assert outcome.content == "answer=42" and not outcome.is_error
+
+
+async def test_build_workers_hands_the_sql_pool_to_the_tool_activity(
+    temporal_client: Client,
+    db_pool: asyncpg.Pool,
+    sql_pool: asyncpg.Pool,
+    settings_with: Callable[..., Settings],
+) -> None:
+    for given in (sql_pool, None):
+        settings = settings_with(queue_prefix=f"test-{uuid.uuid4().hex[:10]}")  # fresh queues
+        workers = build_workers(
+            client=temporal_client,
+            pool=db_pool,
+            settings=settings,
+            capabilities=[Capability.DATABASE_OPERATIONS],
+            serve_tasks=False,
+            sql_pool=given,
+        )
+        owners = [
+            getattr(function, "__self__", None)
+            for worker in workers
+            for function in worker.config().get("activities", [])
+        ]
+        (tools,) = [owner for owner in owners if isinstance(owner, ToolActivities)]
+        assert tools.pool is db_pool and tools.sql_pool is given
