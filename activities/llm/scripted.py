@@ -12,12 +12,21 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
 from activities.llm.errors import LLMCallError, kind_of_status, timeout_error
 from activities.llm.provider import CallContext
-from activities.llm.scenario import FaultKind, Rule, Scenario, load_scenario, scenario_path
+from activities.llm.scenario import (
+    FaultKind,
+    Rule,
+    Scenario,
+    check_name,
+    load_scenario,
+    not_found,
+    scenario_path,
+)
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse, ToolCall
 from mahsm.contracts.task import Usage
 from mahsm.settings import Settings
@@ -25,6 +34,9 @@ from mahsm.settings import Settings
 CALL_LOG_ENV = "MAHSM_SCRIPTED_CALL_LOG"
 _TASK_LABEL = re.compile(r"^\s*task:\s*", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{(last_tool_result|tool_results|context|user)\}")
+
+_Stamp = tuple[int, int, int] | None
+"""(mtime_ns, size, inode) of a scenario file when it was read; None when `stat` failed."""
 
 
 def _words(text: str | None) -> int:
@@ -98,33 +110,59 @@ class ScriptedProvider:
 
     def __init__(self, *, settings: Settings) -> None:
         self._override = settings.scripted_scenario
-        self._cache: dict[Path, tuple[int, Scenario]] = {}
+        self._cache: dict[Path, tuple[_Stamp, Scenario]] = {}
+        self._lock = threading.Lock()
 
     def scenario(self, model: str) -> Scenario:
-        """The parsed scenario of `scripted/<model>`, re-read when its file changes."""
+        """The parsed scenario of `scripted/<model>`, re-read when its file changes.
+
+        Blocking (a `stat`, and a read when the file changed); `complete` runs it in a
+        thread.
+
+        Raises:
+            LLMCallError: Non-retryable: `bad_request` for a name that is not a plain name or
+                an invalid file, `not_found` for a missing file.
+        """
         path = scenario_path(model, override=self._override)
-        mtime = path.stat().st_mtime_ns
-        cached = self._cache.get(path)
-        if cached is not None and cached[0] == mtime:
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            raise not_found(model, path, override=self._override) from None
+        except OSError:
+            info = None  # load_scenario reports the unreadable file
+        stamp: _Stamp = (info.st_mtime_ns, info.st_size, info.st_ino) if info is not None else None
+        with self._lock:
+            cached = self._cache.get(path)
+        if cached is not None and stamp is not None and cached[0] == stamp:
             return cached[1]
         scenario = load_scenario(path)
-        self._cache[path] = (mtime, scenario)
+        with self._lock:
+            self._cache[path] = (stamp, scenario)
         return scenario
 
     def price(self, model: str) -> tuple[float, float] | None:
-        """The scenario's declared prices (USD per Mtok input, output)."""
-        prices = self.scenario(model).prices
+        """The scenario's declared prices (USD per Mtok input, output).
+
+        Answered from the copy `complete` just loaded, without I/O; a model never used before
+        is loaded here (blocking).
+        """
+        path = scenario_path(model, override=self._override)
+        with self._lock:
+            cached = self._cache.get(path)
+        scenario = cached[1] if cached is not None else self.scenario(model)
+        prices = scenario.prices
         return prices.input_per_mtok, prices.output_per_mtok
 
     async def complete(
         self, request: LLMRequest, *, model: str, context: CallContext
     ) -> LLMResponse:
         """Answer `request` from the scenario named by `model` (see `docs/llm.md`)."""
-        scenario = self.scenario(model)
+        check_name(model)  # refuse a path before touching any file
+        scenario = await asyncio.to_thread(self.scenario, model)
         view = _View(request.messages)
         digest = hashlib.sha256(request.model_dump_json().encode()).hexdigest()[:16]
         log = _CallLog(scenario, request, context, digest)
-        log.write("start")
+        await log.write("start")
         rule = next((r for r in scenario.rules if _matches(r, request, view)), None)
         latency = (
             scenario.latency_ms if rule is None or rule.latency_ms is None else rule.latency_ms
@@ -137,7 +175,7 @@ class ScriptedProvider:
             fault = rule.respond.error
         if fault is not None:
             error = _fault_error(fault, model, scenario)
-            log.write("fault", error=error.kind, status=error.status)
+            await log.write("fault", error=error.kind, status=error.status)
             raise error
         response = self._answer(request, rule, view)
         response.usage = Usage(
@@ -145,7 +183,7 @@ class ScriptedProvider:
             output_tokens=_words(response.content)
             + sum(_words(c.name) + _words(c.arguments) for c in response.tool_calls),
         )
-        log.write("done")
+        await log.write("done")
         return response
 
     @staticmethod
@@ -229,14 +267,20 @@ class _CallLog:
             "digest": digest,
         }
 
-    def write(self, event: str, **extra: object) -> None:
+    async def write(self, event: str, **extra: object) -> None:
+        """Append one line, in a thread (the event loop never waits on the disk)."""
         if not self.path:
             return
         line = json.dumps({"event": event, "ts": time.time(), **self.fields, **extra}) + "\n"
-        path = Path(self.path).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode("utf-8"))
-        finally:
-            os.close(fd)
+        await asyncio.to_thread(_append, Path(self.path), line.encode("utf-8"))
+
+
+def _append(path: Path, data: bytes) -> None:
+    """Append `data` with a single `O_APPEND` write, so concurrent writers never interleave."""
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)

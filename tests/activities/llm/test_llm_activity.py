@@ -46,20 +46,26 @@ def _with_echo(settings: Settings, provider: EchoProvider) -> LLMActivities:
     return LLMActivities(settings=settings, blobs=None, registry=registry)
 
 
+def _scripted(settings: Settings, scenario: Path) -> Settings:
+    """`settings` with `scenario` used for every `scripted/<name>` (MAHSM_SCRIPTED_SCENARIO)."""
+    return settings.model_copy(update={"scripted_scenario": scenario})
+
+
 async def test_cost_uses_scenario_prices_and_settings_override(
     llm_settings: Settings, tmp_path: Path
 ) -> None:
     scenario = tmp_path / "priced.yaml"
     scenario.write_text("prices: {input_per_mtok: 2.0, output_per_mtok: 4.0}\n")
-    llm = LLMActivities(settings=llm_settings, blobs=None)
-    reply = await _env().run(llm.complete, _request(f"scripted/{scenario}"))
+    settings = _scripted(llm_settings, scenario)
+    llm = LLMActivities(settings=settings, blobs=None)
+    reply = await _env().run(llm.complete, _request("scripted/test"))
     expected = (reply.usage.input_tokens * 2.0 + reply.usage.output_tokens * 4.0) / 1e6
     assert reply.usage.input_tokens == 2
     assert reply.usage.cost_usd == pytest.approx(expected)
 
-    overridden = llm_settings.model_copy(update={"prices": {"scripted/*": (10.0, 0.0)}})
+    overridden = settings.model_copy(update={"prices": {"scripted/*": (10.0, 0.0)}})
     llm = LLMActivities(settings=overridden, blobs=None)
-    reply = await _env().run(llm.complete, _request(f"scripted/{scenario}"))
+    reply = await _env().run(llm.complete, _request("scripted/test"))
     assert reply.usage.cost_usd == pytest.approx(2 * 10.0 / 1e6)
 
 
@@ -108,9 +114,9 @@ async def test_retryable_error_carries_retry_after_as_next_retry_delay(
 ) -> None:
     scenario = tmp_path / "limited.yaml"
     scenario.write_text("faults: {rate: 1.0, kinds: [429], retry_after_s: 2.5}\n")
-    llm = LLMActivities(settings=llm_settings, blobs=None)
+    llm = LLMActivities(settings=_scripted(llm_settings, scenario), blobs=None)
     with pytest.raises(ApplicationError) as raised:
-        await _env().run(llm.complete, _request(f"scripted/{scenario}"))
+        await _env().run(llm.complete, _request("scripted/test"))
     error = raised.value
     assert error.type == "LLMRateLimitError"
     assert not error.non_retryable
@@ -136,6 +142,48 @@ async def test_configuration_errors_are_non_retryable(
     assert raised.value.non_retryable
     assert raised.value.next_retry_delay is None
     assert "Fix:" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "scripted/{tmp}/secret.yaml",
+        "scripted//{tmp}/secret.yaml",
+        "scripted/../../../../../../../../..{tmp}/secret.yaml",
+        "scripted/../../etc/passwd",
+        "scripted//etc/passwd",
+    ],
+)
+@pytest.mark.parametrize("override", [False, True])
+async def test_a_path_as_scripted_model_is_refused_without_leaking_the_file(
+    llm_settings: Settings, tmp_path: Path, model: str, override: bool
+) -> None:
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("hunter2-SECRET\n")  # parsed, it would be an invalid scenario
+    settings = _scripted(llm_settings, secret) if override else llm_settings
+    llm = LLMActivities(settings=settings, blobs=None)
+    with pytest.raises(ApplicationError) as raised:
+        await _env().run(llm.complete, _request(model.format(tmp=tmp_path)))
+    error = raised.value
+    assert error.type == "LLMBadRequestError"
+    assert error.non_retryable and error.next_retry_delay is None
+    assert "not a plain scenario name" in error.message and "Fix:" in error.message
+    assert "hunter2" not in error.message and "root:" not in error.message
+    assert "input_value" not in error.message
+
+
+async def test_an_invalid_operator_scenario_fails_without_its_contents(
+    llm_settings: Settings, tmp_path: Path
+) -> None:
+    scenario = tmp_path / "operator.yaml"
+    scenario.write_text("latency_ms: hunter2-SECRET\n")
+    llm = LLMActivities(settings=_scripted(llm_settings, scenario), blobs=None)
+    with pytest.raises(ApplicationError) as raised:
+        await _env().run(llm.complete, _request("scripted/test"))
+    error = raised.value
+    assert error.type == "LLMBadRequestError" and error.non_retryable
+    assert "'operator.yaml'" in error.message and "latency_ms" in error.message
+    assert "hunter2" not in error.message and "input_value" not in error.message
 
 
 async def test_content_ref_without_blob_store_is_non_retryable(llm_settings: Settings) -> None:

@@ -139,7 +139,6 @@ async def test_429_with_retry_after_is_retried_by_temporal_then_succeeds(
     assert len(llm_server.received) == 2
     # Temporal waited for the server's retry-after (1 s), not the 50 ms retry interval.
     first, second = llm_server.received
-    print("GAP", second.at - first.at)
     assert second.at - first.at >= 0.9
     assert await _activity_attempts(temporal_env, workflow_id) == [2]
 
@@ -185,16 +184,17 @@ async def test_scripted_fault_is_retried_and_the_call_log_shows_one_completion(
 ) -> None:
     scenario = tmp_path / "flaky.yaml"
     scenario.write_text("seed: 5\nfaults: {rate: 0.5, kinds: [500]}\n")
-    model = f"scripted/{scenario}"
+    llm_settings = llm_settings.model_copy(update={"scripted_scenario": scenario})
+    model = "scripted/test"
     probe = ScriptedProvider(settings=llm_settings)
 
     async def fails_then_succeeds(request: LLMRequest) -> bool:
         try:
-            await probe.complete(request, model=str(scenario), context=CallContext(attempt=1))
+            await probe.complete(request, model="test", context=CallContext(attempt=1))
             return False
         except LLMCallError:
             pass
-        await probe.complete(request, model=str(scenario), context=CallContext(attempt=2))
+        await probe.complete(request, model="test", context=CallContext(attempt=2))
         return True
 
     # pick a request whose first attempt faults and whose second does not (deterministic)

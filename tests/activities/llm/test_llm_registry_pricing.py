@@ -28,8 +28,8 @@ def test_builtins_resolve_lazily_and_once(llm_settings: Settings) -> None:
     assert registry.names == ["anthropic", "openai", "scripted"]
     provider, model = registry.resolve("scripted/demo")
     assert isinstance(provider, ScriptedProvider) and model == "demo"
-    again, path = registry.resolve("scripted//tmp/some/file.yaml")
-    assert again is provider and path == "/tmp/some/file.yaml"
+    again, name = registry.resolve("scripted/test")
+    assert again is provider and name == "test"
 
 
 def test_unknown_provider_names_the_known_ones(llm_settings: Settings) -> None:
