@@ -95,8 +95,10 @@ class TemporalDevServer:
         argv += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
         self.process = ManagedProcess("temporal", argv, log_path=self.log_path).start()
         wait_until(
-            lambda: _listening(self.host, self.port)
-            and (not self.ui_port or _listening(self.host, self.ui_port)),
+            lambda: (
+                _listening(self.host, self.port)
+                and (not self.ui_port or _listening(self.host, self.ui_port))
+            ),
             timeout_s=timeout_s,
             what="Temporal dev server",
             process=self.process,
