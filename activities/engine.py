@@ -27,6 +27,7 @@ class EngineActivities:
         self.settings = settings
         self.client = client
         self._pollers: dict[str, tuple[float, list[str]]] = {}
+        self._inflight: dict[str, asyncio.Future[list[str]]] = {}
 
     @activity.defn(name="engine_defaults")
     async def engine_defaults(self, _: DefaultsRequest) -> EngineDefaults:
@@ -43,11 +44,21 @@ class EngineActivities:
         )
 
     async def workers_polling(self, queue: str) -> list[str]:
-        """Identities of the workers recently polling `queue` for workflow tasks."""
+        """Identities of the workers recently polling `queue` for workflow tasks.
+
+        Concurrent lookups of one queue share a single request to the server.
+        """
         cached = self._pollers.get(queue)
-        now = time.monotonic()
-        if cached and cached[0] > now:
+        if cached and cached[0] > time.monotonic():
             return cached[1]
+        pending = self._inflight.get(queue)
+        if pending is None:
+            pending = asyncio.ensure_future(self._describe(queue))
+            self._inflight[queue] = pending
+            pending.add_done_callback(lambda _: self._inflight.pop(queue, None))
+        return await asyncio.shield(pending)
+
+    async def _describe(self, queue: str) -> list[str]:
         response = await self.client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
                 namespace=self.client.namespace,
@@ -56,7 +67,7 @@ class EngineActivities:
             )
         )
         identities = [poller.identity for poller in response.pollers]
-        self._pollers[queue] = (now + _POLLER_CACHE_S, identities)
+        self._pollers[queue] = (time.monotonic() + _POLLER_CACHE_S, identities)
         return identities
 
     @activity.defn(name="resolve_pool")

@@ -11,70 +11,33 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
-    ApplicationError,
     ChildWorkflowError,
-    FailureError,
     is_cancelled_exception,
 )
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.engine import EngineActivities
     from activities.store import StoreActivities
     from mahsm.contracts.engine import (
         AgentInput,
         BlobText,
         DependencyOutput,
         EngineDefaults,
-        PoolRequest,
     )
     from mahsm.contracts.task import (
-        Capability,
         Subtask,
         SubtaskStatus,
         TaskRequest,
         Usage,
     )
     from mahsm.plan_validation import descendants
-    from mahsm.queues import prefix_of
     from workflows.agent_workflow import AgentWorkflow
+    from workflows.failures import failure_message, usage_of_failure
+    from workflows.pool_lookup import PoolLookup
     from workflows.retry import STORE_RETRY
     from workflows.task_recorder import TaskRecorder
-
-_POOL_LOOKUP_TIMEOUT = timedelta(seconds=10)
-_POOL_WAIT_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=1.5,
-    maximum_interval=timedelta(seconds=5),
-)
-
-
-def failure_message(error: BaseException) -> str:
-    """The most useful message in a Temporal failure chain: its innermost application error."""
-    found: str | None = None
-    current: BaseException | None = error
-    while current is not None:
-        if isinstance(current, ApplicationError):
-            found = current.message
-        elif isinstance(current, TemporalTimeoutError) and found is None:
-            found = f"timed out ({current.type.name.lower() if current.type else 'timeout'})"
-        current = current.cause if isinstance(current, FailureError) else current.__cause__
-    return found or str(error)
-
-
-def usage_of_failure(error: BaseException) -> Usage:
-    """The usage an agent reported in its failure details (zero when it reported none)."""
-    current: BaseException | None = error
-    while current is not None:
-        if isinstance(current, ApplicationError) and current.details:
-            detail = current.details[0]
-            if isinstance(detail, dict) and "input_tokens" in detail:
-                return Usage.model_validate(detail)
-        current = current.cause if isinstance(current, FailureError) else None
-    return Usage()
 
 
 class DagRunner:
@@ -87,7 +50,8 @@ class DagRunner:
         self._request = request
         self._defaults = defaults
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._pools: dict[frozenset[Capability], str] = {}
+        self._wait_s = request.options.capability_wait_s or defaults.capability_wait_s
+        self._pools = PoolLookup(recorder=recorder, wait_s=self._wait_s)
         self._budget_stop: str | None = None
         assert recorder.state.plan is not None
         self._order = {s.id: i for i, s in enumerate(recorder.state.plan.subtasks)}
@@ -105,6 +69,7 @@ class DagRunner:
 
     async def cancel_all(self) -> None:
         """Cancel running subtasks (their agents and activities) and wait for them to stop."""
+        self._pools.cancel_all()
         for task in self._running.values():
             task.cancel()
         for task in self._running.values():
@@ -187,42 +152,6 @@ class DagRunner:
         self._recorder.update_subtask(subtask_id, **changes)
         self._block_descendants(subtask_id)
 
-    async def _pool_for(self, subtask: Subtask) -> str:
-        """The queue of a live pool serving the subtask; waits (visibly) while none does."""
-        need = frozenset(subtask.required_capabilities)
-        if need in self._pools:
-            return self._pools[need]
-        request = PoolRequest(
-            queue_prefix=prefix_of(workflow.info().task_queue),
-            capabilities=sorted(need),
-        )
-        try:
-            choice = await workflow.execute_activity_method(
-                EngineActivities.resolve_pool,
-                request,
-                start_to_close_timeout=_POOL_LOOKUP_TIMEOUT,
-                retry_policy=RetryPolicy(maximum_attempts=1),
-                summary="find pool: " + ",".join(request.capabilities),
-            )
-        except ActivityError as error:
-            if is_cancelled_exception(error):
-                raise asyncio.CancelledError() from error
-            wait_s = self._request.options.capability_wait_s or self._defaults.capability_wait_s
-            self._recorder.update_subtask(
-                subtask.id,
-                waiting_for=f"{failure_message(error)} (waiting up to {wait_s:g}s)",
-            )
-            choice = await workflow.execute_activity_method(
-                EngineActivities.resolve_pool,
-                request,
-                start_to_close_timeout=_POOL_LOOKUP_TIMEOUT,
-                schedule_to_close_timeout=timedelta(seconds=wait_s),
-                retry_policy=_POOL_WAIT_RETRY,
-                summary="wait for pool: " + ",".join(request.capabilities),
-            )
-        self._pools[need] = choice.task_queue
-        return choice.task_queue
-
     def _dependencies(self, subtask: Subtask) -> list[DependencyOutput]:
         state = self._recorder.state
         return [
@@ -239,13 +168,15 @@ class DagRunner:
         recorder, options, defaults = self._recorder, self._request.options, self._defaults
         subtask_id = subtask.id
         try:
-            queue = await self._pool_for(subtask)
+            queue = await self._pools.queue_for(subtask)
+        except asyncio.CancelledError:
+            self._cancelled(subtask_id)
+            raise
         except ActivityError as error:
             if is_cancelled_exception(error):
                 self._cancelled(subtask_id)
                 raise asyncio.CancelledError() from error
-            wait_s = options.capability_wait_s or defaults.capability_wait_s
-            self._fail(subtask_id, f"{failure_message(error)} (waited {wait_s:g}s)")
+            self._fail(subtask_id, f"{failure_message(error)} (waited {self._wait_s:g}s)")
             return
         attempts = recorder.state.subtask(subtask_id).result.attempts + 1
         recorder.update_subtask(

@@ -27,7 +27,8 @@ with workflow.unsafe.imports_passed_through():
         TaskStatus,
     )
     from workflows import prompts
-    from workflows.dag_runner import DagRunner, failure_message
+    from workflows.dag_runner import DagRunner
+    from workflows.failures import failure_message
     from workflows.retry import LLM_RETRY, STORE_RETRY
     from workflows.task_recorder import TaskRecorder
 

@@ -199,3 +199,19 @@ async def test_approval_timeout_ends_the_task_timed_out(
     assert state.status == TaskStatus.TIMED_OUT
     assert state.error == "no approval within 86400s"
     assert state.subtask("a").result.started_at is None
+
+
+async def test_subtasks_needing_the_same_capabilities_share_one_pool_lookup(engine_factory) -> None:
+    plan = [subtask(f"s{n}") for n in range(4)] + [
+        {**subtask("web"), "required_capabilities": ["web_scraping"]}
+    ]
+    async with engine_factory(scenario(plan)) as engine:
+        handle = await engine.start(TaskRequest(description="Fan out over one pool"))
+        await handle.result()
+        lookups = [
+            event.activity_task_scheduled_event_attributes.activity_type.name
+            async for event in handle.fetch_history_events()
+            if event.HasField("activity_task_scheduled_event_attributes")
+        ].count("resolve_pool")
+
+    assert lookups == 2  # one per distinct capability set, not one per subtask
