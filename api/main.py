@@ -41,6 +41,17 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"code": code, "message": message, "details": details}
 
 
+def _encodable(value: Any) -> Any:
+    """`value` with text that UTF-8 cannot encode (a lone surrogate echoed back) replaced."""
+    if isinstance(value, str):
+        return value.encode("utf-8", errors="replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    return value
+
+
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail
@@ -49,7 +60,9 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     else:
         code = _CODES.get(exc.status_code, f"http_{exc.status_code}")
         body = error_body(code, str(detail))
-    return JSONResponse(jsonable_encoder(body), status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(
+        _encodable(jsonable_encoder(body)), status_code=exc.status_code, headers=exc.headers
+    )
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -59,7 +72,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         for error in exc.errors()
     ]
     body = error_body("validation_error", "Invalid request: " + "; ".join(problems), exc.errors())
-    return JSONResponse(jsonable_encoder(body), status_code=422)
+    return JSONResponse(_encodable(jsonable_encoder(body)), status_code=422)
 
 
 async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:

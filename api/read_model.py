@@ -26,7 +26,7 @@ QUERY_TIMEOUT_S = 10.0
 
 _TASK_COLUMNS = (
     "id, user_id, description, status, plan, result, result_ref, error, usage,"
-    " created_at, updated_at"
+    " created_at, updated_at, version"
 )
 
 
@@ -76,11 +76,16 @@ def _subtask_view(row: asyncpg.Record) -> SubtaskView:
 
 @dataclass(frozen=True)
 class TaskSnapshot:
-    """A task's detail, with the claim checks of large outputs still unresolved."""
+    """A task's detail, with the claim checks of large outputs still unresolved.
+
+    `version` is the task's `TaskState.version`: it grows with every change, so of two
+    snapshots of one task the one with the higher version is the newer.
+    """
 
     detail: TaskDetail
     result_ref: str | None
     output_refs: dict[str, str]
+    version: int = 0
 
 
 async def load_task(pool: asyncpg.Pool, task_id: str) -> TaskSnapshot | None:
@@ -105,6 +110,7 @@ async def load_task(pool: asyncpg.Pool, task_id: str) -> TaskSnapshot | None:
             detail=TaskDetail(task=task, subtask_results=[_subtask_view(r) for r in rows]),
             result_ref=(row["result_ref"] or {}).get("blob_id"),
             output_refs={r["id"]: r["output_ref"]["blob_id"] for r in rows if r["output_ref"]},
+            version=row["version"],
         )
 
     return await _guard(read)
@@ -155,8 +161,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         data = json.loads(raw)
         created_at = datetime.fromisoformat(data["t"])
         task_id = data["i"]
-        if not isinstance(task_id, str) or created_at.tzinfo is None:
+        if not isinstance(task_id, str) or created_at.tzinfo is None or "\x00" in task_id:
             raise ValueError("malformed cursor")
+        task_id.encode("utf-8")  # UnicodeError (a ValueError) for a lone surrogate
         return created_at.astimezone(UTC), task_id
     except (ValueError, TypeError, KeyError, OverflowError, binascii.Error) as error:
         raise ApiError(

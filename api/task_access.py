@@ -6,7 +6,8 @@ gone from Temporal (retention) long after it ended, so every read tries both sou
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, timedelta
 from typing import Any, NoReturn
 
 from temporalio.client import (
@@ -15,6 +16,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -28,11 +30,16 @@ from mahsm.tasks import TASK_WORKFLOW
 from workflows.task_workflow import TaskWorkflow
 
 RPC_TIMEOUT = timedelta(seconds=5)
-UPDATE_TIMEOUT = timedelta(seconds=30)
+# The `state` query is answered by a worker: a busy or absent one must not hold a read for
+# long when Postgres has the task's row to serve instead.
+QUERY_TIMEOUT = timedelta(seconds=2)
+# Below the REST client's default 30 s request timeout, so the caller sees the API's 503.
+UPDATE_TIMEOUT = timedelta(seconds=20)
 # Not found, or an id Temporal refuses: either way there is no such task in Temporal.
 _ABSENT = (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT)
 # How the client reports an RPC that ran out of `rpc_timeout`.
 _TIMED_OUT = (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
+_NO_ANSWER = "no answer in time (are the task workers running?)"
 
 
 def task_not_found(task_id: str) -> ApiError:
@@ -60,7 +67,7 @@ def raise_unavailable(error: RPCError) -> NoReturn:
     """Turn an RPC failure that is not about the task into 503 `temporal_unavailable`."""
     reason = redact_text(error.message) or (error.status.name if error.status else "RPC failed")
     if error.status in _TIMED_OUT:
-        reason = "no answer in time (are the task workers running?)"
+        reason = _NO_ANSWER
     raise BackendUnavailable("temporal", reason) from error
 
 
@@ -76,44 +83,65 @@ def snapshot_of(state: TaskState) -> TaskSnapshot:
             for s in state.subtasks
             if s.result.output_ref is not None
         },
+        version=state.version,
     )
 
 
 async def _unstarted_state(client: Client, handle: WorkflowHandle[Any, Any]) -> TaskState | None:
     """A `pending` state from the workflow's start event, for a task no worker has run yet."""
-    description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
-    if description.workflow_type != TASK_WORKFLOW:
-        return None
     async for event in handle.fetch_history_events(rpc_timeout=RPC_TIMEOUT):
-        payloads = event.workflow_execution_started_event_attributes.input.payloads
-        [request] = await client.data_converter.decode(payloads, [TaskRequest])
+        started = event.workflow_execution_started_event_attributes
+        if started.workflow_type.name != TASK_WORKFLOW:
+            return None
+        [request] = await client.data_converter.decode(started.input.payloads, [TaskRequest])
+        start_time = event.event_time.ToDatetime(tzinfo=UTC)
         return TaskState(
             task_id=handle.id,
             description=request.description,
             user_id=request.user_id,
-            created_at=description.start_time,
-            updated_at=description.start_time,
+            created_at=start_time,
+            updated_at=start_time,
             options=request.options,
         )
     return None
 
 
+class QueryTimedOut(BackendUnavailable):
+    """The `state` query got no answer within `QUERY_TIMEOUT` (workers busy, or none)."""
+
+    def __init__(self) -> None:
+        super().__init__("temporal", _NO_ANSWER)
+
+
 async def query_state(client: Client, task_id: str) -> TaskState | None:
     """The `state` query's answer; None when Temporal has no such task workflow.
 
-    A task whose workflow no worker has picked up yet (all task workers down) cannot answer
-    the query; it is shown `pending`, from its start event, after `RPC_TIMEOUT`.
+    Raises:
+        QueryTimedOut: No worker answered within `QUERY_TIMEOUT`.
+        BackendUnavailable: Temporal cannot be reached.
     """
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(task_id)
     try:
-        try:
-            return await handle.query(TaskWorkflow.state, rpc_timeout=RPC_TIMEOUT)
-        except RPCError as error:
-            if error.status not in _TIMED_OUT:
-                raise
-            return await _unstarted_state(client, handle)
+        return await handle.query(TaskWorkflow.state, rpc_timeout=QUERY_TIMEOUT)
     except WorkflowQueryFailedError:  # a workflow that is not a TaskWorkflow
         return None
+    except RPCError as error:
+        if error.status in _ABSENT:
+            return None
+        if error.status in _TIMED_OUT:
+            raise QueryTimedOut() from error
+        raise_unavailable(error)
+
+
+async def unstarted_state(client: Client, task_id: str) -> TaskState | None:
+    """The `pending` state of a task whose workflow no worker has run (from its start event).
+
+    Raises:
+        BackendUnavailable: Temporal cannot answer.
+    """
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(task_id)
+    try:
+        return await _unstarted_state(client, handle)
     except RPCError as error:
         if error.status in _ABSENT:
             return None
@@ -127,55 +155,82 @@ async def _stored(backends: Backends, task_id: str) -> tuple[TaskSnapshot | None
         return None, error
 
 
-async def _live(backends: Backends, task_id: str) -> tuple[TaskSnapshot | None, ApiError | None]:
+async def _live(
+    backends: Backends, task_id: str
+) -> tuple[TaskState | None, BackendUnavailable | None]:
     try:
-        state = await query_state(await backends.temporal(), task_id)
+        return await query_state(await backends.temporal(), task_id), None
     except BackendUnavailable as error:
         return None, error
-    return (snapshot_of(state) if state else None), None
 
 
 async def current_snapshot(backends: Backends, task_id: str, *, live_first: bool) -> TaskSnapshot:
     """The task's current state from the best source that answers.
 
+    While the task runs its workflow's `state` query is the source; once it has ended (or when
+    the query fails or gets no answer within `QUERY_TIMEOUT`) its Postgres row is. A task with
+    neither an answer nor a row yet, whose query timed out, is one no worker has picked up: it
+    is shown `pending`, from its workflow's start event.
+
     Args:
         backends: Temporal and Postgres.
         task_id: The task (workflow) id.
-        live_first: Ask Temporal before Postgres (for streams of running tasks). Otherwise
-            Postgres is read first and Temporal asked only while the row is missing or the
-            task has not ended, which spares closed workflows a replay.
+        live_first: Ask Temporal first and Postgres only when the query does not answer (for
+            streams, which poll running tasks). Otherwise Postgres is read first and Temporal
+            asked only while the row is missing or the task has not ended, which spares
+            closed workflows a replay.
 
     Raises:
         ApiError: 404 when neither source knows the task; 503 when neither can answer.
     """
-    first, second = (_live, _stored) if live_first else (_stored, _live)
-    found, first_error = await first(backends, task_id)
-    if found is not None and (live_first or found.detail.task.status.is_terminal):
-        return found
-    fallback, second_error = await second(backends, task_id)
-    live = found if live_first else fallback
-    result = live or found or fallback
-    if result is not None:
-        return result
-    error = first_error or second_error
+    if live_first:
+        state, live_error = await _live(backends, task_id)
+        if state is not None:
+            return snapshot_of(state)
+        stored, stored_error = await _stored(backends, task_id)
+    else:
+        stored, stored_error = await _stored(backends, task_id)
+        if stored is not None and stored.detail.task.status.is_terminal:
+            return stored
+        state, live_error = await _live(backends, task_id)
+        if state is not None:
+            live = snapshot_of(state)
+            # The row is written from the same state, so it is never ahead of the query.
+            return live if stored is None or live.version >= stored.version else stored
+    if stored is not None:  # Temporal forgot it, is down, or its workers are too busy
+        return stored
+    if isinstance(live_error, QueryTimedOut) and stored_error is None:
+        unstarted = await unstarted_state(await backends.temporal(), task_id)
+        if unstarted is not None:
+            return snapshot_of(unstarted)
+        raise task_not_found(task_id)
+    error = stored_error or live_error
     if error is not None:
         raise error
     raise task_not_found(task_id)
+
+
+async def find_snapshot(
+    backends: Backends, task_id: str, caller: Caller, *, live_first: bool = False
+) -> TaskSnapshot:
+    """The task as the caller may see it, large outputs resolved, with its version."""
+    snapshot = await current_snapshot(backends, task_id, live_first=live_first)
+    if not caller.may_see(snapshot.detail.task.user_id):
+        raise task_not_found(task_id)
+    if snapshot.result_ref is None and not snapshot.output_refs:
+        return snapshot
+    try:
+        detail = await resolve_blobs(await backends.pool(), snapshot)
+    except BackendUnavailable:
+        return snapshot  # large outputs stay null until Postgres is back
+    return replace(snapshot, detail=detail)
 
 
 async def find_task(
     backends: Backends, task_id: str, caller: Caller, *, live_first: bool = False
 ) -> TaskDetail:
     """The task as the caller may see it, with large outputs resolved; 404 if not theirs."""
-    snapshot = await current_snapshot(backends, task_id, live_first=live_first)
-    if not caller.may_see(snapshot.detail.task.user_id):
-        raise task_not_found(task_id)
-    if snapshot.result_ref is None and not snapshot.output_refs:
-        return snapshot.detail
-    try:
-        return await resolve_blobs(await backends.pool(), snapshot)
-    except BackendUnavailable:
-        return snapshot.detail  # large outputs stay null until Postgres is back
+    return (await find_snapshot(backends, task_id, caller, live_first=live_first)).detail
 
 
 async def cancel_task(backends: Backends, task_id: str, caller: Caller) -> TaskStatusChange:
@@ -218,6 +273,13 @@ async def approve_task(
             code="not_awaiting_approval",
             message=f"Task '{task_id}' cannot be approved now: {cause}.",
             details={"task_id": task_id, "status": detail.task.status.value},
+        ) from error
+    except WorkflowUpdateRPCTimeoutOrCancelledError as error:
+        raise BackendUnavailable(
+            "temporal",
+            f"the approval got no answer within {UPDATE_TIMEOUT.total_seconds():g}s"
+            " (are the task workers running?); it may still be applied when a worker picks"
+            " the task up: check GET /tasks/{task_id} before retrying",
         ) from error
     except RPCError as error:
         if error.status in _ABSENT:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.schemas import SubtaskView, TaskDetail
-from mahsm.contracts.task import SubtaskStatus
+from mahsm.contracts.task import SubtaskStatus, TaskStatus
 
 SNAPSHOT = "snapshot"
 PLAN_READY = "plan_ready"
@@ -24,6 +24,15 @@ SUBTASK_EVENTS = {
     SubtaskStatus.BLOCKED: "subtask_blocked",
     SubtaskStatus.CANCELLED: "subtask_cancelled",
 }
+
+# The order a task goes through its statuses; every final status comes last.
+_TASK_ORDER = {
+    TaskStatus.PENDING: 0,
+    TaskStatus.PLANNING: 1,
+    TaskStatus.AWAITING_APPROVAL: 2,
+    TaskStatus.RUNNING: 3,
+}
+_FINAL = len(_TASK_ORDER)
 
 Event = tuple[str, dict[str, Any]]
 
@@ -56,8 +65,8 @@ def _subtask_changes(before: TaskDetail, after: TaskDetail) -> list[Event]:
     events: list[Event] = []
     for subtask in after.subtask_results:
         previous = known.get(subtask.id, SubtaskStatus.PENDING)
-        if subtask.status == previous:
-            continue
+        if subtask.status == previous or previous.is_terminal:
+            continue  # unchanged, or an older view of a subtask that has already ended
         skipped_start = previous == SubtaskStatus.PENDING and subtask.started_at is not None
         if skipped_start and subtask.status in (SubtaskStatus.COMPLETED, SubtaskStatus.FAILED):
             events.append(_subtask(SUBTASK_EVENTS[SubtaskStatus.RUNNING], after, subtask))
@@ -67,8 +76,16 @@ def _subtask_changes(before: TaskDetail, after: TaskDetail) -> list[Event]:
     return events
 
 
+def _moved_on(before: TaskStatus, after: TaskStatus) -> bool:
+    return _TASK_ORDER.get(after, _FINAL) > _TASK_ORDER.get(before, _FINAL)
+
+
 def changes(before: TaskDetail, after: TaskDetail) -> list[Event]:
-    """The events that lead from `before` to `after`, in the order they happened."""
+    """The events that lead from `before` to `after`, in the order they happened.
+
+    Only forward moves are reported: a task or subtask shown in an earlier status in `after`
+    than in `before` (an older view) yields no event.
+    """
     events: list[Event] = []
     if before.task.plan is None and after.task.plan is not None:
         events.append(
@@ -81,7 +98,7 @@ def changes(before: TaskDetail, after: TaskDetail) -> list[Event]:
                 },
             )
         )
-    status_changed = before.task.status != after.task.status
+    status_changed = _moved_on(before.task.status, after.task.status)
     if status_changed and not after.task.status.is_terminal:
         events.append(_task_status(after))
     events += _subtask_changes(before, after)

@@ -15,6 +15,7 @@ from api.deps import ApiError, BackendsDep, DbPoolDep, SettingsDep, TemporalClie
 from api.read_model import TaskFilter, decode_cursor, list_tasks
 from api.schemas import ErrorBody, TaskAccepted, TaskDetail, TaskLinks, TaskPage, TaskStatusChange
 from api.task_access import approve_task, cancel_task, find_task, raise_unavailable
+from api.text_guard import reject_unstorable_body, reject_unstorable_params
 from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskStatus
 from mahsm.tasks import start_task, temporal_ui_link
 
@@ -47,7 +48,7 @@ TaskId = Annotated[
 router = APIRouter(
     prefix="/tasks",
     tags=["tasks"],
-    dependencies=[Depends(authenticate)],
+    dependencies=[Depends(authenticate), Depends(reject_unstorable_params)],
     responses=error_responses(401, 422, 503),
 )
 
@@ -74,6 +75,7 @@ async def submit_task(
 
     With API keys the task belongs to the key's user: a `user_id` naming someone else is 403.
     """
+    reject_unstorable_body(request)
     if caller.user is not None:
         if request.user_id not in (None, caller.user):
             raise ApiError(
@@ -196,4 +198,5 @@ async def approve(
     task_id: TaskId, decision: ApprovalDecision, caller: CallerDep, backends: BackendsDep
 ) -> TaskStatusChange:
     """Approve (it runs) or reject (it ends `cancelled`) a task awaiting approval."""
+    reject_unstorable_body(decision)
     return await approve_task(backends, task_id, caller, decision)

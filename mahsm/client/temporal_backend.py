@@ -12,10 +12,11 @@ import base64
 import binascii
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from temporalio.client import (
     Client,
+    RPCTimeoutOrCancelledError,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
@@ -37,6 +38,13 @@ from mahsm.tasks import TASK_WORKFLOW, start_task, temporal_ui_link
 from workflows.task_workflow import TaskWorkflow
 
 _UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}
+# How long `approve` waits for a worker to take the decision.
+UPDATE_TIMEOUT = timedelta(seconds=30)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 @asynccontextmanager
@@ -44,6 +52,14 @@ async def _translated(task_id: str | None = None) -> AsyncIterator[None]:
     """Turn Temporal's errors into the client's exceptions."""
     try:
         yield
+    except RPCTimeoutOrCancelledError as error:
+        if _cancelling():  # the caller cancelled us (e.g. asyncio.timeout): not Temporal's fault
+            raise asyncio.CancelledError() from error
+        raise ServiceUnavailable(
+            f"Temporal gave no answer in time{f' for task {task_id}' if task_id else ''}"
+            " (are MAHSM workers running on this queue prefix?)",
+            code="temporal_unavailable",
+        ) from error
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND and task_id is not None:
             raise TaskNotFound(f"task {task_id} not found", status=404) from error
@@ -61,12 +77,22 @@ class TemporalBackend:
         client: A client using MAHSM's pydantic data converter (`mahsm.temporal_client.connect`).
         queue_prefix: Deployment prefix of the task queues (`MAHSM_QUEUE_PREFIX`).
         ui_url: Base URL of the Temporal Web UI, for links.
+        update_timeout: How long `approve` waits for a worker to take the decision before
+            raising `ServiceUnavailable` (the decision may still be applied later).
     """
 
-    def __init__(self, client: Client, *, queue_prefix: str, ui_url: str | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        queue_prefix: str,
+        ui_url: str | None = None,
+        update_timeout: timedelta = UPDATE_TIMEOUT,
+    ) -> None:
         self.client = client
         self.queue_prefix = queue_prefix
         self.ui_url = ui_url
+        self.update_timeout = update_timeout
 
     def _handle(self, task_id: str) -> WorkflowHandle[TaskWorkflow, TaskState]:
         return self.client.get_workflow_handle_for(TaskWorkflow.run, task_id)
@@ -98,10 +124,16 @@ class TemporalBackend:
             await self._handle(task_id).cancel()
 
     async def approve(self, task_id: str, decision: ApprovalDecision) -> TaskStatus:
-        """Run the `approve` update; `Conflict` unless the task awaits approval."""
+        """Run the `approve` update; `Conflict` unless the task awaits approval.
+
+        Raises:
+            ServiceUnavailable: No worker took the decision within `update_timeout`.
+        """
         try:
             async with _translated(task_id):
-                outcome = await self._handle(task_id).execute_update(TaskWorkflow.approve, decision)
+                outcome = await self._handle(task_id).execute_update(
+                    TaskWorkflow.approve, decision, rpc_timeout=self.update_timeout
+                )
         except WorkflowUpdateFailedError as error:
             cause = error.cause
             message = str(getattr(cause, "message", None) or cause or error)

@@ -112,16 +112,25 @@ class ApiStack:
         timeout_s: float = 30,
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Poll `GET /tasks/{task_id}` until `predicate(body)` is true."""
+        """Poll `GET /tasks/{task_id}` until `predicate(body)` is true.
+
+        A transient 503 (a backend briefly too busy under load) is retried until the deadline;
+        any other status fails at once.
+        """
         deadline = asyncio.get_running_loop().time() + timeout_s
+        last = "no answer yet"
         while True:
             response = await self.http.get(f"/tasks/{task_id}", headers=headers)
-            assert response.status_code == 200, response.text
-            body: dict[str, Any] = response.json()
-            if predicate(body):
-                return body
+            if response.status_code == 200:
+                body: dict[str, Any] = response.json()
+                if predicate(body):
+                    return body
+                last = str(body)
+            else:
+                assert response.status_code == 503, response.text
+                last = f"503 {response.text}"
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"condition never reached: {body}")
+                raise AssertionError(f"condition never reached: {last}")
             await asyncio.sleep(0.05)
 
     async def wait_status(self, task_id: str, statuses: set[str]) -> dict[str, Any]:

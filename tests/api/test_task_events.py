@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from typing import cast
 
+import pytest
+
+from api.auth import Caller
+from api.deps import Backends
+from api.read_model import TaskSnapshot
+from api.routes import events as events_route
 from api.schemas import SubtaskView, TaskDetail, TaskView
 from api.task_events import changes
 from mahsm.contracts.task import Capability, Plan, Subtask, SubtaskStatus, TaskStatus, Usage
@@ -76,3 +84,62 @@ def test_a_start_missed_between_polls_is_still_reported_before_the_outcome() -> 
 def test_nothing_changed_means_no_events() -> None:
     same = view(TaskStatus.RUNNING, PLAN, a=SubtaskStatus.RUNNING, b=SubtaskStatus.PENDING)
     assert changes(same, same) == []
+
+
+def test_an_older_view_moves_nothing_backwards() -> None:
+    newer = view(TaskStatus.RUNNING, PLAN, a=SubtaskStatus.COMPLETED, b=SubtaskStatus.RUNNING)
+    older = view(TaskStatus.PENDING, PLAN, a=SubtaskStatus.RUNNING, b=SubtaskStatus.PENDING)
+    ended = view(TaskStatus.COMPLETED, PLAN, a=SubtaskStatus.COMPLETED, b=SubtaskStatus.COMPLETED)
+    assert names(newer, older) == []
+    assert names(ended, newer) == []
+
+
+def snapshot(version: int, detail: TaskDetail) -> TaskSnapshot:
+    return TaskSnapshot(detail=detail, result_ref=None, output_refs={}, version=version)
+
+
+async def test_the_stream_skips_views_older_than_the_last_one_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Live answers interleaved with lagging Postgres rows (query timed out), as under load.
+    first = snapshot(
+        5, view(TaskStatus.RUNNING, PLAN, a=SubtaskStatus.RUNNING, b=SubtaskStatus.PENDING)
+    )
+    polls = iter(
+        [
+            snapshot(2, view(TaskStatus.PENDING, None)),  # a row written before the plan
+            snapshot(
+                6,
+                view(TaskStatus.RUNNING, PLAN, a=SubtaskStatus.COMPLETED, b=SubtaskStatus.RUNNING),
+            ),
+            snapshot(5, first.detail),  # the row catching up, still behind
+            snapshot(
+                6,
+                view(TaskStatus.RUNNING, PLAN, a=SubtaskStatus.COMPLETED, b=SubtaskStatus.RUNNING),
+            ),
+            snapshot(
+                9,
+                view(
+                    TaskStatus.COMPLETED, PLAN, a=SubtaskStatus.COMPLETED, b=SubtaskStatus.COMPLETED
+                ),
+            ),
+        ]
+    )
+
+    async def next_view(*_args: object, **_kwargs: object) -> TaskSnapshot:
+        return next(polls)
+
+    monkeypatch.setattr(events_route, "find_snapshot", next_view)
+    monkeypatch.setattr(events_route, "POLL_S", 0)
+    stream = events_route._Stream(cast(Backends, None), "task-x", Caller(user=None))
+    sent = [(event.event, json.loads(str(event.data))) async for event in stream.events(first)]
+
+    assert [(name, data.get("subtask", {}).get("id")) for name, data in sent] == [
+        ("snapshot", None),
+        ("subtask_completed", "a"),
+        ("subtask_started", "b"),
+        ("subtask_completed", "b"),
+        ("task_status", None),
+        ("task_ended", None),
+    ]
+    assert sent[-1][1]["task"]["status"] == "completed"

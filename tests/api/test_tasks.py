@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from temporalio.testing import WorkflowEnvironment
 
+from api.main import create_app
 from tests.api.conftest import (
     AGGREGATE,
     TERMINAL,
     StackFactory,
     answer_rule,
+    api_settings,
+    asgi_client,
     plan_rule,
     subtask,
 )
@@ -371,3 +377,51 @@ async def test_list_filters_and_paginates_with_an_opaque_cursor(api_stack: Stack
     assert bad_date.status_code == 422 and "query.created_after" in bad_date.json()["message"]
     assert epoch.status_code == 422 and "ISO 8601" in epoch.json()["message"]
     assert typo.status_code == 422 and "query.stauts" in typo.json()["message"]
+
+
+async def test_text_postgres_cannot_store_is_422_naming_the_field(
+    temporal_env: WorkflowEnvironment, database_url: str
+) -> None:
+    prefix = f"idle{uuid.uuid4().hex[:8]}"  # tasks started here stay pending
+    app = create_app(api_settings(temporal_env, database_url, queue_prefix=prefix))
+    bad_cursor = base64.urlsafe_b64encode(
+        json.dumps({"t": "2025-01-01T00:00:00+00:00", "i": "task-\u0000"}).encode()
+    ).decode()
+    async with asgi_client(app) as http:
+        held = await http.post(
+            "/tasks",
+            json={"description": "Hold me for approval", "options": {"require_approval": True}},
+        )
+        task_id = held.json()["task_id"]
+        responses = {
+            "query.user_id": await http.get("/tasks?user_id=%00"),
+            "query.user_id ": await http.get("/tasks", params={"user_id": "a\u0000b"}),
+            "query.cursor": await http.get("/tasks", params={"cursor": bad_cursor}),
+            "path.task_id": await http.get("/tasks/task-%00"),
+            "body.description": await http.post(
+                "/tasks", json={"description": "abc\u0000defghijk"}
+            ),
+            "body.user_id": await http.post(
+                "/tasks", json={"description": "A perfectly fine task", "user_id": "\u0000"}
+            ),
+            "body.comment": await http.post(
+                f"/tasks/{task_id}/approve", json={"approved": False, "comment": "no\u0000"}
+            ),
+            "body.surrogate": await http.post(
+                "/tasks",
+                content=b'{"description": "A lone surrogate \\ud800 here"}',
+                headers={"content-type": "application/json"},
+            ),
+        }
+
+    assert held.status_code == 202, held.text
+    for name, response in responses.items():
+        assert response.status_code == 422, (name, response.text)
+        assert response.json()["code"] == "validation_error", name
+    assert "query.user_id" in responses["query.user_id"].json()["message"]
+    assert "query.user_id" in responses["query.user_id "].json()["message"]
+    assert "query.cursor" in responses["query.cursor"].json()["message"]
+    assert "body.description" in responses["body.description"].json()["message"]
+    assert "body.user_id" in responses["body.user_id"].json()["message"]
+    assert "body.comment" in responses["body.comment"].json()["message"]
+    assert "body.description" in responses["body.surrogate"].json()["message"]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from api import task_access
+from api.auth import Caller
 from api.main import create_app
 from mahsm.devstack.process import free_port
 from mahsm.settings import load_settings
@@ -123,3 +126,57 @@ async def test_a_task_no_worker_has_picked_up_reads_pending_and_can_be_cancelled
     assert task["description"] == "Nobody runs this yet"
     assert pending.json()["subtask_results"] == []
     assert cancel.status_code == 202
+
+
+async def test_approving_a_task_no_worker_runs_answers_503_not_500(
+    temporal_env: WorkflowEnvironment, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The update waits for a worker that never comes: the client call times out.
+    monkeypatch.setattr(task_access, "QUERY_TIMEOUT", timedelta(seconds=1))
+    monkeypatch.setattr(task_access, "UPDATE_TIMEOUT", timedelta(seconds=1))
+    prefix = f"idle{uuid.uuid4().hex[:8]}"  # no worker polls this prefix
+    app = create_app(api_settings(temporal_env, database_url, queue_prefix=prefix))
+    async with asgi_client(app) as http:
+        submitted = await http.post(
+            "/tasks",
+            json={"description": "Hold me for approval", "options": {"require_approval": True}},
+        )
+        task_id = submitted.json()["task_id"]
+        approve = await http.post(f"/tasks/{task_id}/approve", json={"approved": True})
+
+    assert approve.status_code == 503, approve.text
+    body = approve.json()
+    assert body["code"] == "temporal_unavailable"
+    assert "no answer within 1s" in body["message"] and "workers" in body["message"]
+
+
+async def test_the_stored_row_is_served_when_the_state_query_gets_no_answer(
+    temporal_env: WorkflowEnvironment,
+    database_url: str,
+    db_pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A workflow whose query cannot be answered in time (here: no worker at all) but whose
+    # row says `running`: GET and the event stream show the row, not a `pending` made up from
+    # the start event.
+    monkeypatch.setattr(task_access, "QUERY_TIMEOUT", timedelta(seconds=1))
+    prefix = f"idle{uuid.uuid4().hex[:8]}"
+    app = create_app(api_settings(temporal_env, database_url, queue_prefix=prefix))
+    async with asgi_client(app) as http:
+        submitted = await http.post("/tasks", json={"description": "Busy workers, stored row"})
+        task_id = submitted.json()["task_id"]
+        now = datetime.now(UTC)
+        await db_pool.execute(
+            "INSERT INTO tasks (id, description, status, version, created_at, updated_at)"
+            " VALUES ($1, 'Busy workers, stored row', 'running', 7, $2, $2)",
+            task_id,
+            now,
+        )
+        read = await http.get(f"/tasks/{task_id}")
+        snapshot = await task_access.find_snapshot(
+            app.state.backends, task_id, Caller(user=None), live_first=True
+        )
+
+    assert read.status_code == 200, read.text
+    assert read.json()["task"]["status"] == "running"
+    assert snapshot.detail.task.status == "running" and snapshot.version == 7

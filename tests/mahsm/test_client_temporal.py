@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,10 @@ import asyncpg
 import pytest
 import pytest_asyncio
 import yaml
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 
-from mahsm.client import Conflict, MahsmClient, SyncMahsmClient, TaskNotFound
+from mahsm.client import Conflict, MahsmClient, ServiceUnavailable, SyncMahsmClient, TaskNotFound
+from mahsm.client.temporal_backend import TemporalBackend
 from mahsm.contracts.task import SubtaskStatus, TaskRequest, TaskState, TaskStatus
 from mahsm.settings import load_settings
 from tests.engine_harness import Engine, running_engine
@@ -136,7 +139,7 @@ async def test_reject_cancels_the_task(client: MahsmClient) -> None:
     assert final.status == TaskStatus.CANCELLED and "not now" in (final.error or "")
 
 
-async def test_cancel_a_running_task_then_conflict(client: MahsmClient) -> None:
+async def test_cancel_a_running_task_then_conflict(engine: Engine, client: MahsmClient) -> None:
     task_id = await client.submit(FACTORIAL, model="scripted/demo", require_approval=True)
     await _until(client, task_id, TaskStatus.AWAITING_APPROVAL)
 
@@ -144,6 +147,10 @@ async def test_cancel_a_running_task_then_conflict(client: MahsmClient) -> None:
     final = await client.wait(task_id, poll_s=0.1, timeout_s=30)
 
     assert final.status == TaskStatus.CANCELLED
+    # While the workflow winds down (final store write) a repeat is still accepted; once it
+    # has closed, it is a conflict.
+    with contextlib.suppress(WorkflowFailureError):
+        await asyncio.wait_for(engine.client.get_workflow_handle(task_id).result(), 30)
     with pytest.raises(Conflict, match="already ended"):
         await client.cancel(task_id)
 
@@ -225,3 +232,30 @@ async def test_plain_temporal_sdk_example_from_the_docs(engine: Engine) -> None:
 
     assert outcome.status == TaskStatus.RUNNING
     assert final.status == TaskStatus.COMPLETED and "3628800" in (final.result or "")
+
+
+async def test_approve_with_no_worker_raises_service_unavailable(temporal_client: Client) -> None:
+    # No worker polls this prefix: the update is never taken and its call times out.
+    prefix = f"idle{uuid.uuid4().hex[:8]}"
+    backend = TemporalBackend(
+        temporal_client, queue_prefix=prefix, update_timeout=timedelta(seconds=1)
+    )
+    client = MahsmClient(backend)
+    task_id = await client.submit(FACTORIAL, require_approval=True)
+
+    with pytest.raises(ServiceUnavailable) as raised:
+        await client.approve(task_id, True)
+
+    assert raised.value.code == "temporal_unavailable"
+    assert task_id in raised.value.message and "workers" in raised.value.message
+
+
+async def test_cancelling_a_pending_approve_stays_a_cancellation(temporal_client: Client) -> None:
+    # The SDK turns a cancelled update call into its timeout error; the caller's own
+    # cancellation (here asyncio.wait_for) must still surface as a timeout, not a 503.
+    prefix = f"idle{uuid.uuid4().hex[:8]}"
+    client = MahsmClient(TemporalBackend(temporal_client, queue_prefix=prefix))
+    task_id = await client.submit(FACTORIAL, require_approval=True)
+
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.approve(task_id, True), timeout=0.5)
