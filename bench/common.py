@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -72,6 +73,10 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
 @asynccontextmanager
 async def bench_stack(args: argparse.Namespace) -> AsyncIterator[Stack]:
     """Embedded Postgres + Temporal dev server (unless given), a client and a DB pool."""
+    # SIGTERM (e.g. from `timeout`) cancels the benchmark so the servers below are stopped.
+    main_task = asyncio.current_task()
+    if main_task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     root = Path(tempfile.mkdtemp(prefix="mahsm-bench-"))
     root.chmod(0o711)  # the embedded Postgres may run as an unprivileged user
     servers: list[Any] = []
