@@ -91,7 +91,10 @@ class TemporalDevServer:
         ]
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
+            # WAL with synchronous=NORMAL: a commit survives a crash of any process (the chaos
+            # tests kill the server); only an OS crash or power loss may lose the last ones.
             argv += ["--db-filename", str(self.db_file)]
+            argv += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
         argv += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
         self.process = ManagedProcess("temporal", argv, log_path=self.log_path).start()
         wait_until(
