@@ -10,7 +10,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Sequence
-from pathlib import Path
+from contextlib import AsyncExitStack
 
 import asyncpg
 import structlog
@@ -112,35 +112,22 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with _all(workers):
+        async with AsyncExitStack() as running:
+            for worker in workers:  # if one fails to start, those started are shut down
+                await running.enter_async_context(worker)
             log.info(
                 "worker polling",
                 queues=[w.task_queue for w in workers],
                 identity=client.identity,
             )
-            ready_file = os.environ.get("MAHSM_READY_FILE")
-            if ready_file:
-                Path(ready_file).write_text(str(os.getpid()))
+            if settings.ready_file is not None:
+                settings.ready_file.write_text(str(os.getpid()))
             await stop.wait()
             log.info("worker stopping")
     finally:
         if sql_pool is not None:
             await sql_pool.close()
         await pool.close()
-
-
-class _all:
-    """Run several workers as one async context (all start, all shut down gracefully)."""
-
-    def __init__(self, workers: list[Worker]) -> None:
-        self.workers = workers
-
-    async def __aenter__(self) -> None:
-        for worker in self.workers:
-            await worker.__aenter__()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.gather(*(w.shutdown() for w in self.workers))
 
 
 def main() -> None:

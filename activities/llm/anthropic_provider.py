@@ -18,12 +18,8 @@ from anthropic.types import TextBlock, ToolUseBlock
 
 from activities.llm.errors import (
     LLMCallError,
-    body_message,
-    classify_status,
-    connection_error,
-    parse_retry_after,
+    classify_sdk_error,
     schema_error,
-    timeout_error,
 )
 from activities.llm.provider import CallContext
 from mahsm.contracts.llm import ChatMessage, LLMRequest, LLMResponse, ToolCall
@@ -136,20 +132,9 @@ def build_params(request: LLMRequest, *, model: str) -> dict[str, Any]:
 
 def classify(error: anthropic.AnthropicError) -> LLMCallError:
     """An SDK exception as a classified `LLMCallError`."""
-    if isinstance(error, anthropic.APIStatusError):
-        return classify_status(
-            error.status_code,
-            body_message(error.body, error.message),
-            provider=_NAME,
-            retry_after=parse_retry_after(error.response.headers),
-            key_env=KEY_ENV,
-            base_url_env=BASE_URL_ENV,
-        )
-    if isinstance(error, anthropic.APITimeoutError):
-        return timeout_error(_NAME, str(error))
-    if isinstance(error, anthropic.APIConnectionError):
-        return connection_error(_NAME, str(error), base_url_env=BASE_URL_ENV)
-    return schema_error(_NAME, str(error))
+    return classify_sdk_error(
+        error, sdk=anthropic, provider=_NAME, key_env=KEY_ENV, base_url_env=BASE_URL_ENV
+    )
 
 
 class AnthropicProvider:

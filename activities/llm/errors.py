@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from types import ModuleType
 from typing import Literal
 
 from mahsm.logging import redact_text
@@ -241,3 +242,32 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def classify_sdk_error(
+    error: Exception,
+    *,
+    sdk: ModuleType,
+    provider: str,
+    key_env: str,
+    base_url_env: str,
+) -> LLMCallError:
+    """An exception of a Stainless-generated SDK (`openai`, `anthropic`), classified.
+
+    Both SDKs raise the same shapes: `APIStatusError` (with the HTTP response),
+    `APITimeoutError` and `APIConnectionError`; anything else is a malformed answer.
+    """
+    if isinstance(error, sdk.APIStatusError):
+        return classify_status(
+            error.status_code,
+            body_message(error.body, error.message),
+            provider=provider,
+            retry_after=parse_retry_after(error.response.headers),
+            key_env=key_env,
+            base_url_env=base_url_env,
+        )
+    if isinstance(error, sdk.APITimeoutError):
+        return timeout_error(provider, str(error))
+    if isinstance(error, sdk.APIConnectionError):
+        return connection_error(provider, str(error), base_url_env=base_url_env)
+    return schema_error(provider, str(error))
