@@ -10,15 +10,15 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.llm.activity import LLMActivities
-    from activities.store import StoreActivities
     from activities.tools.activity import ToolActivities
     from activities.tools.registry import specs_for
-    from mahsm.contracts.engine import AgentInput, AgentResult, AgentTranscript, BlobText
+    from mahsm.contracts.engine import AgentInput, AgentResult, AgentTranscript
     from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, ToolCall
     from mahsm.contracts.task import Usage
     from mahsm.contracts.tools import ToolInvocation, ToolOutcome
     from workflows import prompts
-    from workflows.retry import LLM_RETRY, STORE_RETRY, TOOL_RETRY
+    from workflows.payloads import fit_messages, store_text
+    from workflows.retry import LLM_RETRY, TOOL_RETRY
 
 _TRANSCRIPT_INLINE_BYTES = 128 * 1024
 _TOOL_TIMEOUT_MARGIN_S = 10.0
@@ -47,6 +47,7 @@ class AgentWorkflow:
                         }
                     )
                 )
+            await fit_messages(messages)
             response = await workflow.execute_activity_method(
                 LLMActivities.complete,
                 LLMRequest(
@@ -172,12 +173,6 @@ class AgentWorkflow:
         )
         serialized = result.model_dump_json()
         if len(serialized) > _TRANSCRIPT_INLINE_BYTES:
-            ref = await workflow.execute_activity_method(
-                StoreActivities.blob_put_text,
-                BlobText(text=AgentTranscript(messages=messages).model_dump_json()),
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=STORE_RETRY,
-                summary="store transcript",
-            )
+            ref = await store_text(AgentTranscript(messages=messages).model_dump_json())
             result = result.model_copy(update={"transcript": [], "transcript_ref": ref})
         return result

@@ -19,10 +19,8 @@ from temporalio.exceptions import (
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.store import StoreActivities
     from mahsm.contracts.engine import (
         AgentInput,
-        BlobText,
         DependencyOutput,
         EngineDefaults,
     )
@@ -35,8 +33,8 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.plan_validation import descendants
     from workflows.agent_workflow import AgentWorkflow
     from workflows.failures import failure_message, usage_of_failure
+    from workflows.payloads import OUTPUT_INLINE_BYTES, store_text
     from workflows.pool_lookup import PoolLookup
-    from workflows.retry import STORE_RETRY
     from workflows.task_recorder import TaskRecorder
 
 
@@ -222,13 +220,12 @@ class DagRunner:
             raise
         output: str | None = result.answer
         output_ref = None
-        if len(result.answer.encode("utf-8")) > defaults.claim_check_bytes:
-            output_ref = await workflow.execute_activity_method(
-                StoreActivities.blob_put_text,
-                BlobText(text=result.answer),
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=STORE_RETRY,
-            )
+        size = len(result.answer.encode("utf-8"))
+        limit = min(defaults.claim_check_bytes, OUTPUT_INLINE_BYTES)
+        if size > defaults.claim_check_bytes or (
+            size > limit and workflow.patched("output-inline-32k")
+        ):
+            output_ref = await store_text(result.answer)
             output = None
         recorder.add_usage(result.usage)
         recorder.update_subtask(

@@ -299,3 +299,58 @@ async def test_approval_gates_execution(engine_factory) -> None:
     assert done.status == TaskStatus.COMPLETED and "approved work" in (done.result or "")
     assert ended.status == TaskStatus.CANCELLED and ended.error == "rejected: no"
     assert ended.subtask("only").result.started_at is None
+
+
+async def test_many_inline_items_never_add_up_past_the_payload_limit(
+    engine_factory, data_dir: Path
+) -> None:
+    """Twelve ~100 KiB tool outputs (each under the claim-check threshold) and a 40 KiB
+    answer: the transcript moves its largest contents to blobs, the answer travels by
+    reference, and no LLM request carries more than about 1 MiB inline."""
+    reads = [{"name": "read_file", "arguments": {"path": "part.txt"}} for _ in range(12)]
+    long_answer = "y" * 40_000
+    scenario = {
+        "rules": [
+            {
+                "purpose": "plan",
+                "respond": {
+                    "plan": {
+                        "subtasks": [
+                            {
+                                "id": "read",
+                                "description": "Read part.txt many times",
+                                "required_capabilities": ["file_processing"],
+                            }
+                        ]
+                    }
+                },
+            },
+            {"purpose": "agent_step", "after_tool": False, "respond": {"tool_calls": reads}},
+            {"purpose": "agent_step", "after_tool": True, "respond": {"content": long_answer}},
+            AGGREGATE,
+        ]
+    }
+    async with engine_factory(scenario) as engine:
+        task_id = f"task-{uuid.uuid4()}"
+        workspace = engine.settings.workspace_root() / task_id
+        workspace.mkdir(parents=True)
+        (workspace / "part.txt").write_text("z" * 100_000)
+        handle = await engine.start(
+            TaskRequest(description="Read one part many times"), task_id=task_id
+        )
+        state = await handle.result()
+        child = engine.client.get_workflow_handle(f"{task_id}.read")
+        llm_inputs = [
+            len(event.activity_task_scheduled_event_attributes.input.SerializeToString())
+            async for event in child.fetch_history_events()
+            if event.HasField("activity_task_scheduled_event_attributes")
+            and event.activity_task_scheduled_event_attributes.activity_type.name == "llm_complete"
+        ]
+        row = (await engine.subtask_rows(task_id))["read"]
+
+    read = state.subtask("read").result
+    assert state.status == TaskStatus.COMPLETED
+    assert read.output is None and read.output_ref is not None
+    assert read.output_ref.size_bytes == len(long_answer)
+    assert row["output"] is None and row["output_ref"]["size_bytes"] == len(long_answer)
+    assert len(llm_inputs) == 2 and max(llm_inputs) < 1_100_000
