@@ -51,6 +51,8 @@ class DagRunner:
         self._wait_s = request.options.capability_wait_s or defaults.capability_wait_s
         self._pools = PoolLookup(recorder=recorder, wait_s=self._wait_s)
         self._budget_stop: str | None = None
+        self._cancelling = False
+        self._cancelled_outside: list[str] = []
         assert recorder.state.plan is not None
         self._order = {s.id: i for i, s in enumerate(recorder.state.plan.subtasks)}
 
@@ -67,6 +69,7 @@ class DagRunner:
 
     async def cancel_all(self) -> None:
         """Cancel running subtasks (their agents and activities) and wait for them to stop."""
+        self._cancelling = True
         self._pools.cancel_all()
         for task in self._running.values():
             task.cancel()
@@ -114,6 +117,7 @@ class DagRunner:
             for i in self._recorder.state.subtasks
             if i.result.status == SubtaskStatus.FAILED
         ]
+        failed += [f"subtask '{sid}' was cancelled" for sid in self._cancelled_outside]
         if self._budget_stop:
             failed.append(f"budget exceeded: {self._budget_stop}")
         return "; ".join(failed) or None
@@ -129,10 +133,11 @@ class DagRunner:
                     error=f"blocked: dependency '{subtask_id}' failed",
                 )
 
-    def _cancelled(self, subtask_id: str) -> None:
+    def _cancelled(self, subtask_id: str, *, error: str | None = None) -> None:
         self._recorder.update_subtask(
             subtask_id,
             status=SubtaskStatus.CANCELLED,
+            error=error,
             finished_at=workflow.now(),
             waiting_for=None,
         )
@@ -207,9 +212,14 @@ class DagRunner:
                 static_summary=f"{subtask_id}: {subtask.description[:180]}",
             )
         except ChildWorkflowError as error:
-            if is_cancelled_exception(error):
+            if is_cancelled_exception(error) and self._cancelling:
                 self._cancelled(subtask_id)
                 raise asyncio.CancelledError() from error
+            if is_cancelled_exception(error):  # e.g. from the Temporal UI: a failed branch
+                self._cancelled(subtask_id, error="agent workflow cancelled outside the task")
+                self._block_descendants(subtask_id)
+                self._cancelled_outside.append(subtask_id)
+                return
             message = failure_message(error)
             if isinstance(error.cause, TemporalTimeoutError):
                 message = f"subtask timed out after {timeout_s:g}s"

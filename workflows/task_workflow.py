@@ -85,11 +85,17 @@ class TaskWorkflow:
         recorder = self._recorder
         flusher = asyncio.create_task(self._flush_loop())
         recorder.set_status(TaskStatus.PENDING)
-        defaults = await workflow.execute_local_activity_method(
-            EngineActivities.engine_defaults,
-            DefaultsRequest(),
-            start_to_close_timeout=timedelta(seconds=10),
-        )
+        try:
+            defaults = await workflow.execute_local_activity_method(
+                EngineActivities.engine_defaults,
+                DefaultsRequest(),
+                start_to_close_timeout=timedelta(seconds=10),
+            )
+        except asyncio.CancelledError:
+            recorder.set_status(TaskStatus.CANCELLED, error="cancelled by request")
+            self._closing = True
+            await flusher
+            raise
         recorder.state.model = request.options.model or defaults.model
         task_timeout = request.options.task_timeout_s or defaults.task_timeout_s
         self._llm_timeout_s = defaults.llm_timeout_s

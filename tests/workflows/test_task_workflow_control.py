@@ -215,3 +215,41 @@ async def test_subtasks_needing_the_same_capabilities_share_one_pool_lookup(engi
         ].count("resolve_pool")
 
     assert lookups == 2  # one per distinct capability set, not one per subtask
+
+
+async def test_an_agent_cancelled_outside_the_task_is_a_failed_branch(engine_factory) -> None:
+    plan = [subtask("slow"), subtask("after", deps=["slow"]), subtask("other")]
+    spec = {
+        "rules": [
+            {"purpose": "plan", "respond": {"plan": {"subtasks": plan}}},
+            {
+                "purpose": "agent_step",
+                "match": r"Your subtask:\s*Work item slow",
+                "latency_ms": 30_000,
+                "respond": {"content": "never"},
+            },
+            {"purpose": "agent_step", "respond": {"content": "item done"}},
+            AGGREGATE,
+        ]
+    }
+    async with engine_factory(spec) as engine:
+        handle = await engine.start(TaskRequest(description="Cancel one agent from the UI"))
+        await engine.wait_for(
+            handle,
+            lambda s: (
+                bool(s.subtasks)
+                and s.subtask("slow").result.status == "running"
+                and s.subtask("other").result.status == "completed"
+            ),
+        )
+        await engine.client.get_workflow_handle(f"{handle.id}.slow").cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        state = await engine.state(handle)
+
+    assert state.subtask("slow").result.status == SubtaskStatus.CANCELLED
+    assert state.subtask("after").result.status == SubtaskStatus.BLOCKED
+    assert state.subtask("other").result.status == SubtaskStatus.COMPLETED
+    assert state.status == TaskStatus.FAILED and "subtask 'slow' was cancelled" in (
+        state.error or ""
+    )
