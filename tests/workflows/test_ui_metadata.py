@@ -1,0 +1,70 @@
+"""What a person sees in the Temporal Web UI: searchable status and user, readable summaries."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mahsm.contracts.task import TaskRequest, TaskStatus
+from mahsm.tasks import start_task
+
+SCENARIO = {
+    "rules": [
+        {
+            "purpose": "plan",
+            "respond": {
+                "plan": {
+                    "subtasks": [
+                        {
+                            "id": "sum",
+                            "description": "Add two and two",
+                            "required_capabilities": ["data_analysis"],
+                        }
+                    ]
+                }
+            },
+        },
+        {
+            "purpose": "agent_step",
+            "after_tool": False,
+            "respond": {"tool_calls": [{"name": "calculator", "arguments": {"expression": "2+2"}}]},
+        },
+        {"purpose": "agent_step", "after_tool": True, "respond": {"content": "{last_tool_result}"}},
+        {"purpose": "aggregate", "respond": {"content": "four"}},
+    ]
+}
+
+
+async def test_tasks_are_searchable_by_status_and_user_and_carry_summaries(engine_factory) -> None:
+    async with engine_factory(SCENARIO) as engine:
+        handle = await start_task(
+            engine.client,
+            TaskRequest(description="Add two and two for the UI", user_id="ui-alice"),
+            queue_prefix=engine.settings.queue_prefix,
+        )
+        assert (await handle.result()).status == TaskStatus.COMPLETED
+        query = (
+            f"WorkflowId = '{handle.id}'"
+            " AND MahsmTaskStatus = 'completed' AND MahsmUserId = 'ui-alice'"
+        )
+        found: list[str] = []
+        for _ in range(50):  # visibility is eventually consistent
+            found = [w.id async for w in engine.client.list_workflows(query)]
+            if found:
+                break
+            await asyncio.sleep(0.1)
+        description = await handle.describe()
+        child = await engine.client.get_workflow_handle(f"{handle.id}.sum").describe()
+        activity_summaries = [
+            event.user_metadata.summary.data.decode()
+            async for event in engine.client.get_workflow_handle(
+                f"{handle.id}.sum"
+            ).fetch_history_events()
+            if event.HasField("activity_task_scheduled_event_attributes")
+        ]
+
+    assert found == [handle.id]
+    assert await description.static_summary() == "Add two and two for the UI"
+    assert "ui-alice" in (await description.static_details() or "")
+    assert await child.static_summary() == "sum: Add two and two"
+    assert any("tool calculator" in s for s in activity_summaries)
+    assert any("LLM step 1: sum" in s for s in activity_summaries)
