@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.contracts.engine import StoreWrite, TaskEvent
     from mahsm.contracts.task import (
         Plan,
+        SubtaskResult,
         SubtaskState,
         SubtaskStatus,
         TaskState,
@@ -74,6 +75,9 @@ class TaskRecorder:
 
     def update_subtask(self, subtask_id: str, **changes: Any) -> None:
         """Change fields of a subtask's result; a status change is logged."""
+        unknown = changes.keys() - SubtaskResult.model_fields.keys()
+        if unknown:  # model_copy does not validate; a misspelt field would be kept silently
+            raise ValueError(f"unknown SubtaskResult fields: {sorted(unknown)}")
         item = self.state.subtask(subtask_id)
         before = item.result.status
         item.result = item.result.model_copy(update=changes)

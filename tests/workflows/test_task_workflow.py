@@ -146,7 +146,7 @@ async def test_a_subtask_starts_when_its_own_dependencies_finish(engine_factory)
                     },
                 ],
             ),
-            answer_rule("Slow root", "slow done", latency_ms=2500),
+            answer_rule("Slow root", "slow done", latency_ms=4000),
             answer_rule("Quick root", "quick done"),
             answer_rule("After quick", "next done"),
             AGGREGATE,
