@@ -18,8 +18,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from mahsm.cli.live import styled_status
-from mahsm.cli.tasks import (
+from mahsm.cli.common import (
     ApiKeyOption,
     ApiOption,
     ExitCode,
@@ -32,6 +31,7 @@ from mahsm.cli.tasks import (
     run_async,
     task_link,
 )
+from mahsm.cli.live import styled_status
 from mahsm.client import MahsmClient
 from mahsm.contracts.task import TaskStatus
 from mahsm.devstack.lock import StackAlreadyRunning

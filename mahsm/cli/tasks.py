@@ -6,178 +6,39 @@ or cancelled, 2 usage or configuration error, 3 task not found, 4 conflict, 5 se
 unreachable.
 """
 
-from __future__ import annotations
-
-import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
-from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any
 
 import typer
-import yaml
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from mahsm.cli.live import LiveTask, cost, outcome, styled_status, task_view, tokens
-from mahsm.client import (
-    AuthError,
-    Conflict,
-    InvalidRequest,
-    MahsmClient,
-    MahsmError,
-    ServiceUnavailable,
-    TaskNotFound,
+from mahsm.cli.common import (
+    _FLAGS,
+    ApiKeyOption,
+    ApiOption,
+    ExitCode,
+    JsonOption,
+    console,
+    exit_code_of,
+    fail,
+    follow,
+    load_cli_settings,
+    load_plan,
+    run_client,
+    task_link,
 )
-from mahsm.contracts.task import Plan, TaskOptions, TaskRequest, TaskState, TaskStatus
-from mahsm.settings import Settings, SettingsError, load_settings
+from mahsm.cli.live import cost, outcome, styled_status, task_view, tokens
+from mahsm.client import (
+    MahsmClient,
+)
+from mahsm.contracts.task import TaskOptions, TaskRequest, TaskState, TaskStatus
+from mahsm.settings import Settings
 from mahsm.tasks import temporal_ui_link
 
 app = typer.Typer()
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
-
-T = TypeVar("T")
-
-
-class ExitCode(IntEnum):
-    """Exit codes of the task commands."""
-
-    OK = 0
-    TASK_FAILED = 1
-    USAGE = 2
-    NOT_FOUND = 3
-    CONFLICT = 4
-    UNREACHABLE = 5
-
-
-_EXIT_CODES: list[tuple[type[MahsmError], ExitCode]] = [
-    (TaskNotFound, ExitCode.NOT_FOUND),
-    (Conflict, ExitCode.CONFLICT),
-    (ServiceUnavailable, ExitCode.UNREACHABLE),
-    (AuthError, ExitCode.USAGE),
-    (InvalidRequest, ExitCode.USAGE),
-]
-
-ApiOption = Annotated[
-    str | None,
-    typer.Option(
-        "--api",
-        envvar="MAHSM_API_URL",
-        help="Base URL of the MAHSM API [default: http://{MAHSM_API_HOST}:{MAHSM_API_PORT}].",
-        show_default=False,
-    ),
-]
-ApiKeyOption = Annotated[
-    str | None,
-    typer.Option(
-        "--api-key",
-        envvar="MAHSM_API_KEY",
-        help="API key, sent as a bearer token (needed when the API has MAHSM_API_KEYS).",
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def fail(message: str, code: ExitCode) -> NoReturn:
-    """Print `message` to stderr and exit with `code`."""
-    errors.print(f"[red]{escape(message)}[/red]")
-    raise typer.Exit(int(code))
-
-
-def load_cli_settings() -> Settings:
-    """The process settings; a bad configuration exits with code 2."""
-    try:
-        return load_settings()
-    except SettingsError as error:
-        fail(str(error), ExitCode.USAGE)
-
-
-def api_url(settings: Settings, api: str | None) -> str:
-    """`--api` / MAHSM_API_URL, else the API address of the settings."""
-    if api:
-        return api.rstrip("/")
-    host = settings.api_host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    elif ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{settings.api_port}"
-
-
-def task_link(client: MahsmClient, settings: Settings, task_id: str) -> str:
-    """The task's Temporal UI page: the API's link when known, else from the settings."""
-    return client.link(task_id) or temporal_ui_link(
-        settings.temporal_ui_url, settings.temporal_namespace, task_id
-    )
-
-
-def exit_code_of(state: TaskState) -> ExitCode:
-    """0 unless the task ended without completing."""
-    if state.status.is_terminal and state.status != TaskStatus.COMPLETED:
-        return ExitCode.TASK_FAILED
-    return ExitCode.OK
-
-
-def run_client(
-    api: str | None,
-    api_key: str | None,
-    action: Callable[[MahsmClient, Settings], Awaitable[T]],
-) -> T:
-    """Run `action` with a REST client; client errors exit with their documented code."""
-    settings = load_cli_settings()
-
-    async def main() -> T:
-        async with MahsmClient.rest(api_url(settings, api), api_key) as client:
-            return await action(client, settings)
-
-    return run_async(main())
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run`, mapping `MahsmError`s to exit codes."""
-    try:
-        return asyncio.run(coro)
-    except MahsmError as error:
-        code = next((c for kind, c in _EXIT_CODES if isinstance(error, kind)), ExitCode.TASK_FAILED)
-        fail(f"{error.message} [{error.code}]", code)
-
-
-def load_plan(path: Path) -> Plan:
-    """A plan from a JSON or YAML file; problems exit with code 2."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        fail(f"cannot read plan file {path}: {error}", ExitCode.USAGE)
-    if isinstance(raw, dict) and "plan" in raw and "subtasks" not in raw:
-        raw = raw["plan"]
-    try:
-        return Plan.model_validate(raw)
-    except ValidationError as error:
-        fail(f"invalid plan in {path}:\n{error}", ExitCode.USAGE)
-
-
-async def follow(
-    client: MahsmClient, task_id: str, *, link: str | None, poll_s: float = 0.5
-) -> TaskState:
-    """Show the live view until the task ends, then its result; returns the final state."""
-    with LiveTask(console, link=link) as live:
-        final = await client.wait(task_id, on_progress=live.update, poll_s=poll_s)
-    console.print(outcome(final))
-    return final
-
-
-# Fields of TaskRequest/TaskOptions named the way `submit` spells them.
-_FLAGS = {
-    "description": "DESCRIPTION",
-    "model": "--model (provider/model, e.g. openai/gpt-4o-mini)",
-    "max_parallel": "--max-parallel",
-    "user_id": "--user",
-}
 
 
 @app.command()

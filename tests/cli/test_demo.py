@@ -16,7 +16,7 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
-from mahsm.cli import tasks as tasks_cli
+from mahsm.cli import common as cli_common
 from mahsm.cli.main import app
 from mahsm.devstack.process import free_port, port_is_free
 from tests.cli.api_harness import ServedApi, served_api
@@ -79,7 +79,7 @@ async def api(
 
 
 async def test_demo_uses_a_running_api(api: ServedApi) -> None:
-    tasks_cli.console.width = 200
+    cli_common.console.width = 200
     result = await asyncio.to_thread(CliRunner().invoke, app, ["demo", "--api", api.url])
 
     assert result.exit_code == 0, result.output

@@ -14,7 +14,7 @@ from click.testing import Result
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
-from mahsm.cli import tasks as tasks_cli
+from mahsm.cli import common as cli_common
 from mahsm.cli.main import app
 from mahsm.client import MahsmClient
 from mahsm.contracts.task import TaskStatus
@@ -26,8 +26,8 @@ MISSING = "task-00000000-0000-0000-0000-000000000000"
 
 @pytest.fixture(autouse=True)
 def wide_console() -> None:
-    tasks_cli.console.width = 200
-    tasks_cli.errors.width = 200
+    cli_common.console.width = 200
+    cli_common.errors.width = 200
 
 
 @pytest_asyncio.fixture(loop_scope="session")
