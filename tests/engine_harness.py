@@ -84,6 +84,25 @@ class Engine:
         ]
 
 
+# Scripted-scenario rules (format: docs/llm.md) shared by the engine and API tests.
+AGGREGATE = {"purpose": "aggregate", "respond": {"content": "FINAL:\n{context}"}}
+
+
+def plan_rule(match: str, subtasks: list[dict[str, object]]) -> dict[str, object]:
+    """A planner answer for tasks whose text matches `match`."""
+    return {"purpose": "plan", "match": match, "respond": {"plan": {"subtasks": subtasks}}}
+
+
+def answer_rule(subtask: str, content: str, **extra: object) -> dict[str, object]:
+    """An agent answer for the subtask whose description starts with `subtask`."""
+    return {
+        "purpose": "agent_step",
+        "match": r"Your subtask:\s*" + subtask,
+        "respond": {"content": content},
+        **extra,
+    }
+
+
 def write_scenario(path: Path, scenario: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(scenario))
     return path

@@ -30,22 +30,6 @@ from tests.engine_harness import Engine, running_engine
 TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
 
 
-def plan_rule(match: str, subtasks: list[dict[str, object]]) -> dict[str, object]:
-    return {"purpose": "plan", "match": match, "respond": {"plan": {"subtasks": subtasks}}}
-
-
-def answer_rule(subtask: str, content: str, **extra: object) -> dict[str, object]:
-    return {
-        "purpose": "agent_step",
-        "match": r"Your subtask:\s*" + subtask,
-        "respond": {"content": content},
-        **extra,
-    }
-
-
-AGGREGATE = {"purpose": "aggregate", "respond": {"content": "FINAL:\n{context}"}}
-
-
 def subtask(sid: str, description: str, *deps: str, cap: str = "data_analysis") -> dict[str, Any]:
     return {
         "id": sid,

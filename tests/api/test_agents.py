@@ -8,7 +8,8 @@ from typing import Any
 
 from mahsm.contracts.task import Capability
 from mahsm.queues import pool_queue, tasks_queue
-from tests.api.conftest import AGGREGATE, StackFactory
+from tests.api.conftest import StackFactory
+from tests.engine_harness import AGGREGATE
 
 SCENARIO = {"rules": [AGGREGATE]}
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from tests.api.conftest import AGGREGATE, StackFactory, answer_rule, plan_rule, subtask
+from tests.api.conftest import StackFactory, subtask
+from tests.engine_harness import AGGREGATE, answer_rule, plan_rule
 
 KEYS = {"key-alice": "alice", "key-bob": "bob"}
 ALICE = {"Authorization": "Bearer key-alice"}

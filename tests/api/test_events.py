@@ -13,15 +13,8 @@ import httpx
 import pytest
 
 from api.routes import events as events_route
-from tests.api.conftest import (
-    AGGREGATE,
-    TERMINAL,
-    StackFactory,
-    answer_rule,
-    plan_rule,
-    served,
-    subtask,
-)
+from tests.api.conftest import TERMINAL, StackFactory, served, subtask
+from tests.engine_harness import AGGREGATE, answer_rule, plan_rule
 
 PIPELINE = {
     "rules": [

@@ -11,16 +11,8 @@ import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from tests.api.conftest import (
-    AGGREGATE,
-    TERMINAL,
-    StackFactory,
-    answer_rule,
-    api_settings,
-    asgi_client,
-    plan_rule,
-    subtask,
-)
+from tests.api.conftest import TERMINAL, StackFactory, api_settings, asgi_client, subtask
+from tests.engine_harness import AGGREGATE, answer_rule, plan_rule
 
 TWO_STEPS = {
     "rules": [

@@ -14,15 +14,8 @@ from api.auth import Caller
 from api.main import create_app
 from mahsm.devstack.process import free_port
 from mahsm.settings import load_settings
-from tests.api.conftest import (
-    AGGREGATE,
-    StackFactory,
-    answer_rule,
-    api_settings,
-    asgi_client,
-    plan_rule,
-    subtask,
-)
+from tests.api.conftest import StackFactory, api_settings, asgi_client, subtask
+from tests.engine_harness import AGGREGATE, answer_rule, plan_rule
 
 SLOW = {
     "rules": [

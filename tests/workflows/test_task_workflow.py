@@ -14,23 +14,7 @@ from mahsm.contracts.task import (
     TaskRequest,
     TaskStatus,
 )
-
-
-def plan_rule(match: str, subtasks: list[dict[str, object]]) -> dict[str, object]:
-    return {"purpose": "plan", "match": match, "respond": {"plan": {"subtasks": subtasks}}}
-
-
-def answer_rule(subtask: str, content: str, **extra: object) -> dict[str, object]:
-    """An agent answer for the subtask whose description starts with `subtask`."""
-    return {
-        "purpose": "agent_step",
-        "match": r"Your subtask:\s*" + subtask,
-        "respond": {"content": content},
-        **extra,
-    }
-
-
-AGGREGATE = {"purpose": "aggregate", "respond": {"content": "FINAL:\n{context}"}}
+from tests.engine_harness import AGGREGATE, answer_rule, plan_rule
 
 FACTORIAL = {
     "rules": [
