@@ -8,12 +8,12 @@ import pytest
 
 from tests.chaos.conftest import ChaosStack
 from tests.chaos.workload import (
+    SHORT_TIMEOUTS,
     assert_right_result,
-    count,
     final_states,
     scenario,
     start_tasks,
-    wait_for_calls,
+    wait_mid_dag,
 )
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
@@ -25,16 +25,11 @@ async def test_temporal_killed_and_restarted_on_its_file_tasks_resume_and_comple
     chaos_stack: ChaosStack,
 ) -> None:
     stack = chaos_stack
-    stack.worker_env = {"MAHSM_LLM_TIMEOUT_S": "5", "MAHSM_TOOL_TIMEOUT_S": "5"}
+    stack.worker_env = SHORT_TIMEOUTS
     await stack.start_servers(scenario(latency_ms=300, jitter_ms=200))
     worker = await stack.start_worker()
     handles = await start_tasks(await stack.client(), stack.prefix, TASKS)
-    await wait_for_calls(
-        stack.calls,
-        lambda e: count(e, "done", "plan") == TASKS and count(e, "done", "agent_step") >= TASKS,
-        timeout_s=90,
-        what="all tasks running their DAGs",
-    )
+    await wait_mid_dag(stack.calls, TASKS)
 
     stack.temporal.kill()
     await asyncio.sleep(2)  # the worker and the client see the server gone

@@ -8,13 +8,14 @@ import pytest
 
 from tests.chaos.conftest import ChaosStack
 from tests.chaos.workload import (
+    SHORT_TIMEOUTS,
     assert_right_result,
     count,
     final_states,
     repeated_completions,
     scenario,
     start_tasks,
-    wait_for_calls,
+    wait_mid_dag,
 )
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
@@ -29,19 +30,13 @@ async def test_worker_sigkill_loses_nothing_and_repeats_no_finished_llm_call(
     chaos_stack: ChaosStack,
 ) -> None:
     stack = chaos_stack
-    # Short activity timeouts, so calls lost with the worker are retried within seconds.
-    stack.worker_env = {"MAHSM_LLM_TIMEOUT_S": "5", "MAHSM_TOOL_TIMEOUT_S": "5"}
+    stack.worker_env = SHORT_TIMEOUTS
     await stack.start_servers(scenario(latency_ms=300, jitter_ms=200))
     worker = await stack.start_worker()
     handles = await start_tasks(await stack.client(), stack.prefix, TASKS)
 
     # Every task is planned and inside its DAG; none has reached aggregation.
-    before = await wait_for_calls(
-        stack.calls,
-        lambda e: count(e, "done", "plan") == TASKS and count(e, "done", "agent_step") >= TASKS,
-        timeout_s=90,
-        what="all tasks running their DAGs",
-    )
+    before = await wait_mid_dag(stack.calls, TASKS)
     assert count(before, "start", "aggregate") == 0, "kill came too late: tasks are aggregating"
     worker.kill()
     killed_at = time.time()

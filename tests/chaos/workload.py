@@ -168,6 +168,20 @@ async def wait_for_calls(
         await asyncio.sleep(0.05)
 
 
+# Short activity timeouts, so calls lost with a killed worker or server are retried in seconds.
+SHORT_TIMEOUTS = {"MAHSM_LLM_TIMEOUT_S": "5", "MAHSM_TOOL_TIMEOUT_S": "5"}
+
+
+async def wait_mid_dag(stack_calls: Any, tasks: int) -> list[dict[str, Any]]:
+    """Wait until every task is planned and has finished at least one agent step."""
+    return await wait_for_calls(
+        stack_calls,
+        lambda e: count(e, "done", "plan") == tasks and count(e, "done", "agent_step") >= tasks,
+        timeout_s=90,
+        what="all tasks running their DAGs",
+    )
+
+
 def count(entries: list[dict[str, Any]], event: str, purpose: str | None = None) -> int:
     return sum(
         1 for e in entries if e["event"] == event and (purpose is None or e["purpose"] == purpose)
