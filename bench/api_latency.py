@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import time
@@ -39,10 +40,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-import psutil
 
 from bench.common import (
-    Stack,
+    CpuMeter,
     add_stack_arguments,
     bench_stack,
     engine_settings,
@@ -100,36 +100,6 @@ class Recorder:
             if kind == "get_live":
                 self.live_statuses[status] = self.live_statuses.get(status, 0) + 1
         self.samples[kind].append(elapsed_ms)
-
-
-class CpuMeter:
-    """CPU seconds of the API, the worker, the servers and this process."""
-
-    def __init__(self, stack: Stack, api_pid: int, worker_pid: int) -> None:
-        self.groups: dict[str, psutil.Process] = {
-            "api": psutil.Process(api_pid),
-            "worker": psutil.Process(worker_pid),
-            "load generator": psutil.Process(),
-        }
-        for server in stack.servers:
-            process = getattr(server, "process", None)
-            if process is not None and process.pid is not None:
-                name = "temporal" if "Temporal" in type(server).__name__ else "postgres"
-                self.groups[name] = psutil.Process(process.pid)
-
-    def sample(self) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        for name, root in self.groups.items():
-            family = [root, *root.children(recursive=True)] if name == "postgres" else [root]
-            total = 0.0
-            for proc in family:
-                try:
-                    t = proc.cpu_times()
-                    total += t.user + t.system
-                except psutil.Error:
-                    pass
-            totals[name] = total
-        return totals
 
 
 class Phases:
@@ -363,7 +333,10 @@ async def main_async(args: argparse.Namespace) -> None:
             await wait_for_file(ready, timeout_s=60, process=worker)
             base_url = f"http://127.0.0.1:{port}"
             await wait_healthy(base_url, api, 60)
-            meter = CpuMeter(stack, api.pid, worker.pid)
+            meter = CpuMeter(
+                stack,
+                {"api": api.pid, "worker": worker.pid, "load generator": os.getpid()},
+            )
             recorders, phases = await load(base_url, args, meter)
         except BaseException:
             for name in ("worker.log", "api.log"):

@@ -120,6 +120,33 @@ async def bench_stack(args: argparse.Namespace) -> AsyncIterator[Stack]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+class CpuMeter:
+    """CPU seconds used by named processes and the stack's servers (Postgres with its children)."""
+
+    def __init__(self, stack: Stack, processes: dict[str, int]) -> None:
+        self.groups = {name: psutil.Process(pid) for name, pid in processes.items()}
+        for server in stack.servers:
+            process = getattr(server, "process", None)
+            if process is not None and process.pid is not None:
+                name = "temporal" if "Temporal" in type(server).__name__ else "postgres"
+                self.groups[name] = psutil.Process(process.pid)
+
+    def sample(self) -> dict[str, float]:
+        """Total user+system CPU seconds per group so far."""
+        totals: dict[str, float] = {}
+        for name, root in self.groups.items():
+            family = [root, *root.children(recursive=True)] if name == "postgres" else [root]
+            total = 0.0
+            for proc in family:
+                try:
+                    t = proc.cpu_times()
+                    total += t.user + t.system
+                except psutil.Error:
+                    pass
+            totals[name] = total
+        return totals
+
+
 def write_scenario(path: Path, scenario: dict[str, Any]) -> Path:
     """Write a scripted-provider scenario file (format: docs/llm.md)."""
     path.write_text(yaml.safe_dump(scenario, sort_keys=False))

@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from bench.common import (
+    CpuMeter,
     Stack,
     add_stack_arguments,
     bench_stack,
@@ -79,33 +80,6 @@ def plan() -> Plan:
             for i in range(SUBTASKS)
         ]
     )
-
-
-class CpuMeter:
-    """CPU seconds used by this process, the Temporal server and Postgres (with children)."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.groups: dict[str, list[psutil.Process]] = {"bench process": [psutil.Process()]}
-        for server in stack.servers:
-            process = getattr(server, "process", None)
-            if process is not None and process.pid is not None:
-                name = "temporal" if "Temporal" in type(server).__name__ else "postgres"
-                self.groups[name] = [psutil.Process(process.pid)]
-
-    def sample(self) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        for name, roots in self.groups.items():
-            total = 0.0
-            for root in roots:
-                family = [root, *root.children(recursive=True)] if name == "postgres" else [root]
-                for proc in family:
-                    try:
-                        t = proc.cpu_times()
-                        total += t.user + t.system
-                    except psutil.Error:
-                        pass
-            totals[name] = total
-        return totals
 
 
 async def shape_of(client: Client, task_id: str) -> Shape:
@@ -196,7 +170,7 @@ async def main_async(args: argparse.Namespace) -> None:
             },
         )
         settings = engine_settings(stack, scenario_file)
-        meter = CpuMeter(stack)
+        meter = CpuMeter(stack, {"bench process": os.getpid()})
         async with (
             running_workers(stack, settings),
             running_floor_workers(stack, settings) as queues,
