@@ -12,6 +12,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -107,3 +108,16 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "mahsm-data"
     path.mkdir()
     return path
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(
+    temporal_env: WorkflowEnvironment, db_pool: asyncpg.Pool, database_url: str, data_dir: Path
+) -> AsyncIterator[Any]:
+    """The real API app on uvicorn (loopback) over a real engine: `tests/cli/api_harness.py`."""
+    from tests.cli.api_harness import served_api
+
+    async with served_api(
+        temporal_env=temporal_env, pool=db_pool, database_url=database_url, data_dir=data_dir
+    ) as served:
+        yield served

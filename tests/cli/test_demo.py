@@ -8,18 +8,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
-import pytest_asyncio
-from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from mahsm.cli import common as cli_common
 from mahsm.cli.main import app
 from mahsm.devstack.process import free_port, port_is_free
-from tests.cli.api_harness import ServedApi, served_api
+from tests.cli.api_harness import ServedApi
 
 PORTS = ("MAHSM_API_PORT", "MAHSM_TEMPORAL_PORT", "MAHSM_TEMPORAL_UI_PORT", "MAHSM_POSTGRES_PORT")
 
@@ -66,16 +62,6 @@ def test_demo_starts_the_embedded_stack_runs_three_tasks_and_stops_it() -> None:
             assert port_is_free("127.0.0.1", port), f"{name}={port} still bound"
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def api(
-    temporal_env: WorkflowEnvironment, db_pool: asyncpg.Pool, database_url: str, data_dir: Path
-) -> AsyncIterator[ServedApi]:
-    async with served_api(
-        temporal_env=temporal_env, pool=db_pool, database_url=database_url, data_dir=data_dir
-    ) as served:
-        yield served
 
 
 async def test_demo_uses_a_running_api(api: ServedApi) -> None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from click.testing import Result
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
@@ -28,16 +26,6 @@ MISSING = "task-00000000-0000-0000-0000-000000000000"
 def wide_console() -> None:
     cli_common.console.width = 200
     cli_common.errors.width = 200
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def api(
-    temporal_env: WorkflowEnvironment, db_pool: asyncpg.Pool, database_url: str, data_dir: Path
-) -> AsyncIterator[ServedApi]:
-    async with served_api(
-        temporal_env=temporal_env, pool=db_pool, database_url=database_url, data_dir=data_dir
-    ) as served:
-        yield served
 
 
 async def mahsm(*args: str, env: dict[str, str] | None = None) -> Result:

@@ -29,16 +29,6 @@ DEMO = {"model": "scripted/demo"}
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def api(
-    temporal_env: WorkflowEnvironment, db_pool: asyncpg.Pool, database_url: str, data_dir: Path
-) -> AsyncIterator[ServedApi]:
-    async with served_api(
-        temporal_env=temporal_env, pool=db_pool, database_url=database_url, data_dir=data_dir
-    ) as served:
-        yield served
-
-
-@pytest_asyncio.fixture(loop_scope="session")
 async def client(api: ServedApi) -> AsyncIterator[MahsmClient]:
     async with MahsmClient.rest(api.url) as rest:
         yield rest
