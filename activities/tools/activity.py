@@ -196,11 +196,8 @@ class ToolActivities:
         return await self._outcome(call, content)
 
     async def _outcome(self, call: ToolCall, content: str) -> ToolOutcome:
-        encoded = content.encode("utf-8")
-        if len(encoded) <= self.settings.claim_check_bytes:
-            return ToolOutcome(tool_call_id=call.id, name=call.name, content=content)
-        ref = await self.blobs.put(encoded)
-        return ToolOutcome(tool_call_id=call.id, name=call.name, content_ref=ref)
+        inline, ref = await self.blobs.offload_text(content)
+        return ToolOutcome(tool_call_id=call.id, name=call.name, content=inline, content_ref=ref)
 
     async def _recorded(self, key: str) -> ToolOutcome | None:
         result = await self.pool.fetchval(
