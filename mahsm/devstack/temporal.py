@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -68,7 +69,12 @@ class TemporalDevServer:
         return f"http://{self.host}:{self.ui_port}" if self.ui_port else None
 
     def start(self, *, timeout_s: float = 60.0) -> str:
-        """Start and wait until the frontend and UI listen; returns the address."""
+        """Start and wait until the server reports SERVING (and the UI listens).
+
+        The dev server also binds internal ports it picks itself; rarely one is taken before
+        it binds it and the server exits during start-up. That start is retried once, on the
+        same port and database file.
+        """
         for port in filter(None, (self.port, self.ui_port)):
             if not port_is_free(self.host, port):
                 raise RuntimeError(
@@ -96,17 +102,37 @@ class TemporalDevServer:
             argv += ["--db-filename", str(self.db_file)]
             argv += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
         argv += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
+        try:
+            return self._launch(argv, timeout_s)
+        except RuntimeError:  # exited during start-up: once more, same port and file
+            return self._launch(argv, timeout_s)
+
+    def _launch(self, argv: list[str], timeout_s: float) -> str:
         self.process = ManagedProcess("temporal", argv, log_path=self.log_path).start()
-        wait_until(
-            lambda: (
-                _listening(self.host, self.port)
-                and (not self.ui_port or _listening(self.host, self.ui_port))
-            ),
-            timeout_s=timeout_s,
-            what="Temporal dev server",
-            process=self.process,
-        )
+        try:
+            wait_until(
+                self._ready, timeout_s=timeout_s, what="Temporal dev server", process=self.process
+            )
+        except RuntimeError:
+            self.process.stop(timeout_s=5)
+            raise
         return self.address
+
+    def _ready(self) -> bool:
+        if not _listening(self.host, self.port):
+            return False
+        if self.ui_port and not _listening(self.host, self.ui_port):
+            return False
+        try:
+            health = subprocess.run(
+                [temporal_cli_path(), "operator", "cluster", "health", "--address", self.address],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+        except subprocess.TimeoutExpired:
+            return False
+        return health.returncode == 0 and "SERVING" in health.stdout
 
     def stop(self) -> None:
         """Stop the server; its SQLite file keeps every workflow history."""
