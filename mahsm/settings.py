@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     # Large payloads go to the blob table above this size (claim check).
     claim_check_bytes: int = Field(default=128 * 1024, ge=1024, le=1536 * 1024)
 
+    # Event streams (SSE): open streams one user may hold on one API process.
+    sse_max_streams_per_user: int = Field(
+        default=20, ge=1, le=10_000, description="open GET /tasks/{id}/events streams per user"
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, raw: object) -> object:
