@@ -10,9 +10,9 @@ wait (the GET targets: read from Postgres plus the live `state` query). `--activ
 through plan, agents and aggregation with the scripted model's `--latency-ms`, so events are
 written and pushed while measuring. Then, with the same load:
 
-- `floor`: 0 streams; `--clients` clients GET random held tasks back to back.
-- `streams`: `--streams` streams open (one user, spread over the held and active tasks; the
-  active tasks' streams receive events), then the same GETs.
+- `floor`: 0 streams; `--clients` clients GET random held tasks, paced at `--rate`/s.
+- `streams`: `--streams` streams open on the held tasks (one user), plus one on each task
+  running meanwhile (they receive its events), then the same GETs.
 
 Target: GET p95 with 200 streams < 50 ms, printed against the floor of the same run.
 
@@ -36,6 +36,7 @@ from bench.common import (
     add_stack_arguments,
     bench_stack,
     engine_settings,
+    load_average,
     percentile,
     print_table,
     start_process,
@@ -101,14 +102,24 @@ class Streams:
 
 
 async def measure_gets(
-    clients: list[httpx.AsyncClient], task_ids: list[str], per_client: int, seed: int
+    clients: list[httpx.AsyncClient], task_ids: list[str], args: argparse.Namespace, seed: int
 ) -> tuple[list[float], dict[int, int]]:
-    """Back-to-back GETs of random tasks by every client; latencies (ms) and error counts."""
+    """`args.gets` GETs of random tasks, paced at `args.rate` per second over all clients.
+
+    Paced, not back to back: the figure is the latency a reader sees, not the throughput of
+    a 2-core host (back-to-back clients would queue on the CPU whatever the streams do).
+    """
     samples: list[float] = []
     errors: dict[int, int] = {}
+    n = len(clients)
+    t0 = time.perf_counter()
 
-    async def one_client(http: httpx.AsyncClient, rng: random.Random) -> None:
-        for _ in range(per_client):
+    async def one_client(index: int, http: httpx.AsyncClient) -> None:
+        rng = random.Random(seed + index)
+        for k in range(index, args.gets, n):
+            delay = t0 + k / args.rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
             started = time.perf_counter()
             response = await http.get(f"/tasks/{rng.choice(task_ids)}")
             elapsed = (time.perf_counter() - started) * 1000
@@ -117,7 +128,7 @@ async def measure_gets(
             else:
                 errors[response.status_code] = errors.get(response.status_code, 0) + 1
 
-    await asyncio.gather(*(one_client(c, random.Random(seed + i)) for i, c in enumerate(clients)))
+    await asyncio.gather(*(one_client(i, c) for i, c in enumerate(clients)))
     return samples, errors
 
 
@@ -153,19 +164,23 @@ async def load(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         held = await submit(control, HELD_BODY, args.held)
         await wait_status(control, held, {"awaiting_approval"}, 120)
-        await measure_gets(clients, held, 5, 0)  # warm-up, not measured
+        await measure_gets(clients, held, argparse.Namespace(gets=40, rate=args.rate), 0)  # warm
 
         active = await submit(control, ACTIVE_BODY, args.active)
-        samples, errors = await measure_gets(clients, held, args.gets, 1)
+        samples, errors = await measure_gets(clients, held, args, 1)
         phases["floor"] = summary(samples, errors, 0)
 
+        # The streams: `--streams` on the held tasks (they stay open), plus one on each task
+        # running meanwhile, which receives that task's events as they are written.
+        await streams.start(held, args.streams)
         more_active = await submit(control, ACTIVE_BODY, args.active)
-        await streams.start(held + more_active, args.streams)
+        await streams.start(more_active, len(more_active))
         await asyncio.sleep(args.settle_s)
         open_before = streams.open
-        samples, errors = await measure_gets(clients, held, args.gets, 2)
+        samples, errors = await measure_gets(clients, held, args, 2)
         phases["streams"] = {
             **summary(samples, errors, open_before),
+            "open_at_end": streams.open,
             "refused": streams.refused,
             "events_received": streams.events,
         }
@@ -177,6 +192,7 @@ async def load(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    load_before = load_average()
     async with bench_stack(args) as stack:
         scenario = write_scenario(
             stack.root / "sse.yaml", {"latency_ms": args.latency_ms, "rules": []}
@@ -194,7 +210,7 @@ async def main_async(args: argparse.Namespace) -> None:
             **env,
             "MAHSM_API_HOST": "127.0.0.1",
             "MAHSM_API_PORT": str(port),
-            "MAHSM_SSE_MAX_STREAMS_PER_USER": str(args.streams),
+            "MAHSM_SSE_MAX_STREAMS_PER_USER": str(args.streams + args.active),
         }
         api = await start_process([sys.executable, "-m", "api"], api_env, stack.root / "api.log")
         try:
@@ -209,12 +225,17 @@ async def main_async(args: argparse.Namespace) -> None:
         finally:
             await stop(api)
             await stop(worker)
-    report(args, phases)
+    report(args, phases, load_before)
 
 
-def report(args: argparse.Namespace, phases: dict[str, dict[str, Any]]) -> None:
+def report(
+    args: argparse.Namespace, phases: dict[str, dict[str, Any]], load_before: list[float]
+) -> None:
     print()
-    print(f"GET /tasks/{{id}} of running tasks, {args.clients} clients back to back (ms)")
+    print(
+        f"GET /tasks/{{id}} of running tasks, {args.rate:g}/s paced over {args.clients} clients,"
+        f" {args.active} other tasks running (ms)"
+    )
     print_table(
         ["phase", "open streams", "count", "p50", "p95", "p99", "max", "errors"],
         [
@@ -240,7 +261,8 @@ def report(args: argparse.Namespace, phases: dict[str, dict[str, Any]]) -> None:
         f" target < {TARGET_P95_MS:g} ms: {verdict}"
     )
     print(
-        f"streams refused: {loaded['refused'] or 'none'};"
+        f"open streams at the end: {loaded['open_at_end']};"
+        f" streams refused: {loaded['refused'] or 'none'};"
         f" events received while open: {loaded['events_received']}"
     )
     path = write_results(
@@ -250,7 +272,10 @@ def report(args: argparse.Namespace, phases: dict[str, dict[str, Any]]) -> None:
             "held_tasks": args.held,
             "active_tasks_per_phase": args.active,
             "clients": args.clients,
-            "gets_per_client": args.gets,
+            "gets_per_phase": args.gets,
+            "get_rate_per_s": args.rate,
+            "load_average_before": load_before,
+            "load_average_after": load_average(),
             "llm_latency_ms": args.latency_ms,
             "target_p95_ms": TARGET_P95_MS,
             "phases": phases,
@@ -264,9 +289,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=200, help="event streams to open")
     parser.add_argument("--held", type=int, default=20, help="running tasks awaiting approval")
-    parser.add_argument("--active", type=int, default=5, help="tasks running per phase")
+    parser.add_argument("--active", type=int, default=3, help="tasks running per phase")
     parser.add_argument("--clients", type=int, default=4, help="concurrent GET clients")
-    parser.add_argument("--gets", type=int, default=100, help="GETs per client per phase")
+    parser.add_argument("--gets", type=int, default=400, help="GETs per phase")
+    parser.add_argument("--rate", type=float, default=20.0, help="GETs per second (all clients)")
     parser.add_argument("--latency-ms", type=float, default=200.0, help="scripted LLM latency")
     parser.add_argument(
         "--settle-s", type=float, default=2.0, help="wait after the streams are open"

@@ -7,6 +7,7 @@ process's `EventHub` (Postgres LISTEN/NOTIFY); no stream ever queries the workfl
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,14 +17,17 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Caller, CallerDep, authenticate
-from api.deps import ApiError, Backends, BackendsDep, SettingsDep
+from api.deps import ApiError, Backends, BackendsDep, BackendUnavailable, SettingsDep
 from api.event_hub import EventHub, LogUnavailable, StreamSlot
 from api.routes.tasks import TaskId, error_responses
 from api.schemas import ErrorBody
-from api.task_access import task_not_found, unstarted_state
+from api.task_access import RPC_TIMEOUT, task_not_found, unstarted_state
 from api.task_events import (
+    DATABASE_ERRORS,
     ERROR,
     TASK_ENDED,
     LogEvent,
@@ -38,6 +42,15 @@ from api.text_guard import reject_unstorable_params
 log = structlog.get_logger(__name__)
 
 PING_S = 15.0
+# After this long without events, a stream checks that the task's workflow still runs: one
+# closed without logging its end (terminated by an operator) would otherwise never end it.
+IDLE_CHECK_S = 60.0
+# What a workflow closed by Temporal itself (not by MAHSM's code) means for the task.
+_CLOSED_STATUS = {
+    WorkflowExecutionStatus.COMPLETED: "completed",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
+    WorkflowExecutionStatus.TIMED_OUT: "timed_out",
+}
 
 
 @asynccontextmanager
@@ -110,20 +123,63 @@ async def _ended_stream(backlog: list[LogEvent], end: TaskEnd) -> AsyncIterator[
     yield _end(end)
 
 
+async def _closed_end(backends: Backends, hub: EventHub, task_id: str) -> TaskEnd | None:
+    """How the task ended if its workflow has closed; None while it runs or cannot be told.
+
+    Temporal is asked to describe the workflow (its server answers; no worker, no query).
+    """
+    try:
+        handle = (await backends.temporal()).get_workflow_handle(task_id)
+        status = (await handle.describe(rpc_timeout=RPC_TIMEOUT)).status
+    except BackendUnavailable:
+        return None
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            return None
+        status = None  # removed after its retention period
+    if status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
+        return None
+    try:
+        head = await read_head(hub.read_pool, task_id)
+    except DATABASE_ERRORS:
+        return None
+    if head is not None and head.ended is not None:
+        return head.ended
+    how = status.name.lower() if status is not None else "removed"
+    return TaskEnd(
+        task_id=task_id,
+        status=_CLOSED_STATUS.get(status, "failed") if status is not None else "failed",
+        error=f"the task's workflow closed ({how}) without recording its end",
+    )
+
+
 async def _live_stream(
-    hub: EventHub, task_id: str, after: int, slot: StreamSlot
+    hub: EventHub, backends: Backends, task_id: str, after: int, slot: StreamSlot
 ) -> AsyncIterator[ServerSentEvent]:
     """The log from `seq > after` as it grows, until the event that ends the task."""
+    sent = after
     try:
         async with hub.subscribe(task_id, after) as subscription:
             while True:
-                for event in await subscription.next_events():
+                try:
+                    events = await asyncio.wait_for(subscription.next_events(), IDLE_CHECK_S)
+                except TimeoutError:
+                    end = await _closed_end(backends, hub, task_id)
+                    if end is None:
+                        continue
+                    for event in await _whole_log(hub, task_id, sent):
+                        yield _sse(event)
+                    yield _end(end)
+                    return
+                for event in events:
                     yield _sse(event)
+                    sent = event.seq
                     if event.ends_task:
                         yield _end(TaskEnd.of(event))
                         return
-    except LogUnavailable as error:
-        message = f"the event log could not be read ({error}); reconnect later to resume"
+    except (LogUnavailable, BackendUnavailable) as error:
+        reason = error.message if isinstance(error, BackendUnavailable) else str(error)
+        message = f"the event log could not be read ({reason}); reconnect later to resume"
         yield ServerSentEvent(
             data=json.dumps({"code": "database_unavailable", "message": message}), event=ERROR
         )
@@ -182,7 +238,7 @@ async def task_events(
             details={"open_streams": hub.open_streams(caller.user), "limit": limit},
         )
     return EventSourceResponse(
-        _live_stream(hub, task_id, after, slot),
+        _live_stream(hub, backends, task_id, after, slot),
         ping=PING_S,
         background=BackgroundTask(slot.release),
     )

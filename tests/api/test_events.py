@@ -250,6 +250,26 @@ async def test_streams_send_pings_and_end_on_cancel_without_the_workflow_being_q
         assert stream.events[-1].data["status"] == "cancelled"
 
 
+async def test_a_stream_ends_when_its_workflow_closes_without_logging_the_end(
+    api_stack: StackFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events_route, "IDLE_CHECK_S", 0.5)
+    async with api_stack(HELD) as stack, served(stack.app) as base_url:
+        task_id = (await stack.http.post("/tasks", json=APPROVAL)).json()["task_id"]
+        await stack.wait_row(task_id, "awaiting_approval")
+        reader = asyncio.create_task(read_stream(base_url, task_id))
+        await asyncio.sleep(1.5)
+        assert not reader.done()  # idle checks of a running workflow keep the stream open
+        await stack.engine.client.get_workflow_handle(task_id).terminate("operator")
+        stream = await asyncio.wait_for(reader, 30)
+        rows = await log_rows(stack.engine, task_id)
+
+    assert stream.log() == rows
+    assert stream.events[-1].name == "task_ended"
+    assert stream.events[-1].data["status"] == "failed"
+    assert "terminated" in stream.events[-1].data["error"]
+
+
 @asynccontextmanager
 async def open_stream(
     base_url: str, task_id: str, key: str
