@@ -6,17 +6,17 @@ task event log, pushed by Postgres LISTEN/NOTIFY; this measures what they cost t
 
 Processes as deployed: the API (`python -m api`), one worker (`python -m workers`), this load
 generator. `--held` tasks are submitted with `require_approval`, so their workflows run and
-wait (the GET targets: read from Postgres plus the live `state` query). `--active` tasks run
-through plan, agents and aggregation with the scripted model's `--latency-ms`, so events are
-written and pushed while measuring. Then, with the same load:
+wait (the GET targets: read from Postgres plus the live `state` query). While measuring, a
+task is started every `--churn-s` and runs through plan, agents and aggregation with the
+scripted model's `--latency-ms`, so events are written and pushed. Two phases, same load:
 
 - `floor`: 0 streams; `--clients` clients GET random held tasks, paced at `--rate`/s.
 - `streams`: `--streams` streams open on the held tasks (one user), plus one on each task
-  running meanwhile (they receive its events), then the same GETs.
+  started meanwhile (it receives that task's events), then the same GETs.
 
 Target: GET p95 with 200 streams < 50 ms, printed against the floor of the same run.
 
-Run: `python -m bench.sse_fanout [--streams 200] [--held 20] [--active 5]`.
+Run: `python -m bench.sse_fanout [--streams 200] [--held 20] [--rate 20] [--churn-s 2]`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import contextlib
 import random
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -153,6 +154,32 @@ async def submit(http: httpx.AsyncClient, body: dict[str, Any], count: int) -> l
     return ids
 
 
+@contextlib.asynccontextmanager
+async def churn(
+    http: httpx.AsyncClient, args: argparse.Namespace, ids: list[str], streams: Streams | None
+) -> AsyncIterator[None]:
+    """Start a task every `--churn-s` while measuring (followed by a stream if `streams`)."""
+
+    async def keep_starting() -> None:
+        while True:
+            [task_id] = await submit(http, ACTIVE_BODY, 1)
+            ids.append(task_id)
+            if streams is not None:
+                await streams.start([task_id], 1)
+            await asyncio.sleep(args.churn_s)
+
+    if args.churn_s <= 0:
+        yield
+        return
+    runner = asyncio.create_task(keep_starting())
+    try:
+        yield
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+
+
 async def load(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
     clients = [
         httpx.AsyncClient(base_url=base_url, limits=httpx.Limits(max_connections=1), timeout=30)
@@ -166,25 +193,28 @@ async def load(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
         await wait_status(control, held, {"awaiting_approval"}, 120)
         await measure_gets(clients, held, argparse.Namespace(gets=40, rate=args.rate), 0)  # warm
 
-        active = await submit(control, ACTIVE_BODY, args.active)
-        samples, errors = await measure_gets(clients, held, args, 1)
+        churned: list[str] = []
+        async with churn(control, args, churned, None):
+            samples, errors = await measure_gets(clients, held, args, 1)
         phases["floor"] = summary(samples, errors, 0)
 
-        # The streams: `--streams` on the held tasks (they stay open), plus one on each task
-        # running meanwhile, which receives that task's events as they are written.
+        # `--streams` streams on the held tasks (they stay open), plus one on each task
+        # started meanwhile, which receives that task's events as they are written.
         await streams.start(held, args.streams)
-        more_active = await submit(control, ACTIVE_BODY, args.active)
-        await streams.start(more_active, len(more_active))
         await asyncio.sleep(args.settle_s)
         open_before = streams.open
-        samples, errors = await measure_gets(clients, held, args, 2)
+        async with churn(control, args, churned, streams):
+            samples, errors = await measure_gets(clients, held, args, 2)
         phases["streams"] = {
             **summary(samples, errors, open_before),
             "open_at_end": streams.open,
             "refused": streams.refused,
             "events_received": streams.events,
         }
-        await wait_status(control, active + more_active, {"completed", "failed"}, 300)
+        try:  # not measured: only to leave no work behind
+            await wait_status(control, churned, {"completed", "failed"}, 120)
+        except TimeoutError as error:
+            phases["streams"]["unfinished_tasks"] = str(error)
     finally:
         await streams.close()
         await asyncio.gather(*(c.aclose() for c in clients))
@@ -210,7 +240,7 @@ async def main_async(args: argparse.Namespace) -> None:
             **env,
             "MAHSM_API_HOST": "127.0.0.1",
             "MAHSM_API_PORT": str(port),
-            "MAHSM_SSE_MAX_STREAMS_PER_USER": str(args.streams + args.active),
+            "MAHSM_SSE_MAX_STREAMS_PER_USER": str(args.streams + 1000),
         }
         api = await start_process([sys.executable, "-m", "api"], api_env, stack.root / "api.log")
         try:
@@ -234,7 +264,7 @@ def report(
     print()
     print(
         f"GET /tasks/{{id}} of running tasks, {args.rate:g}/s paced over {args.clients} clients,"
-        f" {args.active} other tasks running (ms)"
+        f" a task started every {args.churn_s:g} s (ms)"
     )
     print_table(
         ["phase", "open streams", "count", "p50", "p95", "p99", "max", "errors"],
@@ -270,7 +300,7 @@ def report(
         {
             "streams": args.streams,
             "held_tasks": args.held,
-            "active_tasks_per_phase": args.active,
+            "task_started_every_s": args.churn_s,
             "clients": args.clients,
             "gets_per_phase": args.gets,
             "get_rate_per_s": args.rate,
@@ -289,7 +319,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=200, help="event streams to open")
     parser.add_argument("--held", type=int, default=20, help="running tasks awaiting approval")
-    parser.add_argument("--active", type=int, default=3, help="tasks running per phase")
+    parser.add_argument(
+        "--churn-s",
+        type=float,
+        default=2.0,
+        help="start a task this often while measuring (0: none)",
+    )
     parser.add_argument("--clients", type=int, default=4, help="concurrent GET clients")
     parser.add_argument("--gets", type=int, default=400, help="GETs per phase")
     parser.add_argument("--rate", type=float, default=20.0, help="GETs per second (all clients)")
