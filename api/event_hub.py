@@ -100,6 +100,7 @@ class _Topic:
                 if now - failing_since > GIVE_UP_S:
                     for subscriber in self.subscribers:
                         subscriber.queue.put_nowait(LogUnavailable(redact_text(str(error))))
+                    self.hub.forget(self)  # a later stream of this task starts afresh
                     return
                 loop.call_later(RETRY_S, self.wake.set)
                 continue
@@ -218,6 +219,11 @@ class EventHub:
                 del self._topics[task_id]
                 topic.reader.cancel()
 
+    def forget(self, topic: _Topic) -> None:
+        """Stop routing notifications to `topic` (its reader has given up)."""
+        if self._topics.get(topic.task_id) is topic:
+            del self._topics[topic.task_id]
+
     def _notified(
         self,
         _connection: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
@@ -239,6 +245,12 @@ class EventHub:
                 await self._listen(database_url)
             except DATABASE_ERRORS as error:
                 log.warning("event listener lost", error=redact_text(str(error)))
+            except Exception as error:  # the listener must outlive any failure
+                log.error(
+                    "event listener failed",
+                    error_type=type(error).__name__,
+                    error=redact_text(str(error)),
+                )
             self.listening.clear()
             self._wake_all()
             await asyncio.sleep(RETRY_S)
