@@ -128,8 +128,7 @@ async def read_stream(base_url: str, task_id: str, **headers: str) -> Stream:
 
 async def log_rows(engine: Engine, task_id: str) -> list[tuple[int, str, str | None, str | None]]:
     return [
-        (r["seq"], r["kind"], r["subtask_id"], r["status"])
-        for r in await engine.events(task_id)
+        (r["seq"], r["kind"], r["subtask_id"], r["status"]) for r in await engine.events(task_id)
     ]
 
 
