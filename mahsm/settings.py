@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     inline_history_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024, le=32 * 1024 * 1024)
     # How long one LLM call may keep being retried (all attempts), seconds.
     llm_retry_s: float = Field(default=600.0, gt=0, le=24 * 3600)
+    # Event streams (SSE): open streams one user may hold on one API process.
+    sse_max_streams_per_user: int = Field(
+        default=20, ge=1, le=10_000, description="open GET /tasks/{id}/events streams per user"
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod
