@@ -115,7 +115,10 @@ class TaskWorkflow:
         self._llm_timeout_s = defaults.llm_timeout_s
         body = asyncio.create_task(self._execute(request, defaults))
         try:
-            await workflow.wait_condition(body.done, timeout=timedelta(seconds=task_timeout))
+            if v2:
+                await self._within(body, task_timeout)
+            else:
+                await workflow.wait_condition(body.done, timeout=timedelta(seconds=task_timeout))
         except TimeoutError:
             self._timed_out = True
             body.cancel()
@@ -132,6 +135,18 @@ class TaskWorkflow:
             type="TaskTimedOut" if state.status == TaskStatus.TIMED_OUT else "TaskFailed",
             non_retryable=True,
         )
+
+    @staticmethod
+    async def _within(body: asyncio.Task[None], timeout_s: float) -> None:
+        """Wait for `body`; raise `TimeoutError` when `timeout_s` passes first.
+
+        The timer is left running when the body ends (the workflow completes with it): a
+        cancelled timer would cost the task's history one more event.
+        """
+        timer = asyncio.create_task(workflow.sleep(timeout_s))
+        await workflow.wait_condition(lambda: body.done() or timer.done())
+        if not body.done():
+            raise TimeoutError()
 
     async def _settle(self, body: asyncio.Task[None], flusher: asyncio.Task[None]) -> None:
         """Let the body finish its own clean-up, then write the final state."""
@@ -215,7 +230,9 @@ class TaskWorkflow:
     async def _plan(self, request: TaskRequest) -> Plan:
         """Ask the planner; repair invalid plans a bounded number of times; else fall back."""
         recorder = self._recorder
-        recorder.set_status(TaskStatus.PLANNING)
+        # Engine v2 leaves the search attribute at `pending` while planning (one event less);
+        # the state, the event log and the UI details say `planning`.
+        recorder.set_status(TaskStatus.PLANNING, upsert=self._calls is None)
         messages = [
             ChatMessage(role="system", content=prompts.PLANNER_SYSTEM),
             ChatMessage(role="user", content=prompts.planner_user(request.description)),
