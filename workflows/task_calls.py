@@ -1,9 +1,9 @@
 """Every LLM and tool call of a task's workflow (engine v2): where, how long, what it carries.
 
-- Each LLM call carries the task's pending projection change (`LLMRequest.projection`);
-  the activity writes it while the provider answers, so keeping Postgres current costs no
-  activity of its own. A change the activity could not write is taken back and carried by
-  the next call, or by the final write.
+- An LLM call carries the task's pending projection change (`LLMRequest.projection`), one
+  such call at a time; the activity writes it while the provider answers, so keeping
+  Postgres current costs no activity of its own. A change the activity could not write is
+  taken back and carried by the next call, or by the final write.
 - Agent calls pass the task's one budget gate: while a call of unknown size could overshoot
   the budget, calls run one at a time, so the task overshoots by at most one call.
 - Every call is bounded in total time (`schedule_to_close`): by the subtask's deadline for
@@ -116,6 +116,7 @@ class TaskCalls:
         self._defaults = defaults
         self.budget = BudgetGate(budget, recorder)
         self.in_flight = 0
+        self._carrying = False
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -141,9 +142,11 @@ class TaskCalls:
         total_s = min(retry_s, _remaining(deadline))
         if budgeted:
             await self.budget.admit()
-        write = self._recorder.take_write()
+        # One write in flight at a time: calls started together do not each carry one.
+        write = None if self._carrying else self._recorder.take_write()
         if write is not None:
             request = request.model_copy(update={"projection": write})
+            self._carrying = True
         response: LLMResponse | None = None
         try:
             with self.running():
@@ -174,8 +177,10 @@ class TaskCalls:
                 ) from error
             raise
         finally:
-            if write is not None and not (response and response.projection_written):
-                self._recorder.requeue(write)
+            if write is not None:
+                self._carrying = False
+                if not (response and response.projection_written):
+                    self._recorder.requeue(write)
             if budgeted:
                 self.budget.release(response.usage if response else None)
         self._recorder.add_usage(response.usage)
