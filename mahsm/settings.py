@@ -114,6 +114,18 @@ class Settings(BaseSettings):
     # Large payloads go to the blob table above this size (claim check).
     claim_check_bytes: int = Field(default=128 * 1024, ge=1024, le=1536 * 1024)
 
+    # Bounds on what one tool call returns and on one stored blob.
+    tool_output_max_bytes: int = Field(
+        default=1024 * 1024,
+        ge=4096,
+        description="a tool result is cut at this many bytes, with a note to the model",
+    )
+    blob_max_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=64 * 1024,
+        description="largest blob the claim-check store accepts (a clear error above it)",
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, raw: object) -> object:

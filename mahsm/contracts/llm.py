@@ -19,11 +19,18 @@ class LLMPurpose(StrEnum):
 
 
 class ToolCall(BaseModel):
-    """A tool call the model asked for. `arguments` is the JSON text the model produced."""
+    """A tool call the model asked for. `arguments` is the JSON text the model produced.
+
+    Arguments over the claim-check threshold travel as `arguments_ref` (and `arguments` is
+    then empty); the activities that use them (`llm_complete`, `tool_execute`) resolve it.
+    """
 
     id: str
     name: str
     arguments: str = "{}"
+    arguments_ref: BlobRef | None = Field(
+        default=None, description="claim check of `arguments` when they are large"
+    )
 
 
 class ChatMessage(BaseModel):
@@ -72,3 +79,6 @@ class LLMResponse(BaseModel):
     model: str
     finish_reason: str | None = None
     worker: str | None = Field(default=None, description="identity of the worker that ran it")
+    content_ref: BlobRef | None = Field(
+        default=None, description="claim check of `content` when it is large (content is None)"
+    )
