@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -26,7 +28,7 @@ from activities.blobs import BlobStore
 from activities.llm.claim_check import offload_response, resolve_refs
 from activities.llm.errors import LLMCallError, check_hint, timeout_error
 from activities.llm.pricing import cost
-from activities.llm.provider import CallContext, LLMProvider, PricedProvider
+from activities.llm.provider import CallContext, PricedProvider
 from activities.llm.registry import ProviderRegistry
 from mahsm.contracts.llm import LLMRequest, LLMResponse
 from mahsm.redaction import redact_output, redact_text, register_settings
@@ -35,6 +37,7 @@ from mahsm.settings import Settings
 HEARTBEAT_EVERY_S = 2.0
 """Heartbeat period while a call is in flight: allows heartbeat timeouts of ~10 s."""
 _TIMEOUT_MARGIN_S = 2.0
+_T = TypeVar("_T")
 
 
 class LLMActivities:
@@ -85,7 +88,10 @@ class LLMActivities:
         }
         try:
             resolved = await resolve_refs(request, self.blobs)
-            provider, model = self.registry.resolve(request.model)
+            # Building a provider imports its SDK (seconds on a busy machine): off the loop.
+            provider, model = await self._heartbeating(
+                asyncio.to_thread(self.registry.resolve, request.model), request, info
+            )
             context = CallContext(
                 attempt=info.attempt,
                 workflow_id=info.workflow_id,
@@ -94,7 +100,9 @@ class LLMActivities:
                 subtask_id=request.subtask_id,
                 heartbeat=activity.heartbeat,
             )
-            response = await self._call(provider, resolved, model, context, info)
+            response = await self._heartbeating(
+                provider.complete(resolved, model=model, context=context), request, info
+            )
             price = provider.price(model) if isinstance(provider, PricedProvider) else None
             response = await offload_response(
                 _redacted(response), self.blobs, threshold_bytes=self._threshold_bytes()
@@ -154,17 +162,12 @@ class LLMActivities:
     def _threshold_bytes(self) -> int:
         return self.blobs.threshold_bytes if self.blobs else self.settings.claim_check_bytes
 
-    async def _call(
-        self,
-        provider: LLMProvider,
-        request: LLMRequest,
-        model: str,
-        context: CallContext,
-        info: activity.Info,
-    ) -> LLMResponse:
-        """Run the provider call, heartbeating until it ends or its time is up.
+    async def _heartbeating(
+        self, work: Awaitable[_T], request: LLMRequest, info: activity.Info
+    ) -> _T:
+        """Await `work`, heartbeating every `HEARTBEAT_EVERY_S` until it ends or time is up.
 
-        Its time is `llm_timeout_s`, and ends a little before Temporal's start-to-close
+        The time is `llm_timeout_s`, and ends a little before Temporal's start-to-close
         timeout, so that the failure is ours and names the model and what to check.
         """
         interval = HEARTBEAT_EVERY_S
@@ -175,7 +178,7 @@ class LLMActivities:
             budget = info.start_to_close_timeout.total_seconds()
             limit = min(limit, max(budget * 0.5, budget - _TIMEOUT_MARGIN_S))
         deadline = time.monotonic() + limit
-        call = asyncio.ensure_future(provider.complete(request, model=model, context=context))
+        call = asyncio.ensure_future(work)
         try:
             while True:
                 remaining = deadline - time.monotonic()

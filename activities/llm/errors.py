@@ -150,9 +150,9 @@ def check_hint(kind: str, model_id: str) -> str:
     key_env, url_env = PROVIDER_ENV.get(provider, (None, None))
     if provider == "scripted":
         return "check the scenario file (MAHSM_SCRIPTED_SCENARIO) and its faults"
-    where = "the provider's status page"
+    where = "the provider"
     if url_env:
-        where = f"the server at {url_env} (or {where})"
+        where = f"the server at {url_env} (or the provider's status page)"
     hints = {
         "timeout": f"check that {where} answers, or raise MAHSM_LLM_TIMEOUT_S",
         "server_error": f"check {where}; the call is retried",
