@@ -116,7 +116,7 @@ async def test_heartbeats_every_2_s_during_a_long_call_whatever_the_timeout(
     for timeout in (None, timedelta(seconds=60)):
         beats: list[float] = []
         env = _env(heartbeat_timeout=timeout)
-        env.on_heartbeat = lambda *_details: beats.append(time.monotonic())
+        env.on_heartbeat = lambda *_details, beats=beats: beats.append(time.monotonic())
         started = time.monotonic()
         await env.run(
             _with_echo(llm_settings, EchoProvider(delay_s=4.5)).complete, _request("echo/m")
