@@ -16,6 +16,7 @@ and called from workflows with
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable
 from datetime import timedelta
@@ -38,6 +39,8 @@ HEARTBEAT_EVERY_S = 2.0
 """Heartbeat period while a call is in flight: allows heartbeat timeouts of ~10 s."""
 _TIMEOUT_MARGIN_S = 2.0
 _T = TypeVar("_T")
+_NAMES_A_CHECK = re.compile(r"\bcheck [A-Z][A-Z0-9_]{2,}")
+"""A message that already says which setting to check ("check OPENAI_BASE_URL")."""
 
 
 class LLMActivities:
@@ -221,7 +224,7 @@ def _to_application_error(error: LLMCallError, model_id: str) -> ApplicationErro
     message = error.message
     if not message.startswith(model_id):
         message = f"{model_id}: {message}"
-    if "Fix:" not in message and "check" not in message:
+    if "Fix:" not in message and not _NAMES_A_CHECK.search(message):
         message += f"; {check_hint(error.kind, model_id)}"
     return ApplicationError(
         redact_text(message),

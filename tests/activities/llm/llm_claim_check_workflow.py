@@ -65,7 +65,7 @@ class LargeAnswerWorkflow:
         return await workflow.execute_activity_method(
             LLMActivities.complete,
             request.model_copy(update={"purpose": LLMPurpose.AGENT_STEP}),
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=timedelta(seconds=90),
             heartbeat_timeout=timedelta(seconds=10),
             retry_policy=_RETRY,
         )

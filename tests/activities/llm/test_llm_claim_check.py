@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from activities.blobs import BlobStore
 from activities.llm.activity import LLMActivities
 from activities.llm.registry import ProviderRegistry
+from activities.llm.scripted import ScriptedProvider
 from activities.tools import ToolActivities, default_registry
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest
 from mahsm.settings import Settings
@@ -60,12 +61,15 @@ async def test_a_3_mb_answer_and_3_mb_arguments_are_made_once_and_travel_by_refe
         )
     )
     settings = llm_settings.model_copy(
-        update={"scripted_scenario": scenario, "tool_output_max_bytes": 4096}
+        update={"scripted_scenario": scenario, "tool_output_max_bytes": 4096, "llm_timeout_s": 60}
     )
     blobs = BlobStore.from_settings(db_pool, settings)
     echo = EchoProvider()
     providers = ProviderRegistry(settings, load_entry_points=False)
     providers.register("echo", lambda _settings: echo)
+    scripted = providers.provider("scripted")
+    assert isinstance(scripted, ScriptedProvider)
+    scripted.scenario("large")  # parse the 9 MB scenario now: slow YAML is not the subject
     tools = default_registry().copy()
 
     @tools.tool(capabilities=None)
@@ -137,6 +141,9 @@ async def test_without_a_blob_store_a_too_large_answer_fails_once_with_a_fix(
     )
     settings = llm_settings.model_copy(update={"scripted_scenario": scenario})
     llm = LLMActivities(settings=settings, blobs=None)
+    scripted = llm.registry.provider("scripted")
+    assert isinstance(scripted, ScriptedProvider)
+    scripted.scenario("large")  # parse the large scenario before the clock runs
     request = LLMRequest(
         model="scripted/large",
         purpose=LLMPurpose.AGENT_STEP,
