@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm.activity import LLMActivities
     from activities.store import StoreActivities
     from mahsm.contracts.engine import DefaultsRequest, EngineDefaults
-    from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest
+    from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse
     from mahsm.contracts.task import (
         ApprovalDecision,
         ApprovalOutcome,
@@ -212,10 +212,9 @@ class TaskWorkflow:
         else:
             recorder.set_status(TaskStatus.CANCELLED, error="cancelled by request")
 
-    async def _llm(self, request: LLMRequest, summary: str, activity_id: str) -> str | None:
+    async def _llm(self, request: LLMRequest, summary: str, activity_id: str) -> LLMResponse:
         if self._calls is not None:
-            response = await self._calls.llm(request, activity_id=activity_id, summary=summary)
-            return response.content
+            return await self._calls.llm(request, activity_id=activity_id, summary=summary)
         response = await workflow.execute_activity_method(
             LLMActivities.complete,
             request,
@@ -225,7 +224,7 @@ class TaskWorkflow:
             summary=summary,
         )
         self._recorder.add_usage(response.usage)
-        return response.content
+        return response
 
     async def _plan(self, request: TaskRequest) -> Plan:
         """Ask the planner; repair invalid plans a bounded number of times; else fall back."""
@@ -238,7 +237,7 @@ class TaskWorkflow:
             ChatMessage(role="user", content=prompts.planner_user(request.description)),
         ]
         for attempt in range(PLAN_REPAIR_ATTEMPTS + 1):
-            content = await self._llm(
+            answer = await self._llm(
                 LLMRequest(
                     model=recorder.state.model,
                     purpose=LLMPurpose.PLAN,
@@ -250,6 +249,7 @@ class TaskWorkflow:
                 summary="plan" if attempt == 0 else f"repair plan ({attempt})",
                 activity_id=f"plan-{attempt}",
             )
+            content = answer.content
             plan, errors = prompts.parse_plan(content)
             if plan is not None:
                 return plan
@@ -310,7 +310,7 @@ class TaskWorkflow:
                 extra.append(ChatMessage(role="user", content_ref=result.output_ref))
             else:
                 outputs[item.subtask.id] = result.output or ""
-        content = await self._llm(
+        answer = await self._llm(
             LLMRequest(
                 model=recorder.state.model,
                 purpose=LLMPurpose.AGGREGATE,
@@ -327,7 +327,10 @@ class TaskWorkflow:
             summary="aggregate results",
             activity_id="aggregate",
         )
-        recorder.state.result = content or ""
+        if answer.content_ref is not None:  # a large result travels by claim check
+            recorder.state.result, recorder.state.result_ref = None, answer.content_ref
+        else:
+            recorder.state.result = answer.content or ""
 
     async def _flush_loop(self) -> None:
         """Write state changes to Postgres, one write in flight at a time, until closing."""

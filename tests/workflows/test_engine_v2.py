@@ -240,3 +240,27 @@ async def test_a_pool_whose_workers_died_shows_waiting_for_and_is_re_resolved(
     assert (second.pool or "").endswith(".data_analysis+web_scraping")
     moves = [e for e in events if e["kind"] == "note" and e["subtask_id"] == "second"]
     assert any("moved from" in (e["data"] or {}).get("message", "") for e in moves)
+
+
+async def test_a_large_agent_answer_travels_by_claim_check_to_the_result(engine_factory) -> None:
+    answer = "x" * (300 * 1024)  # over the claim-check threshold: the activity returns a ref
+    scenario = {
+        "rules": [
+            plan_rule("large", [_node("big", "Answer at length")]),
+            answer_rule("Answer at length", answer),
+        ]
+    }
+    async with engine_factory(scenario) as engine:
+        handle = await engine.start(TaskRequest(description="A large answer for the result"))
+        state = await handle.result()
+        big = state.subtask("big").result
+        stored = await engine.pool.fetchval(
+            "SELECT octet_length(content) FROM blobs WHERE id = $1",
+            big.output_ref.blob_id if big.output_ref else "",
+        )
+
+    assert state.status == TaskStatus.COMPLETED
+    assert big.output is None and big.output_ref is not None
+    assert big.output_ref.size_bytes == len(answer)
+    assert state.result is None and state.result_ref == big.output_ref
+    assert stored == len(answer)

@@ -203,7 +203,8 @@ async def test_tool_output_over_2mb_completes_through_the_blob_store(
         ]
     }
     big = ("0123456789abcdef" * 64 + "\n") * 2500  # about 2.6 MB
-    async with engine_factory(scenario) as engine:
+    # The whole 2.6 MB read reaches the blob store: raise the tool output bound above it.
+    async with engine_factory(scenario, tool_output_max_bytes=4 * 1024 * 1024) as engine:
         task_id = f"task-{uuid.uuid4()}"
         workspace = engine.settings.workspace_root() / task_id
         workspace.mkdir(parents=True)
