@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,9 +43,15 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 
 def _encodable(value: Any) -> Any:
-    """`value` with text that UTF-8 cannot encode (a lone surrogate echoed back) replaced."""
+    """`value` as JSON can carry it, for echoing a rejected input back in `details`.
+
+    Text UTF-8 cannot encode (a lone surrogate) is replaced, and NaN or an infinity (JSON has
+    neither; Python's parser reads `NaN`, `Infinity` and `1e400`) becomes its name as a string.
+    """
     if isinstance(value, str):
         return value.encode("utf-8", errors="replace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value).replace("inf", "Infinity").replace("nan", "NaN")
     if isinstance(value, dict):
         return {_encodable(k): _encodable(v) for k, v in value.items()}
     if isinstance(value, list):
