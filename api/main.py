@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.body_limit import BodyLimitMiddleware
 from api.deps import Backends
+from api.docs_ui import add_docs
 from api.routes import agents, events, health, tasks
 from mahsm.settings import Settings, get_settings
 
@@ -116,6 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Durable multi-agent LLM tasks on Temporal.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by add_docs from local files
+        redoc_url=None,
     )
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -125,4 +128,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(events.router)
     app.include_router(agents.router)
+    add_docs(app)
     return app
