@@ -151,8 +151,9 @@ async def test_cancel_a_running_task_then_conflict(engine: Engine, client: Mahsm
     # has closed, it is a conflict.
     with contextlib.suppress(WorkflowFailureError):
         await asyncio.wait_for(engine.client.get_workflow_handle(task_id).result(), 30)
-    with pytest.raises(Conflict, match="already ended"):
+    with pytest.raises(Conflict, match="has ended") as raised:
         await client.cancel(task_id)
+    assert raised.value.code == "task_ended" and raised.value.status == 409
 
 
 async def test_list_filters_by_status_and_user(client: MahsmClient) -> None:
