@@ -7,6 +7,7 @@ gone from Temporal (retention) long after it ended, so every read tries both sou
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from typing import NoReturn
 
 from temporalio.service import RPCError
@@ -43,8 +44,13 @@ def raise_unavailable(error: RPCError) -> NoReturn:
     raise api_error(temporal_unavailable(error)) from error
 
 
+# How long a read waits for the `state` query before serving the task's Postgres row: a busy
+# or absent worker must not hold a read for long when the row can answer instead.
+LIVE_QUERY_TIMEOUT = timedelta(seconds=2)
+
+
 async def _driver(backends: Backends) -> TaskDriver:
-    return TaskDriver(await backends.temporal())
+    return TaskDriver(await backends.temporal(), query_timeout=LIVE_QUERY_TIMEOUT)
 
 
 def snapshot_of(state: TaskState) -> TaskSnapshot:
@@ -96,7 +102,7 @@ async def current_snapshot(backends: Backends, task_id: str, *, live_first: bool
     """The task's current state from the best source that answers.
 
     While the task runs its workflow's `state` query is the source; once it has ended (or when
-    the query fails or gets no answer within the driver's `QUERY_TIMEOUT`) its Postgres row
+    the query fails or gets no answer within `LIVE_QUERY_TIMEOUT`) its Postgres row
     is. A task with neither an answer nor a row yet, whose query timed out, is one no worker
     has picked up: it is shown `pending`, from its workflow's start event.
 

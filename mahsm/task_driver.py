@@ -39,9 +39,10 @@ from mahsm.tasks import TASK_WORKFLOW
 
 # Describe, cancel, history: answered by the Temporal server alone.
 RPC_TIMEOUT = timedelta(seconds=5)
-# The `state` query is answered by a worker: a busy or absent one must not hold a read for
-# long (the API then serves the task's Postgres row instead).
-QUERY_TIMEOUT = timedelta(seconds=2)
+# The `state` query is answered by a worker, which may have to replay the workflow first; a
+# busy or absent one must not hold a caller forever. Callers that have another source (the
+# API reads Postgres) pass a shorter bound.
+QUERY_TIMEOUT = timedelta(seconds=10)
 # How long `approve` waits for a worker to take the decision; below the REST client's default
 # 30 s request timeout, so its caller sees the API's 503 rather than its own timeout.
 UPDATE_TIMEOUT = timedelta(seconds=20)

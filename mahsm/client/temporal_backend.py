@@ -31,6 +31,8 @@ from mahsm.task_driver import (
 )
 from mahsm.tasks import TASK_WORKFLOW, start_task, temporal_ui_link
 
+_SETTLE_S = 0.2
+
 
 @asynccontextmanager
 async def _translated() -> AsyncIterator[None]:
@@ -149,7 +151,13 @@ class TemporalBackend:
         return temporal_ui_link(self.ui_url, self.client.namespace, task_id)
 
     async def close(self) -> None:
-        """Nothing to close: Temporal clients need no closing."""
+        """Let the SDK's threads finish with the last call (Temporal clients need no closing).
+
+        The SDK's Rust threads release Python objects a moment after a call returns; a script
+        whose interpreter exits in that moment can abort ("PyGILState_Release: thread state
+        must be current", temporalio/sdk-python#300). A short pause at close avoids it.
+        """
+        await asyncio.sleep(_SETTLE_S)
 
 
 def _utc(value: datetime) -> str:
