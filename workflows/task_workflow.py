@@ -15,6 +15,8 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.contracts.engine import DefaultsRequest, EngineDefaults
     from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse
     from mahsm.contracts.task import (
+        APPROVE_UPDATE,
+        STATE_QUERY,
         ApprovalDecision,
         ApprovalOutcome,
         Capability,
@@ -68,12 +70,12 @@ class TaskWorkflow:
         self._llm_timeout_s = 300.0
         self._calls: TaskCalls | None = None
 
-    @workflow.query
+    @workflow.query(name=STATE_QUERY)
     def state(self) -> TaskState:
         """The whole task state, at any moment."""
         return self._recorder.state
 
-    @workflow.update
+    @workflow.update(name=APPROVE_UPDATE)
     async def approve(self, decision: ApprovalDecision) -> ApprovalOutcome:
         """Approve or reject a task awaiting approval; returns the status it moved to."""
         self._decision = decision

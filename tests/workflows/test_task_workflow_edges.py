@@ -36,7 +36,7 @@ def calls(log: Path) -> list[dict[str, object]]:
 async def test_transient_llm_faults_are_retried_to_success(engine_factory, data_dir: Path) -> None:
     log = data_dir / "calls.jsonl"
     scenario = {
-        "seed": 5,
+        "seed": 2,
         "faults": {"rate": 0.5, "kinds": [429, 500]},
         "call_log": str(log),
         "rules": [
