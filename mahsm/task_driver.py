@@ -158,11 +158,38 @@ class TaskDriver:
                 state: TaskState = await self._handle(task_id).query(
                     STATE_QUERY, result_type=TaskState, rpc_timeout=self.query_timeout
                 )
-                return state
+            if not state.status.is_terminal:
+                await self._show_retries(state)
+            return state
         except WorkflowQueryFailedError:  # a workflow of this id that is no TaskWorkflow
             return None
         except TaskNotFound:
             return None
+
+    async def _show_retries(self, state: TaskState) -> None:
+        """Put the calls being retried into `waiting_for` (the workflow cannot see retries).
+
+        Temporal retries an activity without telling its workflow; its pending-activity
+        record has the attempt and the last error. Engine-v2 activity ids say whose call it
+        is: `<subtask>/llm-<n>`, `<subtask>/tool-<n>-<k>`, or the task's own `plan-<n>` and
+        `aggregate`.
+        """
+        try:
+            description = await self._handle(state.task_id).describe(rpc_timeout=RPC_TIMEOUT)
+        except (RPCError, TimeoutError):
+            return  # the state itself is still right; only the retry notes are missing
+        for pending in description.raw_description.pending_activities:
+            if pending.attempt < 2:
+                continue
+            note = f"call {pending.activity_id} is being retried: attempt {pending.attempt}"
+            if pending.HasField("last_failure") and pending.last_failure.message:
+                note += f"; last error: {pending.last_failure.message[:500]}"
+            subtask_id, sep, _ = pending.activity_id.partition("/")
+            owner = next((i for i in state.subtasks if sep and i.subtask.id == subtask_id), None)
+            if owner is not None:
+                owner.result.waiting_for = owner.result.waiting_for or note
+            else:
+                state.waiting_for = note
 
     async def start_state(self, task_id: str) -> TaskState | None:
         """A `pending` state from the workflow's start event; None if there is no such task.

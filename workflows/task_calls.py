@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -43,6 +43,17 @@ def timeout_type(error: BaseException) -> TimeoutType | None:
     """The Temporal timeout that ended an activity, if a timeout did."""
     cause = error.cause if isinstance(error, ActivityError) else None
     return cause.type if isinstance(cause, TemporalTimeoutError) else None
+
+
+def out_of_time(error: ActivityError) -> bool:
+    """True when the activity's total time (`schedule_to_close`) ran out.
+
+    Either during an attempt, or because the next retry would not have fit in it.
+    """
+    return (
+        timeout_type(error) == TimeoutType.SCHEDULE_TO_CLOSE
+        or error.retry_state == RetryState.TIMEOUT
+    )
 
 
 class BudgetGate:
@@ -163,12 +174,12 @@ class TaskCalls:
                     summary=summary,
                 )
         except ActivityError as error:
-            if timeout_type(error) == TimeoutType.SCHEDULE_TO_CLOSE:
+            if out_of_time(error):
                 if total_s < retry_s:
                     raise SubtaskDeadline() from error
                 raise ApplicationError(
                     f"LLM call '{summary}' to {request.model} got no usable answer within"
-                    f" {retry_s:g}s of retries (last error: {failure_message(error)}). Check"
+                    f" {retry_s:g}s of retries; last error: {failure_message(error)}. Check"
                     " that the provider is reachable and the model name and key are right"
                     " (the worker's OPENAI_BASE_URL / OPENAI_API_KEY / ANTHROPIC_API_KEY),"
                     " or raise MAHSM_LLM_RETRY_S",
@@ -214,7 +225,7 @@ class TaskCalls:
                     summary=f"tool {invocation.call.name}: {invocation.subtask_id}",
                 )
         except ActivityError as error:
-            if timeout_type(error) == TimeoutType.SCHEDULE_TO_CLOSE:
+            if out_of_time(error):
                 raise SubtaskDeadline() from error
             raise
 

@@ -265,6 +265,9 @@ class TaskState(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     approval_comment: str | None = None
     version: int = 0
+    waiting_for: str | None = Field(
+        default=None, description="a call of the task itself (planning, aggregation) being retried"
+    )
 
     def subtask(self, subtask_id: str) -> SubtaskState:
         """The state of one subtask by id."""
