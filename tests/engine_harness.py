@@ -18,6 +18,7 @@ import yaml
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
+from activities.tools.registry import ToolRegistry
 from mahsm.contracts.task import Capability, TaskRequest, TaskState
 from mahsm.queues import tasks_queue
 from mahsm.settings import Settings, load_settings
@@ -118,6 +119,7 @@ async def running_engine(
     scenario: dict[str, Any],
     capabilities: Sequence[Capability] | None = None,
     extra_pools: Sequence[Sequence[Capability]] = (),
+    tools: ToolRegistry | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Engine]:
     """Workers for one test: the tasks queue plus one pool (all capabilities by default)."""
@@ -130,7 +132,9 @@ async def running_engine(
         default_model="scripted/test",
         **overrides,
     )
-    workers = build_workers(client=client, pool=pool, settings=settings, capabilities=capabilities)
+    workers = build_workers(
+        client=client, pool=pool, settings=settings, capabilities=capabilities, tools=tools
+    )
     for caps in extra_pools:
         workers += build_workers(
             client=client, pool=pool, settings=settings, capabilities=caps, serve_tasks=False

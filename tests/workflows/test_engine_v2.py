@@ -11,6 +11,9 @@ import pytest
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowFailureError
 
+from activities.llm.activity import LLMActivities
+from activities.tools.registry import default_registry
+from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest
 from mahsm.contracts.task import (
     MAX_SUBTASKS,
     Budget,
@@ -21,6 +24,7 @@ from mahsm.contracts.task import (
     TaskState,
     TaskStatus,
 )
+from mahsm.settings import load_settings
 from mahsm.task_driver import TaskDriver
 from tests.engine_harness import AGGREGATE, answer_rule, plan_rule, running_engine
 from workers.main import build_workers
@@ -298,3 +302,48 @@ async def test_a_call_being_retried_shows_in_waiting_for_and_its_end_names_model
     assert "flaky/llm-0" in note and "attempt" in note and "503" in note
     error = final.subtask("flaky").result.error or ""
     assert "scripted/test" in error and "12s" in error and "MAHSM_LLM_RETRY_S" in error
+
+
+def shout(text: str) -> str:
+    """Repeat the text in capitals."""
+    return text.upper() + "!"
+
+
+async def test_a_custom_tool_of_the_worker_is_offered_and_run(
+    temporal_client, db_pool, data_dir
+) -> None:
+    """One catalogue per worker: the tool the worker runs is the tool its model is offered."""
+    catalogue = default_registry().copy()
+    catalogue.register(shout, capabilities=None)
+    offered = LLMActivities(settings=load_settings(_env_file=None), blobs=None, tools=catalogue)
+    request = LLMRequest(
+        model="scripted/test",
+        purpose=LLMPurpose.AGENT_STEP,
+        messages=[ChatMessage(role="user", content="hi")],
+        tool_capabilities=[Capability.DATA_ANALYSIS],
+    )
+    assert "shout" in {t.name for t in offered._offer_tools(request).tools}
+
+    scenario = {
+        "rules": [
+            plan_rule("custom", [_node("loud", "Say it loud")]),
+            {
+                "purpose": "agent_step",
+                "after_tool": False,
+                "respond": {"tool_calls": [{"name": "shout", "arguments": {"text": "hello"}}]},
+            },
+            {
+                "purpose": "agent_step",
+                "after_tool": True,
+                "respond": {"content": "{last_tool_result}"},
+            },
+        ]
+    }
+    async with running_engine(
+        client=temporal_client, pool=db_pool, data_dir=data_dir, scenario=scenario, tools=catalogue
+    ) as engine:
+        handle = await engine.start(TaskRequest(description="A custom tool, said loud"))
+        state = await handle.result()
+
+    assert state.status == TaskStatus.COMPLETED
+    assert "HELLO!" in (state.subtask("loud").result.output or "")
