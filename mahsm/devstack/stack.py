@@ -137,6 +137,11 @@ class DevStack:
                 log_path=self.logs_dir / "postgres.log",
             )
             database_url = self._started("postgres", self._postgres.start, self._pg_process)
+            if not self._postgres.pgdata.is_relative_to(self.data_dir):
+                self._step(
+                    f"Postgres data: {self._postgres.pgdata} (the data dir is out of the"
+                    " Postgres system user's reach; it links there)"
+                )
         else:
             database_url = s.database_url.get_secret_value()
             self._step(f"Using Postgres at {redact_text(database_url)}")
