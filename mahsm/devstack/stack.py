@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -319,8 +320,11 @@ class DevStack:
         """Stop everything in reverse start order, then release the lock. Safe to call twice."""
         for role in reversed(self._roles):
             if role.process is not None:
-                self._step(f"Stopping {role.name} ...")
-                self._stop_quietly(role.name, role.process.stop)
+                # The worker lets in-flight activities finish first (its shutdown grace).
+                grace = self.settings.worker_shutdown_grace_s if role.name == "worker" else 0
+                note = f" (in-flight activities may finish, up to {grace:g} s)" if grace else ""
+                self._step(f"Stopping {role.name}{note} ...")
+                self._stop_quietly(role.name, partial(role.process.stop, timeout_s=grace + 15))
                 role.process = None
         self._roles.clear()
         self.ready_file.unlink(missing_ok=True)
