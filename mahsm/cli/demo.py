@@ -29,6 +29,7 @@ from mahsm.cli.common import (
     follow,
     load_cli_settings,
     run_async,
+    say,
     task_link,
 )
 from mahsm.cli.live import styled_status
@@ -115,8 +116,8 @@ async def _run_scenarios(
             console.print(f"[bold]Task:[/bold] {escape(scenario.description)}")
             console.print(f"[dim]{escape(scenario.explanation)}[/dim]")
             task_id = await client.submit(scenario.description, model=DEMO_MODEL)
-            console.print(f"[dim]Temporal UI:[/dim] {escape(task_link(client, settings, task_id))}")
-            final = await follow(client, task_id, link=None, poll_s=0.25)
+            say(f"[dim]Temporal UI:[/dim] {escape(task_link(client, settings, task_id))}")
+            final = await follow(client, task_id, poll_s=0.25)
             if final.status == scenario.expected == TaskStatus.FAILED:
                 console.print(
                     "[yellow]This failure is expected: it shows failure handling.[/yellow]"

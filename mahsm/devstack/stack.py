@@ -50,6 +50,7 @@ class StackInfo:
     database_url: str
     data_dir: Path
     logs_dir: Path
+    default_model: str
 
 
 @dataclass
@@ -184,6 +185,7 @@ class DevStack:
             database_url=redact_text(database_url),
             data_dir=self.data_dir,
             logs_dir=self.logs_dir,
+            default_model=s.default_model,
         )
         log.debug("stack up", api=api_url, temporal=temporal_address, data_dir=str(self.data_dir))
         return self.info
