@@ -190,7 +190,7 @@ def demo(
             stack.wait()
     except KeyboardInterrupt:
         console.print("Interrupted.")
-        code = ExitCode.TASK_FAILED
+        code = ExitCode.INTERRUPTED
     except StackAlreadyRunning as error:
         errors.print(f"[red]{escape(str(error))}[/red]")
         code = ExitCode.UNREACHABLE
