@@ -1,4 +1,4 @@
-"""Rendering of a task for the terminal: the subtask table, the live view, the final outcome."""
+"""Rendering for the terminal: a task's subtask table, the live view, the outcome, task lists."""
 
 from __future__ import annotations
 
@@ -154,3 +154,53 @@ class LiveTask:
     def update(self, state: TaskState) -> None:
         """Redraw with `state`."""
         self._live.update(task_view(state), refresh=True)
+
+
+WIDE_LIST = 120  # console columns from which a task list is drawn as a table
+
+
+def print_task_list(console: Console, tasks: list[TaskState]) -> None:
+    """A table on wide consoles; two lines per task on narrow ones, where a table breaks ids."""
+    if console.width >= WIDE_LIST:
+        console.print(_task_list_table(tasks))
+        return
+    console.print(f"{len(tasks)} task(s)")
+    for task in tasks:
+        line = Text.assemble(task.task_id, "  ", styled_status(task.status), "  ", *_summary(task))
+        console.print(line, soft_wrap=True)
+        console.print(Text("  " + _short(task.description), style="dim"))
+
+
+def _short(description: str) -> str:
+    return description[:60] + ("..." if len(description) > 60 else "")
+
+
+def _summary(task: TaskState) -> list[str]:
+    return [
+        task.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        f"  {task.user_id}" if task.user_id else "",
+        f"  {tokens(task.usage)} tokens  {cost(task.usage)}",
+    ]
+
+
+def _task_list_table(tasks: list[TaskState]) -> Table:
+    table = Table(title=f"{len(tasks)} task(s)", title_justify="left")
+    id_width = max((len(t.task_id) for t in tasks), default=4)
+    for column in ("Task", "Status", "Created", "User", "Tokens", "Cost", "Description"):
+        table.add_column(
+            column,
+            justify="right" if column in ("Tokens", "Cost") else "left",
+            no_wrap=column in ("Task", "Status"),  # ids are never wrapped or cut
+            min_width=id_width if column == "Task" else None,
+        )
+    for task in tasks:
+        table.add_row(
+            task.task_id,
+            styled_status(task.status),
+            task.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            task.user_id or "",
+            tokens(task.usage),
+            cost(task.usage),
+            Text(_short(task.description)),
+        )
+    return table

@@ -37,7 +37,7 @@ from mahsm.cli.common import (
     say,
     task_link,
 )
-from mahsm.cli.live import cost, outcome, styled_status, task_view, tokens
+from mahsm.cli.live import outcome, print_task_list, styled_status, task_view
 from mahsm.client import (
     MahsmClient,
 )
@@ -199,57 +199,9 @@ def list_tasks(
     if as_json:
         console.print_json(page.model_dump_json())
         return
-    if console.width >= WIDE_LIST:
-        console.print(_task_table(page.tasks))
-    else:  # two lines per task: a table this narrow would break ids
-        say(f"{len(page.tasks)} task(s)")
-        for task in page.tasks:
-            console.print(
-                Text.assemble(
-                    task.task_id, "  ", styled_status(task.status), "  ", *_summary(task)
-                ),
-                soft_wrap=True,
-            )
-            console.print(Text("  " + _short(task.description), style="dim"))
+    print_task_list(console, page.tasks)
     if page.next_cursor:
         say(f"[dim]More: mahsm list --cursor {escape(page.next_cursor)}[/dim]")
-
-
-WIDE_LIST = 120  # console columns from which `mahsm list` draws a table
-
-
-def _short(description: str) -> str:
-    return description[:60] + ("..." if len(description) > 60 else "")
-
-
-def _summary(task: TaskState) -> list[str]:
-    return [
-        task.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-        f"  {task.user_id}" if task.user_id else "",
-        f"  {tokens(task.usage)} tokens  {cost(task.usage)}",
-    ]
-
-
-def _task_table(tasks: list[TaskState]) -> Table:
-    table = Table(title=f"{len(tasks)} task(s)", title_justify="left")
-    for column in ("Task", "Status", "Created", "User", "Tokens", "Cost", "Description"):
-        table.add_column(
-            column,
-            justify="right" if column in ("Tokens", "Cost") else "left",
-            no_wrap=column in ("Task", "Status"),  # ids are never wrapped or cut
-            min_width=max((len(t.task_id) for t in tasks), default=4) if column == "Task" else None,
-        )
-    for task in tasks:
-        table.add_row(
-            task.task_id,
-            styled_status(task.status),
-            task.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            task.user_id or "",
-            tokens(task.usage),
-            cost(task.usage),
-            Text(_short(task.description)),
-        )
-    return table
 
 
 @app.command()
