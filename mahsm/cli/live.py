@@ -76,7 +76,7 @@ def _usage(result: SubtaskResult, show: Callable[[Usage], str]) -> Text:
 
 def task_table(state: TaskState) -> Table:
     """One row per subtask (status, agent, tokens, cost, note) and the task's totals."""
-    model = f"model {state.model}" if state.model else "model not chosen yet (workers' default)"
+    model = f"model {state.model}" if state.model else "model: the workers' default"
     title = Text.assemble((state.task_id, "bold"), "  ", styled_status(state.status), f"  {model}")
     table = Table(title=title, title_justify="left", show_footer=True, expand=False)
     table.add_column("Subtask", footer="total (incl. planning)")

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from mahsm.cli import common as cli_common
 from mahsm.cli import stack as cli_stack
+from mahsm.cli.demo import SCENARIOS, print_summary
 from mahsm.cli.live import task_table
 from mahsm.cli.main import app
 from mahsm.client import MahsmClient
@@ -171,7 +172,7 @@ def test_a_running_subtask_shows_its_pool_elapsed_time_and_usage_so_far() -> Non
     text = _render(state)
     assert "pool mahsm-pool.data_analysis" in text
     assert "running for 12s, attempt 2" in text
-    assert "model not chosen yet" in text
+    assert "model: the workers' default" in text
     running.agent = "worker-1@host"
     running.usage = Usage(input_tokens=1000, output_tokens=234, total_tokens=1234)
     text = _render(state)
@@ -195,3 +196,11 @@ def test_up_banner_names_the_default_model_and_keeps_urls_whole() -> None:
     output = cli_stack.console.end_capture()
     assert "Default model" in output and "openai/gpt-4o-mini" in output
     assert str(long_dir / "logs") in output
+
+
+def test_demo_summary_keeps_task_ids_whole() -> None:
+    task_id = MISSING.replace("0000", "abcd")
+    cli_common.console.begin_capture()
+    ok = print_summary([(scenario, task_id, scenario.expected) for scenario in SCENARIOS])
+    output = cli_common.console.end_capture()
+    assert ok and output.count(task_id) == len(SCENARIOS), output
