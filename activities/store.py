@@ -7,7 +7,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.blobs import BlobStore
-from mahsm.contracts.engine import BlobText, StoreWrite
+from mahsm.contracts.engine import BlobText
+from mahsm.contracts.projection import StoreWrite
 from mahsm.contracts.task import BlobRef, SubtaskState, TaskState
 
 _UPSERT_TASK = """
@@ -96,30 +97,19 @@ def _subtask_row(task_id: str, version: int, item: SubtaskState) -> tuple[object
     )
 
 
-class StoreActivities:
-    """Writes the workflow's state to Postgres; every write may be retried or reordered."""
+class ProjectionWriter:
+    """Writes a `StoreWrite` to Postgres; every write may be retried, repeated or reordered.
 
-    def __init__(self, *, pool: asyncpg.Pool, blobs: BlobStore) -> None:
+    `store_task` uses it, and so does `llm_complete`, which writes the projection change a
+    call carries while the provider answers (the engine then runs no activity of its own for
+    most writes).
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self.blobs = blobs
 
-    @activity.defn(name="store_task")
-    async def store_task(self, write: StoreWrite) -> None:
-        """Upsert the task row, the changed subtask rows and the new events in one transaction.
-
-        Connection failures are retried by Temporal; a row Postgres refuses (a data error)
-        would be refused again, so it fails at once instead of hanging the task.
-        """
-        try:
-            await self._write(write)
-        except asyncpg.DataError as error:
-            raise ApplicationError(
-                f"Postgres refused the state of {write.state.task_id}: {error}",
-                type="StoreDataError",
-                non_retryable=True,
-            ) from None
-
-    async def _write(self, write: StoreWrite) -> None:
+    async def write(self, write: StoreWrite) -> None:
+        """Upsert the task row, the changed subtask rows and the new events in one transaction."""
         state = write.state
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(_UPSERT_TASK, *_task_row(state))
@@ -144,6 +134,31 @@ class StoreActivities:
                         for e in write.events
                     ],
                 )
+
+
+class StoreActivities:
+    """Writes the workflow's state to Postgres; every write may be retried or reordered."""
+
+    def __init__(self, *, pool: asyncpg.Pool, blobs: BlobStore) -> None:
+        self.pool = pool
+        self.blobs = blobs
+        self.projection = ProjectionWriter(pool)
+
+    @activity.defn(name="store_task")
+    async def store_task(self, write: StoreWrite) -> None:
+        """Upsert the task row, the changed subtask rows and the new events in one transaction.
+
+        Connection failures are retried by Temporal; a row Postgres refuses (a data error)
+        would be refused again, so it fails at once instead of hanging the task.
+        """
+        try:
+            await self.projection.write(write)
+        except asyncpg.DataError as error:
+            raise ApplicationError(
+                f"Postgres refused the state of {write.state.task_id}: {error}",
+                type="StoreDataError",
+                non_retryable=True,
+            ) from None
 
     @activity.defn(name="blob_put_text")
     async def blob_put_text(self, blob: BlobText) -> BlobRef:

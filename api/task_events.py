@@ -1,107 +1,141 @@
-"""The events of `GET /tasks/{task_id}/events`: what changed between two views of a task.
+"""The task event log as the API reads it: rows of `task_events`, in `seq` order.
 
-The stream polls the task and turns the differences into named events. A subtask that both
-started and finished between two polls still yields `subtask_started` before its outcome.
+`TaskWorkflow` keeps one ordered log per task (kinds `task_status`, `plan_ready`,
+`subtask_status`, `note`) and writes it to `task_events` with idempotent inserts, possibly
+several rows per transaction. `GET /tasks/{task_id}/events` streams exactly these rows: the
+event name is the row's `kind`, the event id its `seq`. `task_ended` and `error` are the only
+names the stream adds, to close it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
 
-from api.schemas import SubtaskView, TaskDetail
-from mahsm.contracts.task import SubtaskStatus, TaskStatus
+import asyncpg
 
-SNAPSHOT = "snapshot"
-PLAN_READY = "plan_ready"
+from api.deps import BackendUnavailable
+from mahsm.contracts.task import TaskStatus
+from mahsm.logging import redact_text
+
 TASK_STATUS = "task_status"
 TASK_ENDED = "task_ended"
 ERROR = "error"
 
-SUBTASK_EVENTS = {
-    SubtaskStatus.RUNNING: "subtask_started",
-    SubtaskStatus.COMPLETED: "subtask_completed",
-    SubtaskStatus.FAILED: "subtask_failed",
-    SubtaskStatus.BLOCKED: "subtask_blocked",
-    SubtaskStatus.CANCELLED: "subtask_cancelled",
-}
+# Rows read per query; a longer backlog is read in several.
+READ_BATCH = 500
+QUERY_TIMEOUT_S = 10.0
+DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_FINAL = {status.value for status in TaskStatus if status.is_terminal}
+_T = TypeVar("_T")
 
-# The order a task goes through its statuses; every final status comes last.
-_TASK_ORDER = {
-    TaskStatus.PENDING: 0,
-    TaskStatus.PLANNING: 1,
-    TaskStatus.AWAITING_APPROVAL: 2,
-    TaskStatus.RUNNING: 3,
-}
-_FINAL = len(_TASK_ORDER)
-
-Event = tuple[str, dict[str, Any]]
+_READ_LOG = """
+SELECT seq, kind, subtask_id, status, data, created_at FROM task_events
+WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
+"""
 
 
-def detail_event(name: str, detail: TaskDetail) -> Event:
-    """`snapshot` or `task_ended`: the whole task, shaped like `GET /tasks/{task_id}`."""
-    return name, detail.model_dump(mode="json")
+@dataclass(frozen=True)
+class LogEvent:
+    """One row of a task's event log."""
+
+    task_id: str
+    seq: int
+    kind: str
+    at: datetime
+    subtask_id: str | None
+    status: str | None
+    data: dict[str, Any]
+
+    @property
+    def ends_task(self) -> bool:
+        """True for the `task_status` event that moves the task to a final status."""
+        return self.kind == TASK_STATUS and self.status in _FINAL
+
+    def payload(self) -> dict[str, Any]:
+        """The SSE `data` of this event: the row's columns plus its optional `data` fields."""
+        return {
+            **self.data,
+            "task_id": self.task_id,
+            "seq": self.seq,
+            "kind": self.kind,
+            "at": self.at.isoformat(),
+            "subtask_id": self.subtask_id,
+            "status": self.status,
+            "message": self.data.get("message"),
+        }
 
 
-def _task_status(detail: TaskDetail) -> Event:
-    task = detail.task
-    return TASK_STATUS, {
-        "task_id": task.id,
-        "status": task.status.value,
-        "error": task.error,
-        "usage": task.usage.model_dump(mode="json"),
-    }
+@dataclass(frozen=True)
+class TaskEnd:
+    """How a task ended: the data of the stream's closing `task_ended` event."""
+
+    task_id: str
+    status: str
+    error: str | None
+
+    def payload(self) -> dict[str, Any]:
+        """The SSE `data` of `task_ended`."""
+        return {"task_id": self.task_id, "status": self.status, "error": self.error}
+
+    @classmethod
+    def of(cls, event: LogEvent) -> TaskEnd:
+        """The end announced by a final `task_status` event."""
+        status = event.status or ""
+        return cls(task_id=event.task_id, status=status, error=event.data.get("message"))
 
 
-def _subtask(name: str, detail: TaskDetail, subtask: SubtaskView) -> Event:
-    return name, {
-        "task_id": detail.task.id,
-        "subtask": subtask.model_dump(mode="json"),
-        "usage": detail.task.usage.model_dump(mode="json"),
-    }
+@dataclass(frozen=True)
+class TaskHead:
+    """What a stream needs to know of a task before it starts: owner and, if ended, how."""
+
+    user_id: str | None
+    ended: TaskEnd | None
 
 
-def _subtask_changes(before: TaskDetail, after: TaskDetail) -> list[Event]:
-    known = {s.id: s.status for s in before.subtask_results}
-    events: list[Event] = []
-    for subtask in after.subtask_results:
-        previous = known.get(subtask.id, SubtaskStatus.PENDING)
-        if subtask.status == previous or previous.is_terminal:
-            continue  # unchanged, or an older view of a subtask that has already ended
-        skipped_start = previous == SubtaskStatus.PENDING and subtask.started_at is not None
-        if skipped_start and subtask.status in (SubtaskStatus.COMPLETED, SubtaskStatus.FAILED):
-            events.append(_subtask(SUBTASK_EVENTS[SubtaskStatus.RUNNING], after, subtask))
-        name = SUBTASK_EVENTS.get(subtask.status)
-        if name is not None:
-            events.append(_subtask(name, after, subtask))
-    return events
+async def guarded(action: Callable[[], Awaitable[_T]]) -> _T:
+    """Run a database read; 503 `database_unavailable` when Postgres cannot answer."""
+    try:
+        return await action()
+    except DATABASE_ERRORS as error:
+        raise BackendUnavailable("database", redact_text(str(error)) or repr(error)) from error
 
 
-def _moved_on(before: TaskStatus, after: TaskStatus) -> bool:
-    return _TASK_ORDER.get(after, _FINAL) > _TASK_ORDER.get(before, _FINAL)
-
-
-def changes(before: TaskDetail, after: TaskDetail) -> list[Event]:
-    """The events that lead from `before` to `after`, in the order they happened.
-
-    Only forward moves are reported: a task or subtask shown in an earlier status in `after`
-    than in `before` (an older view) yields no event.
-    """
-    events: list[Event] = []
-    if before.task.plan is None and after.task.plan is not None:
-        events.append(
-            (
-                PLAN_READY,
-                {
-                    "task_id": after.task.id,
-                    "plan": after.task.plan.model_dump(mode="json"),
-                    "subtask_results": [s.model_dump(mode="json") for s in after.subtask_results],
-                },
-            )
+async def read_log(pool: asyncpg.Pool, task_id: str, after: int) -> list[LogEvent]:
+    """Up to `READ_BATCH` events of the task with `seq > after`, in order."""
+    rows = await pool.fetch(_READ_LOG, task_id, after, READ_BATCH, timeout=QUERY_TIMEOUT_S)
+    return [
+        LogEvent(
+            task_id=task_id,
+            seq=row["seq"],
+            kind=row["kind"],
+            at=row["created_at"],
+            subtask_id=row["subtask_id"],
+            status=row["status"],
+            data=row["data"] or {},
         )
-    status_changed = _moved_on(before.task.status, after.task.status)
-    if status_changed and not after.task.status.is_terminal:
-        events.append(_task_status(after))
-    events += _subtask_changes(before, after)
-    if status_changed and after.task.status.is_terminal:
-        events.append(_task_status(after))
-    return events
+        for row in rows
+    ]
+
+
+async def read_head(pool: asyncpg.Pool, task_id: str) -> TaskHead | None:
+    """The task's owner and end from its Postgres row; None when no row exists (yet)."""
+    row = await pool.fetchrow(
+        "SELECT user_id, status, error FROM tasks WHERE id = $1", task_id, timeout=QUERY_TIMEOUT_S
+    )
+    if row is None:
+        return None
+    ended = TaskEnd(task_id, row["status"], row["error"]) if row["status"] in _FINAL else None
+    return TaskHead(user_id=row["user_id"], ended=ended)
+
+
+def contiguous(events: list[LogEvent], after: int) -> int:
+    """How many of `events` (ordered, all past `after`) follow `after` without a gap."""
+    expected = after + 1
+    for count, event in enumerate(events):
+        if event.seq != expected:
+            return count
+        expected += 1
+    return len(events)

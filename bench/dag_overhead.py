@@ -11,6 +11,8 @@ For each shape it reports, as medians over `--repeats` runs:
 - `asyncio`: the same DAG run by a plain in-process asyncio executor with the same sleeps
   (the floor without durability);
 - `mahsm seq`: the same task with `max_parallel = 1`, i.e. the subtasks one after another;
+- `mahsm default`: the same task without `max_parallel`, i.e. the engine's default (the
+  `mahsm` column sets it to the number of nodes);
 - the DAG phase alone (from the task entering `running` to its last subtask completing),
   parallel and sequential, whose ratio is the speed-up of running the DAG concurrently.
 
@@ -154,11 +156,14 @@ async def asyncio_floor(dag: Dag, latency_s: float, *, sequential: bool) -> floa
     return time.perf_counter() - start
 
 
-async def run_task(stack: Stack, prefix: str, dag: Dag, *, max_parallel: int) -> dict[str, float]:
-    """One MAHSM task of shape `dag`; returns its makespan and DAG-phase duration (s)."""
+async def run_task(
+    stack: Stack, prefix: str, dag: Dag, *, max_parallel: int | None
+) -> dict[str, float]:
+    """One MAHSM task of shape `dag` (`max_parallel` None: the engine's default); returns its
+    makespan and DAG-phase duration (s)."""
+    options = TaskOptions() if max_parallel is None else TaskOptions(max_parallel=max_parallel)
     request = TaskRequest(
-        description=f"Benchmark DAG [shape={dag.name}] {uuid.uuid4().hex[:8]}",
-        options=TaskOptions(max_parallel=max_parallel),
+        description=f"Benchmark DAG [shape={dag.name}] {uuid.uuid4().hex[:8]}", options=options
     )
     start = time.perf_counter()
     handle = await start_task(stack.client, request, queue_prefix=prefix)
@@ -214,9 +219,12 @@ async def measure(
     """Interleaved runs of every variant of one shape (load drifts; interleaving spreads it)."""
     latency_s = args.latency_ms / 1000
     width = min(len(dag.deps), 64)
-    runs: dict[str, list[Any]] = {k: [] for k in ("par", "seq", "bare", "bare_seq", "floor")}
+    runs: dict[str, list[Any]] = {
+        k: [] for k in ("par", "default", "seq", "bare", "bare_seq", "floor")
+    }
     for _ in range(args.repeats):
         runs["par"].append(await run_task(stack, prefix, dag, max_parallel=width))
+        runs["default"].append(await run_task(stack, prefix, dag, max_parallel=None))
         runs["bare"].append(await run_floor_task(stack, queues, dag.deps, args.latency_ms))
         runs["seq"].append(await run_task(stack, prefix, dag, max_parallel=1))
         runs["bare_seq"].append(
@@ -226,6 +234,7 @@ async def measure(
     ideal = (dag.depth + 2) * latency_s
     makespan = median([r["makespan_s"] for r in runs["par"]])
     seq_makespan = median([r["makespan_s"] for r in runs["seq"]])
+    default_makespan = median([r["makespan_s"] for r in runs["default"]])
     phase = median([r["dag_phase_s"] for r in runs["par"]])
     seq_phase = median([r["dag_phase_s"] for r in runs["seq"]])
     asyncio_s = median(runs["floor"])
@@ -244,6 +253,8 @@ async def measure(
         "mahsm_s": makespan,
         "mahsm_runs_s": [r["makespan_s"] for r in runs["par"]],
         "mahsm_sequential_s": seq_makespan,
+        "mahsm_default_max_parallel_s": default_makespan,
+        "default_ratio_to_ideal": default_makespan / ideal,
         "dag_phase_s": phase,
         "dag_phase_sequential_s": seq_phase,
         "ratio_to_ideal": makespan / ideal,
@@ -288,6 +299,8 @@ async def main_async(args: argparse.Namespace) -> None:
             "MAHSM",
             "MAHSM/ideal",
             "ovh/hop ms",
+            "MAHSM default",
+            "default/ideal",
             "MAHSM seq",
             "DAG phase",
             "DAG phase seq",
@@ -304,6 +317,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 r["mahsm_s"],
                 r["ratio_to_ideal"],
                 r["overhead_per_hop_ms"],
+                r["mahsm_default_max_parallel_s"],
+                r["default_ratio_to_ideal"],
                 r["mahsm_sequential_s"],
                 r["dag_phase_s"],
                 r["dag_phase_sequential_s"],

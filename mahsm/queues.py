@@ -4,8 +4,9 @@ Every deployment has a queue prefix (`MAHSM_QUEUE_PREFIX`, default `mahsm`):
 
 - `<prefix>-tasks`: `TaskWorkflow`, planning and aggregation LLM calls, the store, pool lookup.
 - `<prefix>-pool.<caps>`: one queue per capability pool, named by its sorted capability set.
-  A worker declaring capabilities C polls `pool_queue(prefix, C)`; it runs `AgentWorkflow`
-  and the LLM and tool calls of subtasks whose required capabilities are a subset of C.
+  A worker declaring capabilities C polls `pool_queue(prefix, C)`; it runs the LLM and tool
+  calls of subtasks whose required capabilities are a subset of C (agents run inline in
+  their task's workflow), and `AgentWorkflow` for agents handed off to a child workflow.
 
 `TaskWorkflow` derives the prefix from its own task queue, so deployments (and tests) that
 use different prefixes never share work.

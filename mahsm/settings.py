@@ -115,6 +115,18 @@ class Settings(BaseSettings):
     # Large payloads go to the blob table above this size (claim check).
     claim_check_bytes: int = Field(default=128 * 1024, ge=1024, le=1536 * 1024)
 
+    # Engine: an agent runs inside its task's workflow until the task's history reaches
+    # either bound, then in a child workflow of its own (docs/architecture.md); 0 runs every
+    # agent in a child workflow.
+    inline_history_events: int = Field(default=10_000, ge=0, le=40_000)
+    inline_history_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024, le=32 * 1024 * 1024)
+    # How long one LLM call may keep being retried (all attempts), seconds.
+    llm_retry_s: float = Field(default=600.0, gt=0, le=24 * 3600)
+    # Event streams (SSE): open streams one user may hold on one API process.
+    sse_max_streams_per_user: int = Field(
+        default=20, ge=1, le=10_000, description="open GET /tasks/{id}/events streams per user"
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, raw: object) -> object:

@@ -36,8 +36,9 @@ def _details(request: TaskRequest) -> str:
     lines = [
         f"**Task** {request.description[:1000]}",
         f"- user: {request.user_id or '-'}",
-        f"- model: {options.model or 'default'}",
-        f"- max parallel: {options.max_parallel}, max iterations: {options.max_iterations}",
+        f"- model: {options.model or 'the worker default (shown in the task details)'}",
+        f"- max parallel: {options.max_parallel or 'every ready subtask'},"
+        f" max iterations: {options.max_iterations}",
         f"- approval required: {'yes' if options.require_approval else 'no'}",
     ]
     if request.plan is not None:

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import yaml
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 
 from mahsm.contracts.task import Capability, TaskRequest, TaskState
 from mahsm.queues import tasks_queue
@@ -138,3 +139,27 @@ async def running_engine(
         for worker in workers:
             await stack.enter_async_context(worker)
         yield Engine(client=client, pool=pool, settings=settings)
+
+
+async def agent_activities(
+    client: Client, task_id: str, subtask_id: str
+) -> list[Any]:
+    """`ActivityTaskScheduled` attributes of one agent's calls, wherever the agent ran.
+
+    Inline agents' calls are in the task's history (activity ids `<subtask>/llm-<n>`,
+    `<subtask>/tool-<n>-<k>`); an agent moved to a child workflow has them in its own.
+    """
+    found = []
+    async for event in client.get_workflow_handle(task_id).fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            attributes = event.activity_task_scheduled_event_attributes
+            if attributes.activity_id.startswith(subtask_id + "/"):
+                found.append(attributes)
+    child = client.get_workflow_handle(f"{task_id}.{subtask_id}")
+    try:
+        async for event in child.fetch_history_events():
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                found.append(event.activity_task_scheduled_event_attributes)
+    except RPCError:
+        pass  # the agent ran inline only
+    return found

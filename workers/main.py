@@ -24,7 +24,7 @@ from activities.llm.activity import LLMActivities
 from activities.llm.registry import ProviderRegistry
 from activities.store import StoreActivities
 from activities.tools.activity import ToolActivities
-from activities.tools.registry import ToolRegistry
+from activities.tools.registry import ToolRegistry, default_registry
 from activities.tools.sql import create_sql_pool
 from mahsm.contracts.task import Capability
 from mahsm.db.migrate import migrate
@@ -56,11 +56,19 @@ def build_workers(
     without it the tool tells the model it is not configured.
     """
     blobs = BlobStore(pool, threshold_bytes=settings.claim_check_bytes)
-    llm = LLMActivities(settings=settings, blobs=blobs, registry=providers)
     store = StoreActivities(pool=pool, blobs=blobs)
+    # One tool catalogue feeds both the tools offered to the model and the tools run.
+    catalogue = tools if tools is not None else default_registry()
+    llm = LLMActivities(
+        settings=settings,
+        blobs=blobs,
+        registry=providers,
+        tools=catalogue,
+        projection=store.projection,
+    )
     engine = EngineActivities(settings=settings, client=client)
     tool_activities = ToolActivities(
-        pool=pool, settings=settings, blobs=blobs, registry=tools, sql_pool=sql_pool
+        pool=pool, settings=settings, blobs=blobs, registry=catalogue, sql_pool=sql_pool
     )
     common = {
         "max_concurrent_activities": settings.worker_max_concurrent_activities,

@@ -1,4 +1,7 @@
-"""Runs a plan's DAG inside `TaskWorkflow`.
+"""Runs a plan's DAG inside `TaskWorkflow`, every subtask a child workflow (engine v1).
+
+Kept unchanged for histories recorded before `engine-v2` (inline agents,
+`workflows/graph_runner.py`); new tasks never take this path.
 
 Each subtask starts as soon as its dependencies are done (no barrier between levels), as a
 child `AgentWorkflow` on its capability pool's queue, at most `max_parallel` at once, higher
@@ -35,7 +38,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import failure_message, usage_of_failure
     from workflows.payloads import OUTPUT_INLINE_BYTES, store_text
     from workflows.pool_lookup import PoolLookup
-    from workflows.task_recorder import TaskRecorder
+    from workflows.task_recorder import KEEP, TaskRecorder
+
+
+# Histories recorded before max_parallel defaulted to "every ready subtask" carry 4.
+LEGACY_MAX_PARALLEL = 4
 
 
 class DagRunner:
@@ -55,6 +62,7 @@ class DagRunner:
         self._cancelled_outside: list[str] = []
         assert recorder.state.plan is not None
         self._order = {s.id: i for i, s in enumerate(recorder.state.plan.subtasks)}
+        self._max_parallel = request.options.max_parallel or LEGACY_MAX_PARALLEL
 
     async def run(self) -> str | None:
         """Run until no subtask can start; returns why the task failed, or None."""
@@ -82,8 +90,7 @@ class DagRunner:
 
     def _start_ready(self) -> None:
         state = self._recorder.state
-        budget = self._request.options.budget
-        reason = budget.exceeded_by(state.usage) if budget else None
+        reason = self._budget_reason()
         if reason:
             self._budget_stop = reason
             for item in state.subtasks:
@@ -107,9 +114,13 @@ class DagRunner:
             and all(d in done for d in item.subtask.depends_on)
         ]
         ready.sort(key=lambda s: (-s.priority, self._order[s.id]))
-        free = self._request.options.max_parallel - len(self._running)
+        free = self._max_parallel - len(self._running)
         for subtask in ready[: max(free, 0)]:
             self._running[subtask.id] = asyncio.create_task(self._run_subtask(subtask))
+
+    def _budget_reason(self) -> str | None:
+        budget = self._request.options.budget
+        return budget.exceeded_by(self._recorder.state.usage) if budget else None
 
     def _failure_reason(self) -> str | None:
         failed = [
@@ -143,16 +154,16 @@ class DagRunner:
         )
 
     def _fail(self, subtask_id: str, message: str, usage: Usage | None = None) -> None:
-        changes: dict[str, object] = {
-            "status": SubtaskStatus.FAILED,
-            "error": message,
-            "finished_at": workflow.now(),
-            "waiting_for": None,
-        }
         if usage is not None:
             self._recorder.add_usage(usage)
-            changes["usage"] = usage
-        self._recorder.update_subtask(subtask_id, **changes)
+        self._recorder.update_subtask(
+            subtask_id,
+            status=SubtaskStatus.FAILED,
+            error=message,
+            finished_at=workflow.now(),
+            waiting_for=None,
+            usage=usage if usage is not None else KEEP,
+        )
         self._block_descendants(subtask_id)
 
     def _dependencies(self, subtask: Subtask) -> list[DependencyOutput]:

@@ -28,3 +28,12 @@ STORE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
 )
+
+# A worker killed mid-call is noticed after this long (the activity heartbeats at a third of
+# it), so the call is retried elsewhere within ~15 s instead of a minute.
+LLM_HEARTBEAT_S = 15.0
+
+
+def llm_heartbeat_timeout(llm_timeout_s: float) -> timedelta:
+    """Heartbeat timeout of an LLM call whose attempts may last `llm_timeout_s`."""
+    return timedelta(seconds=min(LLM_HEARTBEAT_S, llm_timeout_s))

@@ -5,22 +5,32 @@ Deterministic: it reads the clock only through `workflow.now()`.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from enum import Enum
+from typing import Any, Final
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from mahsm import search_attributes
-    from mahsm.contracts.engine import StoreWrite, TaskEvent
+    from mahsm.contracts.projection import StoreWrite, TaskEvent
     from mahsm.contracts.task import (
+        BlobRef,
         Plan,
-        SubtaskResult,
         SubtaskState,
         SubtaskStatus,
         TaskState,
         TaskStatus,
         Usage,
     )
+
+
+class _Keep(Enum):
+    KEEP = "keep"
+
+
+KEEP: Final = _Keep.KEEP
+"""Default of `update_subtask`'s fields: leave the field as it is (None clears it)."""
 
 
 class TaskRecorder:
@@ -48,14 +58,23 @@ class TaskRecorder:
         self._event_seq += 1
         self._events.append(TaskEvent(seq=self._event_seq, kind=kind, at=workflow.now(), **fields))
 
-    def set_status(self, status: TaskStatus, *, error: str | None = None) -> None:
-        """Move the task to `status`, logging it and updating its search attribute."""
+    def set_status(
+        self, status: TaskStatus, *, error: str | None = None, upsert: bool = True
+    ) -> None:
+        """Move the task to `status`, logging it and (with `upsert`) updating its search attribute.
+
+        The search attribute already holds `pending` when the task starts (`start_task`).
+        """
         self.state.status = status
         if error is not None:
             self.state.error = error
         self._log("task_status", status=status, message=error)
         self._touch()
-        if workflow.info().typed_search_attributes.get(search_attributes.TASK_STATUS) is not None:
+        if (
+            upsert
+            and workflow.info().typed_search_attributes.get(search_attributes.TASK_STATUS)
+            is not None
+        ):
             workflow.upsert_search_attributes(
                 [search_attributes.TASK_STATUS.value_set(status.value)]
             )
@@ -73,11 +92,40 @@ class TaskRecorder:
         self._touch()
         self._describe_progress()
 
-    def update_subtask(self, subtask_id: str, **changes: Any) -> None:
-        """Change fields of a subtask's result; a status change is logged."""
-        unknown = changes.keys() - SubtaskResult.model_fields.keys()
-        if unknown:  # model_copy does not validate; a misspelt field would be kept silently
-            raise ValueError(f"unknown SubtaskResult fields: {sorted(unknown)}")
+    def update_subtask(
+        self,
+        subtask_id: str,
+        *,
+        status: SubtaskStatus | _Keep = KEEP,
+        output: str | None | _Keep = KEEP,
+        output_ref: BlobRef | None | _Keep = KEEP,
+        error: str | None | _Keep = KEEP,
+        agent: str | None | _Keep = KEEP,
+        pool: str | None | _Keep = KEEP,
+        started_at: datetime | None | _Keep = KEEP,
+        finished_at: datetime | None | _Keep = KEEP,
+        attempts: int | _Keep = KEEP,
+        usage: Usage | _Keep = KEEP,
+        waiting_for: str | None | _Keep = KEEP,
+    ) -> None:
+        """Change fields of a subtask's result (typed; `KEEP` leaves one as it is).
+
+        A status change is logged.
+        """
+        fields = {
+            "status": status,
+            "output": output,
+            "output_ref": output_ref,
+            "error": error,
+            "agent": agent,
+            "pool": pool,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "attempts": attempts,
+            "usage": usage,
+            "waiting_for": waiting_for,
+        }
+        changes = {name: value for name, value in fields.items() if value is not KEEP}
         item = self.state.subtask(subtask_id)
         before = item.result.status
         item.result = item.result.model_copy(update=changes)
@@ -119,12 +167,24 @@ class TaskRecorder:
         self._task_changed = False
         return write
 
+    def requeue(self, write: StoreWrite) -> None:
+        """Take back a write that may not have reached Postgres; the next write carries it.
+
+        Rows are version-guarded and events keyed by sequence, so writing it twice is harmless.
+        """
+        if write.state.plan is not None:
+            self._plan_changed = True
+        self._changed_subtasks.update(item.subtask.id for item in write.state.subtasks)
+        self._events = sorted([*write.events, *self._events], key=lambda e: e.seq)
+        self._task_changed = True
+
     def _describe_progress(self) -> None:
         """A short text for the Temporal UI's 'current details' of this workflow."""
         counts: dict[str, int] = {}
         for item in self.state.subtasks:
             counts[item.result.status.value] = counts.get(item.result.status.value, 0) + 1
         parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        model = f" · model `{self.state.model}`" if self.state.model else ""
         workflow.set_current_details(
-            f"**{self.state.status.value}**" + (f": subtasks {parts}" if parts else "")
+            f"**{self.state.status.value}**" + (f": subtasks {parts}" if parts else "") + model
         )

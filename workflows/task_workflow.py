@@ -29,10 +29,18 @@ with workflow.unsafe.imports_passed_through():
     from workflows import prompts
     from workflows.dag_runner import DagRunner
     from workflows.failures import failure_message
+    from workflows.graph_runner import GraphRunner
     from workflows.retry import LLM_RETRY, STORE_RETRY
+    from workflows.task_calls import TaskCalls
     from workflows.task_recorder import TaskRecorder
 
 PLAN_REPAIR_ATTEMPTS = 2
+# Inline agents, projection writes carried by LLM calls, no aggregation of a single subtask.
+# Histories recorded before it replay on the v1 path (child workflows, store activities).
+ENGINE_V2 = "engine-v2"
+# A flush waits this many turns of the workflow's event loop, so that calls started in the
+# same activation carry the change instead of a write of its own.
+_FLUSH_YIELDS = 3
 FALLBACK_CAPABILITIES = [Capability.DATA_ANALYSIS]
 
 
@@ -58,6 +66,7 @@ class TaskWorkflow:
         self._timed_out = False
         self._dag: DagRunner | None = None
         self._llm_timeout_s = 300.0
+        self._calls: TaskCalls | None = None
 
     @workflow.query
     def state(self) -> TaskState:
@@ -83,8 +92,9 @@ class TaskWorkflow:
     async def run(self, request: TaskRequest) -> TaskState:
         """Run the task; it fails (as a workflow) unless the task completes or is rejected."""
         recorder = self._recorder
-        flusher = asyncio.create_task(self._flush_loop())
-        recorder.set_status(TaskStatus.PENDING)
+        v2 = workflow.patched(ENGINE_V2)
+        flusher = asyncio.create_task(self._flush_v2() if v2 else self._flush_loop())
+        recorder.set_status(TaskStatus.PENDING, upsert=not v2)
         try:
             defaults = await workflow.execute_local_activity_method(
                 EngineActivities.engine_defaults,
@@ -97,6 +107,10 @@ class TaskWorkflow:
             await flusher
             raise
         recorder.state.model = request.options.model or defaults.model
+        if v2:
+            self._calls = TaskCalls(
+                recorder=recorder, defaults=defaults, budget=request.options.budget
+            )
         task_timeout = request.options.task_timeout_s or defaults.task_timeout_s
         self._llm_timeout_s = defaults.llm_timeout_s
         body = asyncio.create_task(self._execute(request, defaults))
@@ -150,12 +164,21 @@ class TaskWorkflow:
         if request.options.require_approval and not await self._await_approval(request.options):
             return
         recorder.set_status(TaskStatus.RUNNING)
-        self._dag = DagRunner(recorder=recorder, request=request, defaults=defaults)
+        if self._calls is None:
+            self._dag = DagRunner(recorder=recorder, request=request, defaults=defaults)
+        else:
+            self._dag = GraphRunner(
+                recorder=recorder, request=request, defaults=defaults, calls=self._calls
+            )
         failure = await self._dag.run()
         if failure:
             recorder.set_status(TaskStatus.FAILED, error=failure)
             return
-        await self._aggregate(plan)
+        if self._calls is not None and len(recorder.state.subtasks) == 1:
+            only = recorder.state.subtasks[0].result  # its answer is the task's result
+            recorder.state.result, recorder.state.result_ref = only.output, only.output_ref
+        else:
+            await self._aggregate(plan)
         recorder.set_status(TaskStatus.COMPLETED)
 
     async def _record_cancellation(self, request: TaskRequest, defaults: EngineDefaults) -> None:
@@ -174,7 +197,10 @@ class TaskWorkflow:
         else:
             recorder.set_status(TaskStatus.CANCELLED, error="cancelled by request")
 
-    async def _llm(self, request: LLMRequest, summary: str) -> str | None:
+    async def _llm(self, request: LLMRequest, summary: str, activity_id: str) -> str | None:
+        if self._calls is not None:
+            response = await self._calls.llm(request, activity_id=activity_id, summary=summary)
+            return response.content
         response = await workflow.execute_activity_method(
             LLMActivities.complete,
             request,
@@ -205,6 +231,7 @@ class TaskWorkflow:
                     task_id=recorder.state.task_id,
                 ),
                 summary="plan" if attempt == 0 else f"repair plan ({attempt})",
+                activity_id=f"plan-{attempt}",
             )
             plan, errors = prompts.parse_plan(content)
             if plan is not None:
@@ -281,6 +308,7 @@ class TaskWorkflow:
                 task_id=recorder.state.task_id,
             ),
             summary="aggregate results",
+            activity_id="aggregate",
         )
         recorder.state.result = content or ""
 
@@ -300,3 +328,32 @@ class TaskWorkflow:
                 retry_policy=STORE_RETRY,
                 summary="store state",
             )
+
+    async def _flush_v2(self) -> None:
+        """Write changes no call carried: while nothing is in flight, and once at the end.
+
+        LLM calls carry the pending change (`TaskCalls`); this writes, with a local activity,
+        what waits for no call (approval, a pool wait, the end of the task).
+        """
+        recorder = self._recorder
+        while True:
+            await workflow.wait_condition(lambda: self._closing or self._idle_and_dirty())
+            if not self._closing:
+                for _ in range(_FLUSH_YIELDS):
+                    await asyncio.sleep(0)
+                if not self._idle_and_dirty():
+                    continue
+            write = recorder.take_write()
+            if write is not None:
+                await workflow.execute_local_activity_method(
+                    StoreActivities.store_task,
+                    write,
+                    start_to_close_timeout=timedelta(seconds=10),
+                    retry_policy=STORE_RETRY,
+                    summary="store state",
+                )
+            if self._closing and not recorder.dirty:
+                return
+
+    def _idle_and_dirty(self) -> bool:
+        return self._recorder.dirty and self._calls is not None and self._calls.in_flight == 0

@@ -15,6 +15,7 @@ import asyncio
 import time
 from datetime import timedelta
 
+import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -23,10 +24,14 @@ from activities.llm.errors import LLMCallError, timeout_error
 from activities.llm.pricing import cost
 from activities.llm.provider import CallContext, LLMProvider, PricedProvider
 from activities.llm.registry import ProviderRegistry
+from activities.store import ProjectionWriter
+from activities.tools.registry import ToolRegistry, default_registry
 from mahsm.contracts.llm import LLMRequest, LLMResponse
 from mahsm.settings import Settings
 
 DEFAULT_HEARTBEAT_S = 10.0
+# A projection write carried by a call may delay the call's answer by at most this long.
+PROJECTION_WAIT_S = 1.0
 
 
 class LLMActivities:
@@ -37,6 +42,10 @@ class LLMActivities:
         blobs: Resolves `ChatMessage.content_ref`; None when the worker has no database,
             in which case a request carrying a reference fails non-retryably.
         registry: Providers to use; a `ProviderRegistry(settings)` when omitted.
+        tools: The worker's tool catalogue, the one its `tool_execute` runs: a request's
+            `tool_capabilities` are expanded from it. The default registry when omitted.
+        projection: Writes the projection change a request carries; without it the change
+            is reported unwritten and the workflow writes it later.
     """
 
     def __init__(
@@ -45,10 +54,14 @@ class LLMActivities:
         settings: Settings,
         blobs: BlobStore | None,
         registry: ProviderRegistry | None = None,
+        tools: ToolRegistry | None = None,
+        projection: ProjectionWriter | None = None,
     ) -> None:
         self.settings = settings
         self.blobs = blobs
         self.registry = registry if registry is not None else ProviderRegistry(settings)
+        self.tools = tools if tools is not None else default_registry()
+        self.projection = projection
 
     @activity.defn(name="llm_complete")
     async def complete(self, request: LLMRequest) -> LLMResponse:
@@ -74,8 +87,13 @@ class LLMActivities:
             "task_id": request.task_id,
             "subtask_id": request.subtask_id,
         }
+        projection = (
+            asyncio.ensure_future(self._write_projection(request))
+            if request.projection is not None
+            else None
+        )
         try:
-            resolved = await self._resolve_blobs(request)
+            resolved = self._offer_tools(await self._resolve_blobs(request))
             provider, model = self.registry.resolve(request.model)
             context = CallContext(
                 attempt=info.attempt,
@@ -127,7 +145,31 @@ class LLMActivities:
             },
         )
         response.worker = _worker_identity()
+        response.projection_written = await _settle(projection)
         return response
+
+    def _offer_tools(self, request: LLMRequest) -> LLMRequest:
+        """Add the catalogue's tools for `tool_capabilities`: the tools this worker runs."""
+        if request.tool_capabilities is None:
+            return request
+        offered = {t.name for t in request.tools}
+        catalogue = self.tools.specs_for(request.tool_capabilities)
+        extra = [t for t in catalogue if t.name not in offered]
+        return request.model_copy(update={"tools": [*request.tools, *extra]})
+
+    async def _write_projection(self, request: LLMRequest) -> bool:
+        """Write the carried projection change; a failure only leaves it to a later write."""
+        assert request.projection is not None
+        if self.projection is None:
+            return False
+        try:
+            await self.projection.write(request.projection)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            activity.logger.warning(
+                "projection write deferred: %s", type(error).__name__, extra={"error": str(error)}
+            )
+            return False
+        return True
 
     async def _resolve_blobs(self, request: LLMRequest) -> LLMRequest:
         if not any(m.content_ref is not None for m in request.messages):
@@ -184,6 +226,16 @@ class LLMActivities:
         finally:
             if not call.done():
                 call.cancel()
+
+
+async def _settle(projection: asyncio.Future[bool] | None) -> bool:
+    """Whether the carried projection change was written, waiting for it only briefly."""
+    if projection is None:
+        return False
+    try:
+        return await asyncio.wait_for(projection, timeout=PROJECTION_WAIT_S)
+    except TimeoutError:
+        return False
 
 
 def _worker_identity() -> str | None:

@@ -160,7 +160,10 @@ class ScriptedProvider:
         check_name(model)  # refuse a path before touching any file
         scenario = await asyncio.to_thread(self.scenario, model)
         view = _View(request.messages)
-        digest = hashlib.sha256(request.model_dump_json().encode()).hexdigest()[:16]
+        # What the model sees decides the digest, not the projection write a call carries.
+        digest = hashlib.sha256(
+            request.model_dump_json(exclude={"projection"}).encode()
+        ).hexdigest()[:16]
         log = _CallLog(scenario, request, context, digest)
         await log.write("start")
         rule = next((r for r in scenario.rules if _matches(r, request, view)), None)

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 from itertools import combinations
 
 from fastapi import APIRouter, Depends, Request
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -20,12 +16,12 @@ from api.routes.tasks import error_responses
 from api.schemas import AgentsView, PoolView, WorkerView
 from api.task_access import RPC_TIMEOUT, raise_unavailable
 from mahsm.contracts.task import Capability
+from mahsm.pool_liveness import PoolDirectory
 from mahsm.queues import pool_capabilities, pool_queue, tasks_queue
 
 CACHE_S = 2.0
 # Describe calls in flight at once (there are 2 x 64 of them per request).
 _CONCURRENCY = 16
-_TYPES = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
 
 router = APIRouter(tags=["agents"], dependencies=[Depends(authenticate)])
 
@@ -40,28 +36,10 @@ def all_pool_queues(prefix: str) -> list[str]:
     ]
 
 
-async def _workers(client: Client, queue: str, limit: asyncio.Semaphore) -> list[WorkerView]:
-    """Workers polling `queue` for workflow or activity tasks, by identity."""
-    seen: dict[str, datetime | None] = {}
-    for queue_type in _TYPES:
-        async with limit:
-            response = await client.workflow_service.describe_task_queue(
-                DescribeTaskQueueRequest(
-                    namespace=client.namespace,
-                    task_queue=TaskQueue(name=queue),
-                    task_queue_type=queue_type,
-                ),
-                timeout=RPC_TIMEOUT,
-            )
-        for poller in response.pollers:
-            if poller.HasField("last_access_time"):
-                last = poller.last_access_time.ToDatetime(tzinfo=UTC)
-                previous = seen.get(poller.identity)
-                seen[poller.identity] = last if previous is None else max(previous, last)
-            else:
-                seen.setdefault(poller.identity, None)
-    workers = [WorkerView(identity=identity, last_seen=at) for identity, at in seen.items()]
-    return sorted(workers, key=lambda w: (w.last_seen is None, w.identity))
+async def _workers(directory: PoolDirectory, queue: str) -> list[WorkerView]:
+    """Workers polling `queue`, by the same rule routing uses (`mahsm.pool_liveness`)."""
+    workers = await directory.workers(queue)
+    return [WorkerView(identity=w.identity, last_seen=w.last_seen) for w in workers]
 
 
 class _AgentsCache:
@@ -80,11 +58,19 @@ def _cache(request: Request) -> _AgentsCache:
     return cache
 
 
-async def _describe(client: Client, prefix: str) -> AgentsView:
+def _directory(request: Request, client: Client) -> PoolDirectory:
+    directory: PoolDirectory | None = getattr(request.app.state, "pool_directory", None)
+    if directory is None:
+        directory = request.app.state.pool_directory = PoolDirectory(
+            client, concurrency=_CONCURRENCY, rpc_timeout=RPC_TIMEOUT
+        )
+    return directory
+
+
+async def _describe(directory: PoolDirectory, prefix: str) -> AgentsView:
     queues = [tasks_queue(prefix), *all_pool_queues(prefix)]
-    limit = asyncio.Semaphore(_CONCURRENCY)
     try:
-        found = await asyncio.gather(*(_workers(client, q, limit) for q in queues))
+        found = await asyncio.gather(*(_workers(directory, q) for q in queues))
     except RPCError as error:
         raise_unavailable(error)
     pools = [
@@ -115,6 +101,6 @@ async def agents(request: Request, client: TemporalClientDep, settings: Settings
     async with cache.lock:
         now = time.monotonic()
         if cache.value is None or cache.expires <= now:
-            cache.value = await _describe(client, settings.queue_prefix)
+            cache.value = await _describe(_directory(request, client), settings.queue_prefix)
             cache.expires = time.monotonic() + CACHE_S
         return cache.value

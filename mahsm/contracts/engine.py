@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, Field
 
 from mahsm.contracts.llm import ChatMessage
@@ -12,9 +10,6 @@ from mahsm.contracts.task import (
     Budget,
     Capability,
     Subtask,
-    SubtaskStatus,
-    TaskState,
-    TaskStatus,
     Usage,
 )
 
@@ -29,6 +24,10 @@ class EngineDefaults(BaseModel):
     tool_timeout_s: float
     capability_wait_s: float
     claim_check_bytes: int
+    # Optional: histories recorded before these existed replay with the defaults.
+    inline_history_events: int = 10_000
+    inline_history_bytes: int = 16 * 1024 * 1024
+    llm_retry_s: float = 600.0
 
 
 class DefaultsRequest(BaseModel):
@@ -64,6 +63,10 @@ class AgentInput(BaseModel):
     history_events_limit: int = Field(
         default=5_000, ge=10, description="continue-as-new once history has this many events"
     )
+    tool_capabilities_only: bool = Field(
+        default=False,
+        description="offer tools by capability, expanded by the worker's own tool catalogue",
+    )
 
 
 class AgentResult(BaseModel):
@@ -88,6 +91,10 @@ class PoolRequest(BaseModel):
 
     queue_prefix: str
     capabilities: list[Capability]
+    avoid: list[str] = Field(
+        default_factory=list,
+        description="queues that did not pick up work; chosen only when no other pool is live",
+    )
 
 
 class PoolChoice(BaseModel):
@@ -95,30 +102,6 @@ class PoolChoice(BaseModel):
 
     task_queue: str
     workers: list[str] = Field(default_factory=list)
-
-
-class TaskEvent(BaseModel):
-    """One entry of a task's event log."""
-
-    seq: int
-    kind: str
-    at: datetime
-    subtask_id: str | None = None
-    status: TaskStatus | SubtaskStatus | None = None
-    message: str | None = None
-
-
-class StoreWrite(BaseModel):
-    """Input of `store_task`: the task's latest state, changed subtasks, new events.
-
-    `state.subtasks` holds only the subtasks changed since the previous write, and
-    `state.plan` is set only in the write that follows planning; rows are
-    written only when `state.version` is newer than the stored one, so writes are idempotent
-    and safe to retry.
-    """
-
-    state: TaskState
-    events: list[TaskEvent] = Field(default_factory=list)
 
 
 class BlobText(BaseModel):

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from mahsm.contracts.task import MODEL_ID_PATTERN, BlobRef, Usage
+from mahsm.contracts.projection import StoreWrite
+from mahsm.contracts.task import MODEL_ID_PATTERN, BlobRef, Capability, Usage
 
 
 class LLMPurpose(StrEnum):
@@ -61,6 +62,16 @@ class LLMRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     task_id: str | None = None
     subtask_id: str | None = None
+    tool_capabilities: list[Capability] | None = Field(
+        default=None,
+        description="offer the tools the worker's own catalogue allows for these capabilities"
+        " (added to `tools`), so the tools offered are the tools the worker runs",
+    )
+    projection: StoreWrite | None = Field(
+        default=None,
+        description="a pending write of the task's Postgres projection; the activity writes"
+        " it while the call runs, so the engine needs no activity of its own for it",
+    )
 
 
 class LLMResponse(BaseModel):
@@ -72,3 +83,6 @@ class LLMResponse(BaseModel):
     model: str
     finish_reason: str | None = None
     worker: str | None = Field(default=None, description="identity of the worker that ran it")
+    projection_written: bool = Field(
+        default=False, description="the request's `projection` reached Postgres"
+    )

@@ -13,6 +13,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MODEL_ID_PATTERN = r"^[a-z0-9_\-]+/.+$"
+MAX_PARALLEL = 64
+"""The most subtasks of one task that run at once."""
 
 
 def _no_nul(value: str) -> str:
@@ -126,7 +128,12 @@ class TaskOptions(BaseModel):
     model: Annotated[str, Field(pattern=MODEL_ID_PATTERN)] | None = Field(
         default=None, description="'provider/model', e.g. 'openai/gpt-4o-mini'"
     )
-    max_parallel: int = Field(default=4, ge=1, le=64)
+    max_parallel: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_PARALLEL,
+        description="subtasks running at once; unset: every ready subtask (up to 64)",
+    )
     task_timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     subtask_timeout_s: float | None = Field(default=None, gt=0, le=24 * 3600)
     max_iterations: int = Field(default=8, ge=1, le=100)

@@ -1,145 +1,166 @@
-"""The diff behind the SSE stream: event names and order between two views of a task."""
+"""The pushed event log on real Postgres: the NOTIFY trigger and the API's `EventHub`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import cast
 
+import asyncpg
 import pytest
+import pytest_asyncio
 
-from api.auth import Caller
-from api.deps import Backends
-from api.read_model import TaskSnapshot
-from api.routes import events as events_route
-from api.schemas import SubtaskView, TaskDetail, TaskView
-from api.task_events import changes
-from mahsm.contracts.task import Capability, Plan, Subtask, SubtaskStatus, TaskStatus, Usage
+from api import event_hub
+from api.event_hub import CHANNEL, EventHub, Subscription
+from api.task_events import LogEvent
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
-PLAN = Plan(
-    subtasks=[
-        Subtask(id=s, description=s, required_capabilities=[Capability.DATA_ANALYSIS])
-        for s in ("a", "b")
-    ]
-)
+# The statement `activities/store.py` writes events with.
+INSERT_EVENT = """
+INSERT INTO task_events (task_id, seq, kind, subtask_id, status, data, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (task_id, seq) DO NOTHING
+"""
 
 
-def view(status: TaskStatus, plan: Plan | None, **subtasks: SubtaskStatus) -> TaskDetail:
-    return TaskDetail(
-        task=TaskView(
-            id="task-x",
-            user_id=None,
-            description="d",
-            status=status,
-            created_at=NOW,
-            updated_at=NOW,
-            plan=plan,
-            result=None,
-            error=None,
-            usage=Usage(),
-        ),
-        subtask_results=[
-            SubtaskView(
-                id=sid,
-                description=sid,
-                required_capabilities=[Capability.DATA_ANALYSIS],
-                depends_on=[],
-                status=status_,
-                output=None,
-                error=None,
-                agent=None,
-                started_at=None if status_ == SubtaskStatus.PENDING else NOW,
-                finished_at=None,
-                attempts=0,
-                usage=Usage(),
-                waiting_for=None,
-            )
-            for sid, status_ in subtasks.items()
-        ],
+async def new_task(pool: asyncpg.Pool) -> str:
+    task_id = f"task-{uuid.uuid4()}"
+    await pool.execute(
+        "INSERT INTO tasks (id, user_id, description, status, created_at, updated_at)"
+        " VALUES ($1, 'alice', 'd', 'running', $2, $2)",
+        task_id,
+        NOW,
     )
+    return task_id
 
 
-def names(before: TaskDetail, after: TaskDetail) -> list[str]:
-    return [name for name, _ in changes(before, after)]
+async def write(pool: asyncpg.Pool, task_id: str, *seqs: int) -> None:
+    """One transaction writing the events `seqs` (a batch, as the engine writes them)."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.executemany(
+            INSERT_EVENT,
+            [
+                (task_id, seq, "note", None, None, {"message": f"event {seq}", "extra": seq}, NOW)
+                for seq in seqs
+            ],
+        )
 
 
-def test_plan_then_running_then_subtask_events_in_order() -> None:
-    before = view(TaskStatus.PLANNING, None)
-    after = view(TaskStatus.RUNNING, PLAN, a=SubtaskStatus.RUNNING, b=SubtaskStatus.PENDING)
-    assert names(before, after) == ["plan_ready", "task_status", "subtask_started"]
+async def received(subscription: Subscription, count: int, timeout_s: float = 5) -> list[int]:
+    seqs: list[int] = []
+    while len(seqs) < count:
+        batch = await asyncio.wait_for(subscription.next_events(), timeout_s)
+        seqs += [e.seq for e in batch]
+    return seqs
 
 
-def test_a_start_missed_between_polls_is_still_reported_before_the_outcome() -> None:
-    before = view(TaskStatus.RUNNING, PLAN, a=SubtaskStatus.PENDING, b=SubtaskStatus.PENDING)
-    after = view(TaskStatus.FAILED, PLAN, a=SubtaskStatus.FAILED, b=SubtaskStatus.BLOCKED)
-    assert names(before, after) == [
-        "subtask_started",
-        "subtask_failed",
-        "subtask_blocked",
-        "task_status",
-    ]
+async def nothing_more(subscription: Subscription, wait_s: float = 0.5) -> bool:
+    await asyncio.sleep(wait_s)
+    return subscription.queue.empty()
 
 
-def test_nothing_changed_means_no_events() -> None:
-    same = view(TaskStatus.RUNNING, PLAN, a=SubtaskStatus.RUNNING, b=SubtaskStatus.PENDING)
-    assert changes(same, same) == []
+@pytest_asyncio.fixture
+async def hub(database_url: str) -> AsyncIterator[EventHub]:
+    hub = EventHub(database_url)
+    await hub.start()
+    await asyncio.wait_for(hub.listening.wait(), 10)
+    yield hub
+    await hub.close()
 
 
-def test_an_older_view_moves_nothing_backwards() -> None:
-    newer = view(TaskStatus.RUNNING, PLAN, a=SubtaskStatus.COMPLETED, b=SubtaskStatus.RUNNING)
-    older = view(TaskStatus.PENDING, PLAN, a=SubtaskStatus.RUNNING, b=SubtaskStatus.PENDING)
-    ended = view(TaskStatus.COMPLETED, PLAN, a=SubtaskStatus.COMPLETED, b=SubtaskStatus.COMPLETED)
-    assert names(newer, older) == []
-    assert names(ended, newer) == []
-
-
-def snapshot(version: int, detail: TaskDetail) -> TaskSnapshot:
-    return TaskSnapshot(detail=detail, result_ref=None, output_refs={}, version=version)
-
-
-async def test_the_stream_skips_views_older_than_the_last_one_sent(
-    monkeypatch: pytest.MonkeyPatch,
+async def test_the_trigger_notifies_the_task_id_once_per_transaction(
+    database_url: str, db_pool: asyncpg.Pool
 ) -> None:
-    # Live answers interleaved with lagging Postgres rows (query timed out), as under load.
-    first = snapshot(
-        5, view(TaskStatus.RUNNING, PLAN, a=SubtaskStatus.RUNNING, b=SubtaskStatus.PENDING)
+    task_id = await new_task(db_pool)
+    got: asyncio.Queue[str] = asyncio.Queue()
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.add_listener(CHANNEL, lambda *args: got.put_nowait(args[3]))
+        await write(db_pool, task_id, 1, 2, 3)
+        assert await asyncio.wait_for(got.get(), 5) == task_id
+        await write(db_pool, task_id, 1, 2, 3)  # a retried write: every insert conflicts
+        await asyncio.sleep(0.5)
+        assert got.empty()  # one notification for the batch, none for the retry
+    finally:
+        await connection.close()
+
+
+async def test_subscribers_get_their_rows_in_order_from_one_shared_read(
+    hub: EventHub, db_pool: asyncpg.Pool
+) -> None:
+    task_id, other = await new_task(db_pool), await new_task(db_pool)
+    await write(db_pool, task_id, 1, 2, 3)
+    async with hub.subscribe(task_id, 0) as first, hub.subscribe(task_id, 2) as resumed:
+        assert await received(first, 3) == [1, 2, 3]
+        assert await received(resumed, 1) == [3]
+        reads = hub.reads
+        await write(db_pool, other, 1, 2)  # another task's rows wake nobody here
+        await asyncio.sleep(0.5)
+        assert hub.reads == reads
+        await write(db_pool, task_id, 4, 5)
+        assert await received(first, 2) == [4, 5]
+        assert await received(resumed, 2) == [4, 5]
+        assert hub.reads == reads + 1  # one query for both streams
+        await write(db_pool, task_id, 4, 5)  # retried: no new rows, nothing sent
+        assert await nothing_more(first) and await nothing_more(resumed)
+
+
+async def test_a_gap_holds_later_rows_until_the_missing_one_is_written(
+    hub: EventHub, db_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(event_hub, "GAP_WAIT_S", 1.0)
+    task_id = await new_task(db_pool)
+    await write(db_pool, task_id, 1, 2, 4)  # 3 is committed later (writes out of order)
+    async with hub.subscribe(task_id, 0) as subscription:
+        assert await received(subscription, 2) == [1, 2]
+        assert await nothing_more(subscription, 0.3)
+        await write(db_pool, task_id, 3)
+        assert await received(subscription, 2) == [3, 4]
+        # A gap that never fills is skipped after GAP_WAIT_S, so the stream goes on.
+        await write(db_pool, task_id, 6)
+        assert await received(subscription, 1, timeout_s=5) == [6]
+
+
+async def test_the_listener_reconnects_and_catches_up_after_losing_its_connection(
+    hub: EventHub, db_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(event_hub, "RETRY_S", 0.2)
+    task_id = await new_task(db_pool)
+    async with hub.subscribe(task_id, 0) as subscription:
+        killed = await db_pool.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE query LIKE 'LISTEN %' AND datname = current_database()"
+        )
+        assert killed == 1
+        await write(db_pool, task_id, 1, 2)  # probably while nobody listens
+        assert await received(subscription, 2) == [1, 2]
+        await asyncio.wait_for(hub.listening.wait(), 10)
+        await write(db_pool, task_id, 3)
+        assert await received(subscription, 1) == [3]
+
+
+def test_an_event_carries_its_row_and_the_optional_fields_of_its_data() -> None:
+    event = LogEvent(
+        task_id="task-x",
+        seq=7,
+        kind="subtask_status",
+        at=NOW,
+        subtask_id="fetch",
+        status="completed",
+        data={"message": None, "agent": "a1"},
     )
-    polls = iter(
-        [
-            snapshot(2, view(TaskStatus.PENDING, None)),  # a row written before the plan
-            snapshot(
-                6,
-                view(TaskStatus.RUNNING, PLAN, a=SubtaskStatus.COMPLETED, b=SubtaskStatus.RUNNING),
-            ),
-            snapshot(5, first.detail),  # the row catching up, still behind
-            snapshot(
-                6,
-                view(TaskStatus.RUNNING, PLAN, a=SubtaskStatus.COMPLETED, b=SubtaskStatus.RUNNING),
-            ),
-            snapshot(
-                9,
-                view(
-                    TaskStatus.COMPLETED, PLAN, a=SubtaskStatus.COMPLETED, b=SubtaskStatus.COMPLETED
-                ),
-            ),
-        ]
-    )
-
-    async def next_view(*_args: object, **_kwargs: object) -> TaskSnapshot:
-        return next(polls)
-
-    monkeypatch.setattr(events_route, "find_snapshot", next_view)
-    monkeypatch.setattr(events_route, "POLL_S", 0)
-    stream = events_route._Stream(cast(Backends, None), "task-x", Caller(user=None))
-    sent = [(event.event, json.loads(str(event.data))) async for event in stream.events(first)]
-
-    assert [(name, data.get("subtask", {}).get("id")) for name, data in sent] == [
-        ("snapshot", None),
-        ("subtask_completed", "a"),
-        ("subtask_started", "b"),
-        ("subtask_completed", "b"),
-        ("task_status", None),
-        ("task_ended", None),
-    ]
-    assert sent[-1][1]["task"]["status"] == "completed"
+    assert json.loads(json.dumps(event.payload())) == {
+        "task_id": "task-x",
+        "seq": 7,
+        "kind": "subtask_status",
+        "at": "2025-01-01T00:00:00+00:00",
+        "subtask_id": "fetch",
+        "status": "completed",
+        "message": None,
+        "agent": "a1",
+    }
+    assert not event.ends_task
+    ended = LogEvent("task-x", 8, "task_status", NOW, None, "failed", {"message": "boom"})
+    assert ended.ends_task

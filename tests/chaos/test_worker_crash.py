@@ -1,4 +1,4 @@
-"""SIGKILL the worker process while tasks are in the middle of their DAGs."""
+"""SIGKILL the worker process while tasks are in the middle of their DAGs and agent loops."""
 
 from __future__ import annotations
 
@@ -49,6 +49,15 @@ async def test_worker_sigkill_loses_nothing_and_repeats_no_finished_llm_call(
     }
     in_flight = started - ended
     assert in_flight, "the kill should have interrupted LLM calls"
+    # Agents run inline in their task's workflow, and the kill came in the middle of agent
+    # loops: some agent had finished its first LLM step but not its last.
+    agent_steps = {key for key in ended if "/llm-" in key[1]}
+    assert agent_steps and all(not wf.count(".") for wf, _ in agent_steps)
+    assert any(
+        (wf, aid.replace("/llm-0", "/llm-1")) not in ended
+        for wf, aid in agent_steps
+        if aid.endswith("/llm-0")
+    ), "the kill should have come between the steps of an agent loop"
     done_before_kill = count(at_kill, "done", "agent_step")
 
     await stack.start_worker()

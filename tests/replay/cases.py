@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio.client import WorkflowFailureError, WorkflowHandle
@@ -171,6 +171,7 @@ class Case:
     name: str
     scenario: dict[str, Any]
     drive: Callable[[Engine], Awaitable[Handle]]
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 CASES = [
@@ -178,4 +179,8 @@ CASES = [
     Case("dag_failure", DAG_FAILURE, _dag_failure),
     Case("cancelled", CANCELLED, _cancelled),
     Case("approval", APPROVAL, _approval),
+    # The agent runs in a child workflow, as when a task's history reaches its inline bound.
+    Case("handoff", SIMPLE, _simple, settings={"inline_history_events": 0}),
 ]
+# Cases recorded before engine-v2 (histories/v1/).
+V1_CASES = ("simple", "dag_failure", "cancelled", "approval")

@@ -3,9 +3,11 @@
 Starts a throwaway Temporal dev server and embedded Postgres, runs every case of
 `tests/replay/cases.py` with in-process workers, and writes the history of each
 `TaskWorkflow` and of each of its `AgentWorkflow` children as JSON into
-`tests/replay/histories/` as `<case>__<workflow id>.json` (the replayer needs the workflow
-id: the task id is part of the commands the workflow issues). Re-record only
-after an intended change to workflow code (see docs/testing.md).
+`tests/replay/histories/v2/` as `<case>__<workflow id>.json` (the replayer needs the workflow
+id: the task id is part of the commands the workflow issues). `histories/v1/` holds the
+recordings of the engine before `engine-v2` (agents as child workflows), kept so that their
+path keeps replaying. Re-record only after an intended change to workflow code (see
+docs/testing.md).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from tests.engine_harness import running_engine
 from tests.replay.cases import CASES, Case
 
 HISTORIES = Path(__file__).parent / "histories"
+CURRENT = HISTORIES / "v2"
 SEPARATOR = "__"
 
 
@@ -54,7 +57,7 @@ async def record_case(
     """Run one case to its end and write its histories; returns the files written."""
     data_dir.mkdir(parents=True, exist_ok=True)
     async with running_engine(
-        client=client, pool=pool, data_dir=data_dir, scenario=case.scenario
+        client=client, pool=pool, data_dir=data_dir, scenario=case.scenario, **case.settings
     ) as engine:
         handle = await case.drive(engine)
     written: list[Path] = []
@@ -128,7 +131,7 @@ async def _main(names: Sequence[str], out_dir: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="*", help="case names (default: all)")
-    parser.add_argument("--out", type=Path, default=HISTORIES, help="output folder")
+    parser.add_argument("--out", type=Path, default=CURRENT, help="output folder")
     args = parser.parse_args()
     asyncio.run(_main(args.cases, args.out))
 

@@ -17,12 +17,12 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from tests.replay.cases import CASES
-from tests.replay.record import HISTORIES, SEPARATOR, record, workflow_id_of
+from tests.replay.cases import CASES, V1_CASES
+from tests.replay.record import CURRENT, HISTORIES, SEPARATOR, record, workflow_id_of
 from workflows.agent_workflow import AgentWorkflow
 from workflows.task_workflow import TaskWorkflow
 
-FIXTURES = sorted(HISTORIES.glob("*.json"))
+FIXTURES = sorted(HISTORIES.glob("*/*.json"))
 
 
 def replayer() -> Replayer:
@@ -38,16 +38,26 @@ def workflow_type(path: Path) -> str:
     return str(events[0]["workflowExecutionStartedEventAttributes"]["workflowType"]["name"])
 
 
-def test_every_case_has_fixtures_for_the_task_and_its_children() -> None:
-    for case in CASES:
-        types = [workflow_type(p) for p in FIXTURES if p.name.startswith(case.name + SEPARATOR)]
+def _types(folder: Path, case: str) -> list[str]:
+    return [workflow_type(p) for p in sorted(folder.glob(f"{case}{SEPARATOR}*.json"))]
+
+
+def test_every_case_has_fixtures_of_both_engine_versions() -> None:
+    for case in V1_CASES:  # engine v1: every agent a child workflow
+        types = _types(HISTORIES / "v1", case)
+        assert types.count("TaskWorkflow") == 1, f"v1 case {case!r} has no task history"
+        assert "AgentWorkflow" in types, f"no v1 AgentWorkflow history for case {case!r}"
+    for case in CASES:  # engine v2: agents inline, a child only where one is handed off
+        types = _types(CURRENT, case.name)
         assert types.count("TaskWorkflow") == 1, f"case {case.name!r}: run tests.replay.record"
-        assert "AgentWorkflow" in types, f"no AgentWorkflow history for case {case.name!r}"
+    assert "AgentWorkflow" in _types(CURRENT, "handoff")
+    assert "AgentWorkflow" not in _types(CURRENT, "simple")
 
 
 def fixture_id(path: Path) -> str:
     case, workflow_id = path.stem.split(SEPARATOR, 1)
-    return f"{case}:{workflow_id.split('.', 1)[1] if '.' in workflow_id else 'task'}"
+    child = workflow_id.split(".", 1)[1] if "." in workflow_id else "task"
+    return f"{path.parent.name}:{case}:{child}"
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=[fixture_id(p) for p in FIXTURES])

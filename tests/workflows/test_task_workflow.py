@@ -219,8 +219,11 @@ SLOW = {
 }
 
 
-async def test_cancellation_stops_children_and_persists_cancelled_state(engine_factory) -> None:
-    async with engine_factory(SLOW) as engine:
+@pytest.mark.parametrize("inline_history_events", [10_000, 0], ids=["inline", "child"])
+async def test_cancellation_stops_running_agents_and_persists_cancelled_state(
+    engine_factory, inline_history_events: int
+) -> None:
+    async with engine_factory(SLOW, inline_history_events=inline_history_events) as engine:
         handle = await engine.start(TaskRequest(description="A slow task to cancel"))
         await engine.wait_for(
             handle, lambda s: bool(s.subtasks) and s.subtask("one").result.status == "running"
@@ -229,11 +232,27 @@ async def test_cancellation_stops_children_and_persists_cancelled_state(engine_f
         with pytest.raises(WorkflowFailureError):
             await handle.result()
         state = await engine.state(handle)
-        child = await engine.client.get_workflow_handle(f"{handle.id}.one").describe()
+        history = await handle.fetch_history()
+        child = None
+        if inline_history_events == 0:
+            child = await engine.client.get_workflow_handle(f"{handle.id}.one").describe()
 
     assert state.status == TaskStatus.CANCELLED
     assert {s.result.status for s in state.subtasks} == {SubtaskStatus.CANCELLED}
-    assert child.status is not None and child.status.name == "CANCELED"
+    if child is not None:  # the agent ran in a child workflow: the child was cancelled
+        assert child.status is not None and child.status.name == "CANCELED"
+    else:  # the agent ran inline: its in-flight LLM call was cancelled
+        scheduled = {
+            e.event_id: e.activity_task_scheduled_event_attributes.activity_id
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+        }
+        cancelled = [
+            scheduled[e.activity_task_cancel_requested_event_attributes.scheduled_event_id]
+            for e in history.events
+            if e.HasField("activity_task_cancel_requested_event_attributes")
+        ]
+        assert cancelled == ["one/llm-0"]
     row = await engine.task_row(handle.id)
     assert row is not None and row["status"] == "cancelled"
     rows = await engine.subtask_rows(handle.id)

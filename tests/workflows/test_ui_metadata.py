@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from mahsm.contracts.task import TaskRequest, TaskStatus
 from mahsm.tasks import start_task
 
@@ -34,8 +36,11 @@ SCENARIO = {
 }
 
 
-async def test_tasks_are_searchable_by_status_and_user_and_carry_summaries(engine_factory) -> None:
-    async with engine_factory(SCENARIO) as engine:
+@pytest.mark.parametrize("inline_history_events", [10_000, 0], ids=["inline", "child"])
+async def test_tasks_are_searchable_by_status_and_user_and_carry_summaries(
+    engine_factory, inline_history_events: int
+) -> None:
+    async with engine_factory(SCENARIO, inline_history_events=inline_history_events) as engine:
         handle = await start_task(
             engine.client,
             TaskRequest(description="Add two and two for the UI", user_id="ui-alice"),
@@ -53,18 +58,19 @@ async def test_tasks_are_searchable_by_status_and_user_and_carry_summaries(engin
                 break
             await asyncio.sleep(0.1)
         description = await handle.describe()
-        child = await engine.client.get_workflow_handle(f"{handle.id}.sum").describe()
+        agent_history = handle
+        if inline_history_events == 0:  # the agent ran in a child workflow
+            agent_history = engine.client.get_workflow_handle(f"{handle.id}.sum")
+            child = await agent_history.describe()
+            assert await child.static_summary() == "sum: Add two and two"
         activity_summaries = [
             event.user_metadata.summary.data.decode()
-            async for event in engine.client.get_workflow_handle(
-                f"{handle.id}.sum"
-            ).fetch_history_events()
+            async for event in agent_history.fetch_history_events()
             if event.HasField("activity_task_scheduled_event_attributes")
         ]
 
     assert found == [handle.id]
     assert await description.static_summary() == "Add two and two for the UI"
     assert "ui-alice" in (await description.static_details() or "")
-    assert await child.static_summary() == "sum: Add two and two"
     assert any("tool calculator" in s for s in activity_summaries)
     assert any("LLM step 1: sum" in s for s in activity_summaries)

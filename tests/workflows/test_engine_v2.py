@@ -1,0 +1,242 @@
+"""The inline engine (engine-v2): no aggregation of one subtask, history bounds, one budget,
+pools re-resolved when their workers die."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowFailureError
+
+from mahsm.contracts.task import (
+    MAX_SUBTASKS,
+    Budget,
+    Capability,
+    SubtaskStatus,
+    TaskOptions,
+    TaskRequest,
+    TaskStatus,
+)
+from tests.engine_harness import AGGREGATE, answer_rule, plan_rule, running_engine
+from workers.main import build_workers
+from workflows.pool_router import POOL_PICKUP_S
+
+
+def _node(
+    sid: str, description: str, *deps: str, caps: tuple[str, ...] = ("data_analysis",)
+) -> dict[str, Any]:
+    return {
+        "id": sid,
+        "description": description,
+        "required_capabilities": list(caps),
+        "depends_on": list(deps),
+    }
+
+
+def _llm_activity_ids(events: list[HistoryEvent]) -> list[str]:
+    return [
+        e.activity_task_scheduled_event_attributes.activity_id
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "llm_complete"
+    ]
+
+
+async def test_single_subtask_task_makes_no_aggregation_call(engine_factory) -> None:
+    scenario = {
+        "rules": [
+            plan_rule("alone", [_node("only", "Answer on its own")]),
+            answer_rule("Answer on its own", "the answer is 7"),
+            AGGREGATE,
+        ]
+    }
+    async with engine_factory(scenario) as engine:
+        handle = await engine.start(TaskRequest(description="A task that is alone in its plan"))
+        state = await handle.result()
+        history = await handle.fetch_history()
+
+    assert state.status == TaskStatus.COMPLETED
+    assert state.result == "the answer is 7"
+    assert _llm_activity_ids(history.events) == ["plan-0", "only/llm-0"]
+    assert not any(
+        e.HasField("start_child_workflow_execution_initiated_event_attributes")
+        for e in history.events
+    )
+
+
+def _largest_task_scenario() -> tuple[dict[str, Any], int]:
+    """50 subtasks; one of them ('long') takes all 100 iterations (99 tool calls)."""
+    max_iterations = 100
+    nodes = [_node("long", "Work long with the calculator")]
+    nodes += [_node(f"s{i:02d}", f"Short step {i:02d}") for i in range(MAX_SUBTASKS - 1)]
+    calculate = {"name": "calculator", "arguments": {"expression": "6*7"}}
+    rules = [
+        plan_rule("largest", nodes),
+        {
+            "purpose": "agent_step",
+            "subtask": "long",
+            "step": max_iterations - 1,
+            "respond": {"content": "long done"},
+        },
+        {"purpose": "agent_step", "subtask": "long", "respond": {"tool_calls": [calculate]}},
+        {"purpose": "agent_step", "respond": {"content": "short done"}},
+        {"purpose": "aggregate", "respond": {"content": "all done"}},
+    ]
+    return {"rules": rules}, max_iterations
+
+
+# The documented bound (docs/architecture.md, "History bounds"): a task's history stays under
+# its inline bound plus this many events per subtask (an iteration in flight at the bound, a
+# child's start and end, the subtask's own bookkeeping).
+EVENTS_PER_SUBTASK_PAST_BOUND = 15
+
+
+@pytest.mark.parametrize("inline_history_events", [10_000, 400], ids=["inline", "handed-off"])
+async def test_largest_plan_and_longest_agent_stay_under_the_history_bounds(
+    engine_factory, inline_history_events: int
+) -> None:
+    scenario, max_iterations = _largest_task_scenario()
+    async with engine_factory(scenario, inline_history_events=inline_history_events) as engine:
+        handle = await engine.start(
+            TaskRequest(
+                description="The largest plan with the longest agent",
+                options=TaskOptions(max_iterations=max_iterations),
+            )
+        )
+        state = await handle.result()
+        history = await handle.fetch_history()
+        size = sum(e.ByteSize() for e in history.events)
+        children = [
+            e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+            for e in history.events
+            if e.HasField("start_child_workflow_execution_initiated_event_attributes")
+        ]
+        child_lengths = [
+            len((await engine.client.get_workflow_handle(c).fetch_history()).events)
+            for c in children
+        ]
+
+    assert state.status == TaskStatus.COMPLETED, state.error
+    assert state.subtask("long").result.output == "long done"
+    bound = inline_history_events + EVENTS_PER_SUBTASK_PAST_BOUND * MAX_SUBTASKS
+    assert len(history.events) <= bound
+    assert size < 16 * 1024 * 1024
+    if inline_history_events == 10_000:
+        assert children == []  # everything ran inline
+    else:
+        assert f"{handle.id}.long" in children  # the long agent moved to a child workflow
+        assert max(child_lengths) < 5_000  # and that child continues-as-new before 5,000
+
+
+async def test_parallel_agents_share_one_budget(engine_factory) -> None:
+    agents = 10
+    scenario = {
+        "rules": [
+            plan_rule("budget", [_node(f"a{i}", f"Parallel agent {i}") for i in range(agents)]),
+            {"purpose": "agent_step", "respond": {"content": "done " * 20}},
+            AGGREGATE,
+        ]
+    }
+    async with engine_factory(scenario) as engine:
+        # Measure the planner (a task held at approval) and one agent call (an unbudgeted task).
+        held = await engine.start(
+            TaskRequest(
+                description="A budget task of ten agents",
+                options=TaskOptions(require_approval=True),
+            )
+        )
+        planner = (
+            await engine.wait_for(held, lambda s: s.status == TaskStatus.AWAITING_APPROVAL)
+        ).usage.total_tokens
+        await held.cancel()
+        probe = await engine.start(TaskRequest(description="A budget task of ten agents"))
+        per_call = (await probe.result()).subtask("a0").result.usage.total_tokens
+        budget = planner + 3 * per_call + per_call // 2  # room for 3.5 agent calls
+        handle = await engine.start(
+            TaskRequest(
+                description="A budget task of ten agents",
+                options=TaskOptions(budget=Budget(max_total_tokens=budget)),
+            )
+        )
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        state = await engine.state(handle)
+
+    assert state.status == TaskStatus.FAILED and "budget" in (state.error or "")
+    assert state.usage.total_tokens <= budget + per_call  # overshoot: at most one call
+    completed = [s for s in state.subtasks if s.result.status == SubtaskStatus.COMPLETED]
+    assert 3 <= len(completed) < agents
+
+
+async def test_a_pool_whose_workers_died_shows_waiting_for_and_is_re_resolved(
+    temporal_client, db_pool, data_dir
+) -> None:
+    """Pool A is chosen, then its only worker stops: the subtask shows why it waits, and
+    moves to pool B once a worker serves B."""
+    scenario = {
+        "rules": [
+            plan_rule(
+                "dead pool",
+                [
+                    _node("first", "First on pool A"),
+                    _node("slow", "Slow elsewhere", caps=("web_scraping",)),
+                    _node("second", "Second after both", "first", "slow"),
+                ],
+            ),
+            answer_rule("First on pool A", "first done"),
+            answer_rule("Slow elsewhere", "slow done", latency_ms=3_000),
+            answer_rule("Second after both", "second done"),
+            AGGREGATE,
+        ]
+    }
+
+    async def start_pool(stack: AsyncExitStack, settings: Any, caps: list[Capability]) -> None:
+        for worker in build_workers(
+            client=temporal_client,
+            pool=db_pool,
+            settings=settings,
+            capabilities=caps,
+            serve_tasks=False,
+        ):
+            await stack.enter_async_context(worker)
+
+    async with (
+        running_engine(
+            client=temporal_client,
+            pool=db_pool,
+            data_dir=data_dir,
+            scenario=scenario,
+            capabilities=[Capability.WEB_SCRAPING],
+        ) as engine,
+        AsyncExitStack() as pool_b,
+    ):
+        async with AsyncExitStack() as pool_a:
+            await start_pool(pool_a, engine.settings, [Capability.DATA_ANALYSIS])
+            handle = await engine.start(TaskRequest(description="Run on a dead pool please"))
+            await engine.wait_for(
+                handle,
+                lambda s: bool(s.subtasks) and s.subtask("first").result.status == "completed",
+            )
+        # Pool A's only worker stopped while 'slow' runs; 'second' will be routed to A.
+        waiting = await engine.wait_for(
+            handle,
+            lambda s: bool(s.subtask("second").result.waiting_for),
+            timeout_s=POOL_PICKUP_S + 30,
+        )
+        await start_pool(
+            pool_b, engine.settings, [Capability.DATA_ANALYSIS, Capability.WEB_SCRAPING]
+        )
+        state = await asyncio.wait_for(handle.result(), timeout=POOL_PICKUP_S + 60)
+        events = await engine.events(handle.id)
+
+    second = state.subtask("second").result
+    assert "waiting for a worker of" in (waiting.subtask("second").result.waiting_for or "")
+    assert state.status == TaskStatus.COMPLETED
+    assert second.output == "second done" and second.waiting_for is None
+    assert (state.subtask("first").result.pool or "").endswith(".data_analysis")
+    assert (second.pool or "").endswith(".data_analysis+web_scraping")
+    moves = [e for e in events if e["kind"] == "note" and e["subtask_id"] == "second"]
+    assert any("moved from" in (e["data"] or {}).get("message", "") for e in moves)

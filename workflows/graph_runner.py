@@ -1,0 +1,335 @@
+"""Runs a plan's DAG inside `TaskWorkflow` with agents inline (engine v2).
+
+Each subtask starts as soon as its dependencies are done, higher priority first, up to
+`max_parallel` (default: every ready subtask, at most `MAX_PARALLEL`). Its agent loop runs
+as a coroutine of the task's workflow; its LLM and tool activities go to the task queue of
+its capability pool. The rule for child workflows: when the task's history reaches
+`inline_history_events` events or `inline_history_bytes` bytes, each running agent moves,
+at its next iteration, into a child `AgentWorkflow` with its conversation so far, and
+subtasks starting later run as children from the start. The task's own history then grows
+only by two or three events per child, whatever the agents do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from temporalio import workflow
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    FailureError,
+    TimeoutType,
+    is_cancelled_exception,
+)
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from mahsm.contracts.engine import AgentInput, AgentResult, EngineDefaults
+    from mahsm.contracts.llm import LLMRequest, LLMResponse
+    from mahsm.contracts.task import MAX_PARALLEL, Subtask, SubtaskStatus, TaskRequest, Usage
+    from mahsm.contracts.tools import ToolInvocation, ToolOutcome
+    from workflows.agent_loop import budget_stop, run_agent_loop
+    from workflows.agent_workflow import AgentWorkflow
+    from workflows.dag_runner import DagRunner
+    from workflows.failures import failure_message, usage_of_failure
+    from workflows.payloads import OUTPUT_INLINE_BYTES, store_text
+    from workflows.pool_router import POOL_PICKUP_S, Need, PoolRouter
+    from workflows.task_calls import BudgetSpent, SubtaskDeadline, TaskCalls, timeout_type
+    from workflows.task_recorder import TaskRecorder
+
+
+T = TypeVar("T")
+
+
+class HandOff(Exception):
+    """The task's history reached its inline bound: continue this agent in a child."""
+
+    def __init__(self, progress: AgentInput) -> None:
+        super().__init__("hand off to a child workflow")
+        self.progress = progress
+
+
+def history_is_full(defaults: EngineDefaults) -> bool:
+    """True once the task's history reached the bound for running agents inline."""
+    info = workflow.info()
+    return (
+        info.get_current_history_length() >= defaults.inline_history_events
+        or info.get_current_history_size() >= defaults.inline_history_bytes
+    )
+
+
+def _minus(total: Usage, part: Usage) -> Usage:
+    return Usage(
+        input_tokens=total.input_tokens - part.input_tokens,
+        output_tokens=total.output_tokens - part.output_tokens,
+        cost_usd=round(total.cost_usd - part.cost_usd, 10),
+    )
+
+
+class InlineAgentSteps:
+    """An agent's calls from the task's workflow: on its pool's queue, through the task's gate."""
+
+    keeps_transcript = False
+
+    def __init__(
+        self,
+        *,
+        calls: TaskCalls,
+        router: PoolRouter,
+        defaults: EngineDefaults,
+        request: AgentInput,
+        queue: str,
+        deadline: datetime,
+    ) -> None:
+        self.calls = calls
+        self.router = router
+        self.defaults = defaults
+        self.request = request
+        self.queue = queue
+        self.deadline = deadline
+        self.usage = Usage()
+        self._need: Need = frozenset(request.subtask.required_capabilities)
+
+    def before_iteration(self, progress: AgentInput) -> None:
+        """Hand the agent off to a child once the task's history is full."""
+        if history_is_full(self.defaults):
+            raise HandOff(progress)
+
+    async def llm(self, request: LLMRequest, *, iteration: int) -> LLMResponse:
+        """One budgeted LLM call on the pool's queue."""
+        sid = self.request.subtask.id
+        response: LLMResponse = await self._on_pool(
+            lambda queue, suffix: self.calls.llm(
+                request,
+                activity_id=f"{sid}/llm-{iteration}{suffix}",
+                summary=f"LLM step {iteration + 1}: {sid}",
+                queue=queue,
+                deadline=self.deadline,
+                budgeted=True,
+            )
+        )
+        self.usage = self.usage + response.usage
+        return response
+
+    def after_llm(self, usage: Usage) -> None:
+        """Stop the agent whose own calls, with the task's usage at its start, spent the budget.
+
+        Other agents' calls stop it at its next call instead (the task's one gate).
+        """
+        budget = self.request.budget
+        reason = budget.exceeded_by(self.request.usage_before + usage) if budget else None
+        if reason:
+            raise budget_stop(self.request, reason, usage)
+
+    async def tool(self, invocation: ToolInvocation, *, iteration: int, index: int) -> ToolOutcome:
+        """One tool call on the pool's queue."""
+        sid = self.request.subtask.id
+        outcome: ToolOutcome = await self._on_pool(
+            lambda queue, suffix: self.calls.tool(
+                invocation,
+                activity_id=f"{sid}/tool-{iteration}-{index}{suffix}",
+                queue=queue,
+                deadline=self.deadline,
+            )
+        )
+        return outcome
+
+    async def _on_pool(self, call: Callable[[str, str], Awaitable[T]]) -> T:
+        """Run `call(queue, id_suffix)`; when no worker took it in time, re-route and retry."""
+        rerouted = 0
+        while True:
+            try:
+                result = await call(self.queue, f".r{rerouted}" if rerouted else "")
+            except ActivityError as error:
+                if timeout_type(error) != TimeoutType.SCHEDULE_TO_START:
+                    raise
+            else:
+                if rerouted:  # a worker took it: the subtask no longer waits
+                    self.router.worked(self.request.subtask.id)
+                return result
+            rerouted += 1
+            self.queue = await self.router.replace(
+                self.request.subtask.id, self._need, self.queue, POOL_PICKUP_S
+            )
+
+
+class GraphRunner(DagRunner):
+    """The engine-v2 scheduler: `DagRunner`'s ordering and blocking, agents run inline."""
+
+    def __init__(
+        self,
+        *,
+        recorder: TaskRecorder,
+        request: TaskRequest,
+        defaults: EngineDefaults,
+        calls: TaskCalls,
+    ) -> None:
+        super().__init__(recorder=recorder, request=request, defaults=defaults)
+        self._calls = calls
+        self._router = PoolRouter(recorder=recorder, wait_s=self._wait_s, busy=calls.running)
+        self._pools = self._router  # type: ignore[assignment]  # cancel_all() stops lookups
+        self._max_parallel = request.options.max_parallel or MAX_PARALLEL
+
+    def _budget_reason(self) -> str | None:
+        return self._calls.budget.spent()
+
+    async def _run_subtask(self, subtask: Subtask) -> None:
+        recorder, defaults = self._recorder, self._defaults
+        sid = subtask.id
+        try:
+            queue = await self._router.queue_for(sid, frozenset(subtask.required_capabilities))
+        except asyncio.CancelledError:
+            self._cancelled(sid)
+            raise
+        except FailureError as error:  # the lookup's local activity failed
+            if is_cancelled_exception(error):
+                self._cancelled(sid)
+                raise asyncio.CancelledError() from error
+            self._finish_failed(sid, f"{failure_message(error)} (waited {self._wait_s:g}s)")
+            return
+        recorder.update_subtask(
+            sid,
+            status=SubtaskStatus.RUNNING,
+            started_at=workflow.now(),
+            pool=queue,
+            attempts=recorder.state.subtask(sid).result.attempts + 1,
+            waiting_for=None,
+        )
+        timeout_s = self._request.options.subtask_timeout_s or defaults.subtask_timeout_s
+        deadline = workflow.now() + timedelta(seconds=timeout_s)
+        agent = self._agent_input(subtask)
+        steps = InlineAgentSteps(
+            calls=self._calls,
+            router=self._router,
+            defaults=defaults,
+            request=agent,
+            queue=queue,
+            deadline=deadline,
+        )
+        timed_out = f"subtask timed out after {timeout_s:g}s"
+        result: AgentResult | None
+        try:
+            if history_is_full(defaults):
+                raise HandOff(agent)
+            result = await run_agent_loop(agent, steps)
+            usage = steps.usage
+        except HandOff as moved:
+            result, usage = await self._in_child(subtask, moved.progress, steps, timed_out)
+        except SubtaskDeadline:
+            self._finish_failed(sid, timed_out, steps.usage)
+            return
+        except BudgetSpent as spent:
+            self._finish_failed(sid, f"subtask '{sid}' stopped: {spent}", steps.usage)
+            return
+        except ApplicationError as error:  # MaxIterationsReached, BudgetExceeded
+            self._finish_failed(sid, error.message, steps.usage)
+            return
+        except ActivityError as error:
+            if is_cancelled_exception(error):
+                self._cancelled(sid)
+                raise asyncio.CancelledError() from error
+            self._finish_failed(sid, failure_message(error), steps.usage)
+            return
+        except asyncio.CancelledError:
+            self._cancelled(sid)
+            raise
+        if result is not None:
+            await self._finish_completed(sid, result, usage)
+
+    def _agent_input(self, subtask: Subtask) -> AgentInput:
+        state, options, defaults = self._recorder.state, self._request.options, self._defaults
+        return AgentInput(
+            task_id=state.task_id,
+            task_description=state.description,
+            subtask=subtask,
+            dependencies=self._dependencies(subtask),
+            model=state.model,
+            max_iterations=options.max_iterations,
+            llm_timeout_s=defaults.llm_timeout_s,
+            tool_timeout_s=defaults.tool_timeout_s,
+            budget=options.budget,
+            usage_before=state.usage,
+            tool_capabilities_only=True,
+        )
+
+    async def _in_child(
+        self, subtask: Subtask, progress: AgentInput, steps: InlineAgentSteps, timed_out: str
+    ) -> tuple[AgentResult | None, Usage]:
+        """Continue an agent in a child workflow; (None, usage) when it did not complete."""
+        sid, recorder = subtask.id, self._recorder
+        recorder.note("agent continues in a child workflow (task history is long)", subtask_id=sid)
+        remaining = (steps.deadline - workflow.now()).total_seconds()
+        if remaining <= 0:
+            self._finish_failed(sid, timed_out, steps.usage)
+            return None, steps.usage
+        carried = progress.usage
+        try:
+            with self._calls.running():
+                result = await workflow.execute_child_workflow(
+                    AgentWorkflow.run,
+                    progress.model_copy(
+                        update={
+                            "usage_before": _minus(recorder.state.usage, carried),
+                            "llm_timeout_s": self._defaults.llm_timeout_s,
+                        }
+                    ),
+                    id=f"{recorder.state.task_id}.{sid}",
+                    task_queue=steps.queue,
+                    execution_timeout=timedelta(seconds=remaining),
+                    static_summary=f"{sid}: {subtask.description[:180]}",
+                )
+        except ChildWorkflowError as error:
+            if is_cancelled_exception(error) and self._cancelling:
+                self._cancelled(sid)
+                raise asyncio.CancelledError() from error
+            if is_cancelled_exception(error):  # e.g. from the Temporal UI: a failed branch
+                self._cancelled(sid, error="agent workflow cancelled outside the task")
+                self._block_descendants(sid)
+                self._cancelled_outside.append(sid)
+                return None, steps.usage
+            total = usage_of_failure(error)
+            recorder.add_usage(_minus(total, carried))
+            message = failure_message(error)
+            if isinstance(error.cause, TemporalTimeoutError):
+                message = timed_out
+            self._finish_failed(sid, message, carried + _minus(total, carried))
+            return None, total
+        except asyncio.CancelledError:
+            self._cancelled(sid)
+            raise
+        recorder.add_usage(_minus(result.usage, carried))
+        return result, result.usage
+
+    def _finish_failed(self, subtask_id: str, message: str, usage: Usage | None = None) -> None:
+        # Inline calls already added their usage to the task's; only the subtask's is set.
+        self._recorder.update_subtask(
+            subtask_id,
+            status=SubtaskStatus.FAILED,
+            error=message,
+            finished_at=workflow.now(),
+            waiting_for=None,
+            usage=usage if usage is not None else Usage(),
+        )
+        self._block_descendants(subtask_id)
+
+    async def _finish_completed(self, subtask_id: str, result: AgentResult, usage: Usage) -> None:
+        output: str | None = result.answer
+        output_ref = None
+        limit = min(self._defaults.claim_check_bytes, OUTPUT_INLINE_BYTES)
+        if len(result.answer.encode("utf-8")) > limit:
+            output_ref = await store_text(result.answer)
+            output = None
+        self._recorder.update_subtask(
+            subtask_id,
+            status=SubtaskStatus.COMPLETED,
+            output=output,
+            output_ref=output_ref,
+            usage=usage,
+            agent=result.agent,
+            finished_at=workflow.now(),
+        )
