@@ -5,19 +5,66 @@ from __future__ import annotations
 import hashlib
 
 import asyncpg
+from temporalio.exceptions import ApplicationError
 
 from mahsm.contracts.task import BlobRef
+from mahsm.settings import Settings
+
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+"""Default of `MAHSM_BLOB_MAX_BYTES`."""
+
+
+class BlobTooLargeError(ApplicationError):
+    """A value over the store's size cap. Non-retryable: a retry would be just as large."""
+
+    def __init__(self, size: int, max_bytes: int) -> None:
+        super().__init__(
+            f"blob of {size} bytes is over the blob store's cap of {max_bytes} bytes."
+            " Fix: produce less (tool results are cut at MAHSM_TOOL_OUTPUT_MAX_BYTES), or"
+            " raise MAHSM_BLOB_MAX_BYTES",
+            {"size_bytes": size, "max_bytes": max_bytes},
+            type="BlobTooLarge",
+            non_retryable=True,
+        )
+        self.size = size
+        self.max_bytes = max_bytes
 
 
 class BlobStore:
-    """Content-addressed blobs in the `blobs` table; writing the same bytes twice is a no-op."""
+    """Content-addressed blobs in the `blobs` table; writing the same bytes twice is a no-op.
 
-    def __init__(self, pool: asyncpg.Pool, *, threshold_bytes: int = 128 * 1024) -> None:
+    Args:
+        pool: The MAHSM database.
+        threshold_bytes: Values larger than this travel by reference (`claim_check_bytes`).
+        max_bytes: Largest value accepted (`blob_max_bytes`); `put` refuses larger ones.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        threshold_bytes: int = 128 * 1024,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
         self.pool = pool
         self.threshold_bytes = threshold_bytes
+        self.max_bytes = max_bytes
+
+    @classmethod
+    def from_settings(cls, pool: asyncpg.Pool, settings: Settings) -> BlobStore:
+        """The store of a worker: `claim_check_bytes` and `blob_max_bytes` from its settings."""
+        return cls(
+            pool, threshold_bytes=settings.claim_check_bytes, max_bytes=settings.blob_max_bytes
+        )
 
     async def put(self, content: bytes) -> BlobRef:
-        """Store `content`; its id is its SHA-256, so retries and duplicates cost nothing."""
+        """Store `content`; its id is its SHA-256, so retries and duplicates cost nothing.
+
+        Raises:
+            BlobTooLargeError: `content` is larger than `max_bytes`.
+        """
+        if len(content) > self.max_bytes:
+            raise BlobTooLargeError(len(content), self.max_bytes)
         digest = hashlib.sha256(content).hexdigest()
         await self.pool.execute(
             "INSERT INTO blobs (id, sha256, size_bytes, content) VALUES ($1, $1, $2, $3)"

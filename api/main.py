@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.body_limit import BodyLimitMiddleware
 from api.deps import Backends
+from api.docs_ui import add_docs
 from api.routes import agents, events, health, tasks
 from mahsm.settings import Settings, get_settings
 
@@ -42,9 +44,15 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 
 def _encodable(value: Any) -> Any:
-    """`value` with text that UTF-8 cannot encode (a lone surrogate echoed back) replaced."""
+    """`value` as JSON can carry it, for echoing a rejected input back in `details`.
+
+    Text UTF-8 cannot encode (a lone surrogate) is replaced, and NaN or an infinity (JSON has
+    neither; Python's parser reads `NaN`, `Infinity` and `1e400`) becomes its name as a string.
+    """
     if isinstance(value, str):
         return value.encode("utf-8", errors="replace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value).replace("inf", "Infinity").replace("nan", "NaN")
     if isinstance(value, dict):
         return {_encodable(k): _encodable(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -109,6 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Durable multi-agent LLM tasks on Temporal.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by add_docs from local files
+        redoc_url=None,
     )
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -118,4 +128,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(events.router)
     app.include_router(agents.router)
+    add_docs(app)
     return app

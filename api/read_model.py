@@ -25,7 +25,7 @@ _DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.Interf
 QUERY_TIMEOUT_S = 10.0
 
 _TASK_COLUMNS = (
-    "id, user_id, description, status, plan, result, result_ref, error, usage,"
+    "id, user_id, description, status, model, plan, result, result_ref, error, usage,"
     " created_at, updated_at, version"
 )
 
@@ -53,6 +53,7 @@ def _task_view(row: asyncpg.Record) -> TaskView:
         result=row["result"],
         error=row["error"],
         usage=Usage.model_validate(row["usage"] or {}),
+        model=row["model"] or None,
     )
 
 

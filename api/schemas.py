@@ -54,6 +54,12 @@ class TaskView(BaseModel):
     result: str | None
     error: str | None
     usage: Usage
+    model: str | None = Field(
+        default=None, description="the model the task runs on (the worker's default if unset)"
+    )
+    waiting_for: str | None = Field(
+        default=None, description="a planning or aggregation call being retried, and why"
+    )
 
 
 class SubtaskView(BaseModel):
@@ -154,4 +160,6 @@ def task_view(state: TaskState) -> TaskView:
         result=state.result,
         error=state.error,
         usage=state.usage,
+        model=state.model or None,
+        waiting_for=state.waiting_for,
     )

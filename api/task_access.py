@@ -7,39 +7,26 @@ gone from Temporal (retention) long after it ended, so every read tries both sou
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, timedelta
-from typing import Any, NoReturn
+from datetime import timedelta
+from typing import NoReturn
 
-from temporalio.client import (
-    Client,
-    WorkflowExecutionStatus,
-    WorkflowHandle,
-    WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from api.auth import Caller
 from api.deps import ApiError, Backends, BackendUnavailable
 from api.read_model import TaskSnapshot, load_task, resolve_blobs
 from api.schemas import TaskDetail, TaskStatusChange, subtask_view, task_view
-from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskState, TaskStatus
-from mahsm.logging import redact_text
-from mahsm.tasks import TASK_WORKFLOW
-from workflows.task_workflow import TaskWorkflow
+from mahsm.contracts.task import ApprovalDecision, TaskState
+from mahsm.errors import MahsmError
+from mahsm.task_driver import RPC_TIMEOUT as RPC_TIMEOUT  # for api/routes/agents.py
+from mahsm.task_driver import NoAnswer, TaskDriver, temporal_unavailable
 
-RPC_TIMEOUT = timedelta(seconds=5)
-# The `state` query is answered by a worker: a busy or absent one must not hold a read for
-# long when Postgres has the task's row to serve instead.
-QUERY_TIMEOUT = timedelta(seconds=2)
-# Below the REST client's default 30 s request timeout, so the caller sees the API's 503.
-UPDATE_TIMEOUT = timedelta(seconds=20)
-# Not found, or an id Temporal refuses: either way there is no such task in Temporal.
-_ABSENT = (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT)
-# How the client reports an RPC that ran out of `rpc_timeout`.
-_TIMED_OUT = (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
-_NO_ANSWER = "no answer in time (are the task workers running?)"
+
+def api_error(error: MahsmError) -> ApiError:
+    """The HTTP form of an error of `mahsm.task_driver`: its status, code and message."""
+    return ApiError(
+        error.status or 500, code=error.code, message=error.message, details=error.details
+    )
 
 
 def task_not_found(task_id: str) -> ApiError:
@@ -52,23 +39,18 @@ def task_not_found(task_id: str) -> ApiError:
     )
 
 
-def task_ended(task_id: str, status: TaskStatus | None) -> ApiError:
-    """409 `task_ended`: the task can no longer be changed."""
-    shown = status.value if status else "ended"
-    return ApiError(
-        409,
-        code="task_ended",
-        message=f"Task '{task_id}' has ended ({shown}); it can no longer be changed.",
-        details={"task_id": task_id, "status": status.value if status else None},
-    )
-
-
 def raise_unavailable(error: RPCError) -> NoReturn:
-    """Turn an RPC failure that is not about the task into 503 `temporal_unavailable`."""
-    reason = redact_text(error.message) or (error.status.name if error.status else "RPC failed")
-    if error.status in _TIMED_OUT:
-        reason = _NO_ANSWER
-    raise BackendUnavailable("temporal", reason) from error
+    """Turn an RPC failure that is not about a task into 503 `temporal_unavailable`."""
+    raise api_error(temporal_unavailable(error)) from error
+
+
+# How long a read waits for the `state` query before serving the task's Postgres row: a busy
+# or absent worker must not hold a read for long when the row can answer instead.
+LIVE_QUERY_TIMEOUT = timedelta(seconds=2)
+
+
+async def _driver(backends: Backends) -> TaskDriver:
+    return TaskDriver(await backends.temporal(), query_timeout=LIVE_QUERY_TIMEOUT)
 
 
 def snapshot_of(state: TaskState) -> TaskSnapshot:
@@ -87,67 +69,6 @@ def snapshot_of(state: TaskState) -> TaskSnapshot:
     )
 
 
-async def _unstarted_state(client: Client, handle: WorkflowHandle[Any, Any]) -> TaskState | None:
-    """A `pending` state from the workflow's start event, for a task no worker has run yet."""
-    async for event in handle.fetch_history_events(rpc_timeout=RPC_TIMEOUT):
-        started = event.workflow_execution_started_event_attributes
-        if started.workflow_type.name != TASK_WORKFLOW:
-            return None
-        [request] = await client.data_converter.decode(started.input.payloads, [TaskRequest])
-        start_time = event.event_time.ToDatetime(tzinfo=UTC)
-        return TaskState(
-            task_id=handle.id,
-            description=request.description,
-            user_id=request.user_id,
-            created_at=start_time,
-            updated_at=start_time,
-            options=request.options,
-        )
-    return None
-
-
-class QueryTimedOut(BackendUnavailable):
-    """The `state` query got no answer within `QUERY_TIMEOUT` (workers busy, or none)."""
-
-    def __init__(self) -> None:
-        super().__init__("temporal", _NO_ANSWER)
-
-
-async def query_state(client: Client, task_id: str) -> TaskState | None:
-    """The `state` query's answer; None when Temporal has no such task workflow.
-
-    Raises:
-        QueryTimedOut: No worker answered within `QUERY_TIMEOUT`.
-        BackendUnavailable: Temporal cannot be reached.
-    """
-    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(task_id)
-    try:
-        return await handle.query(TaskWorkflow.state, rpc_timeout=QUERY_TIMEOUT)
-    except WorkflowQueryFailedError:  # a workflow that is not a TaskWorkflow
-        return None
-    except RPCError as error:
-        if error.status in _ABSENT:
-            return None
-        if error.status in _TIMED_OUT:
-            raise QueryTimedOut() from error
-        raise_unavailable(error)
-
-
-async def unstarted_state(client: Client, task_id: str) -> TaskState | None:
-    """The `pending` state of a task whose workflow no worker has run (from its start event).
-
-    Raises:
-        BackendUnavailable: Temporal cannot answer.
-    """
-    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(task_id)
-    try:
-        return await _unstarted_state(client, handle)
-    except RPCError as error:
-        if error.status in _ABSENT:
-            return None
-        raise_unavailable(error)
-
-
 async def _stored(backends: Backends, task_id: str) -> tuple[TaskSnapshot | None, ApiError | None]:
     try:
         return await load_task(await backends.pool(), task_id), None
@@ -155,22 +76,36 @@ async def _stored(backends: Backends, task_id: str) -> tuple[TaskSnapshot | None
         return None, error
 
 
-async def _live(
-    backends: Backends, task_id: str
-) -> tuple[TaskState | None, BackendUnavailable | None]:
+class _NoAnswer(ApiError):
+    """The `state` query got no answer in time (workers busy, or none yet)."""
+
+
+async def _live(backends: Backends, task_id: str) -> tuple[TaskState | None, ApiError | None]:
     try:
-        return await query_state(await backends.temporal(), task_id), None
-    except BackendUnavailable as error:
+        return await (await _driver(backends)).state(task_id), None
+    except BackendUnavailable as error:  # cannot connect to Temporal
         return None, error
+    except NoAnswer as error:
+        return None, _NoAnswer(503, code=error.code, message=error.message)
+    except MahsmError as error:
+        return None, api_error(error)
+
+
+async def unstarted_state(backends: Backends, task_id: str) -> TaskState | None:
+    """The `pending` state of a task from its workflow's start event (no worker involved)."""
+    try:
+        return await (await _driver(backends)).start_state(task_id)
+    except MahsmError as error:
+        raise api_error(error) from error
 
 
 async def current_snapshot(backends: Backends, task_id: str, *, live_first: bool) -> TaskSnapshot:
     """The task's current state from the best source that answers.
 
     While the task runs its workflow's `state` query is the source; once it has ended (or when
-    the query fails or gets no answer within `QUERY_TIMEOUT`) its Postgres row is. A task with
-    neither an answer nor a row yet, whose query timed out, is one no worker has picked up: it
-    is shown `pending`, from its workflow's start event.
+    the query fails or gets no answer within `LIVE_QUERY_TIMEOUT`) its Postgres row
+    is. A task with neither an answer nor a row yet, whose query timed out, is one no worker
+    has picked up: it is shown `pending`, from its workflow's start event.
 
     Args:
         backends: Temporal and Postgres.
@@ -199,8 +134,8 @@ async def current_snapshot(backends: Backends, task_id: str, *, live_first: bool
             return live if stored is None or live.version >= stored.version else stored
     if stored is not None:  # Temporal forgot it, is down, or its workers are too busy
         return stored
-    if isinstance(live_error, QueryTimedOut) and stored_error is None:
-        unstarted = await unstarted_state(await backends.temporal(), task_id)
+    if isinstance(live_error, _NoAnswer) and stored_error is None:
+        unstarted = await unstarted_state(backends, task_id)
         if unstarted is not None:
             return snapshot_of(unstarted)
         raise task_not_found(task_id)
@@ -239,50 +174,21 @@ async def cancel_task(backends: Backends, task_id: str, caller: Caller) -> TaskS
     A task that completed or failed is ended even while its workflow writes its final state;
     one being cancelled accepts further cancel requests until its workflow has closed.
     """
-    detail = await find_task(backends, task_id, caller)
-    status = detail.task.status
-    if status.is_terminal and status != TaskStatus.CANCELLED:
-        raise task_ended(task_id, status)
-    handle: WorkflowHandle[Any, Any] = (await backends.temporal()).get_workflow_handle(task_id)
+    status = (await find_task(backends, task_id, caller)).task.status
     try:
-        description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
-        if description.status != WorkflowExecutionStatus.RUNNING:
-            raise task_ended(task_id, status)
-        await handle.cancel(rpc_timeout=RPC_TIMEOUT)
-    except RPCError as error:
-        if error.status in _ABSENT:
-            raise task_ended(task_id, detail.task.status) from error
-        raise_unavailable(error)
-    return TaskStatusChange(task_id=task_id, status=detail.task.status)
+        await (await _driver(backends)).cancel(task_id, status=status)
+    except MahsmError as error:
+        raise api_error(error) from error
+    return TaskStatusChange(task_id=task_id, status=status)
 
 
 async def approve_task(
     backends: Backends, task_id: str, caller: Caller, decision: ApprovalDecision
 ) -> TaskStatusChange:
     """Approve or reject a task awaiting approval; 409 when it is not awaiting it."""
-    detail = await find_task(backends, task_id, caller)
-    handle: WorkflowHandle[Any, Any] = (await backends.temporal()).get_workflow_handle(task_id)
+    status = (await find_task(backends, task_id, caller)).task.status
     try:
-        outcome = await handle.execute_update(
-            TaskWorkflow.approve, decision, rpc_timeout=UPDATE_TIMEOUT
-        )
-    except WorkflowUpdateFailedError as error:
-        cause = str(error.cause or error)
-        raise ApiError(
-            409,
-            code="not_awaiting_approval",
-            message=f"Task '{task_id}' cannot be approved now: {cause}.",
-            details={"task_id": task_id, "status": detail.task.status.value},
-        ) from error
-    except WorkflowUpdateRPCTimeoutOrCancelledError as error:
-        raise BackendUnavailable(
-            "temporal",
-            f"the approval got no answer within {UPDATE_TIMEOUT.total_seconds():g}s"
-            " (are the task workers running?); it may still be applied when a worker picks"
-            " the task up: check GET /tasks/{task_id} before retrying",
-        ) from error
-    except RPCError as error:
-        if error.status in _ABSENT:
-            raise task_ended(task_id, detail.task.status) from error
-        raise_unavailable(error)
-    return TaskStatusChange(task_id=task_id, status=outcome.status)
+        outcome = await (await _driver(backends)).approve(task_id, decision, status=status)
+    except MahsmError as error:
+        raise api_error(error) from error
+    return TaskStatusChange(task_id=task_id, status=outcome)

@@ -1,7 +1,8 @@
 """structlog, configured once per process: JSON in production, readable on a terminal.
 
-A redaction processor removes secrets (API keys, tokens, passwords, Authorization headers)
-from every event before it is rendered.
+A redaction processor removes secrets (the process's own secret values, and anything shaped
+like an API key, token, password or Authorization header; see `mahsm.redaction`) from every
+event before it is rendered.
 """
 
 from __future__ import annotations
@@ -14,36 +15,24 @@ from typing import Any, TextIO
 
 import structlog
 
-REDACTED = "[REDACTED]"
+from mahsm.redaction import REDACTED, redact_text
+
+__all__ = [
+    "REDACTED",
+    "bind_context",
+    "configure_logging",
+    "redact_secrets",
+    "redact_text",
+    "redact_value",
+]
+
 _SECRET_NAME = re.compile(
     r"(api[_-]?key|apikey|token(?!s)|secret|password|passwd|authorization|auth[_-]?header|"
     r"database_url|dsn|credential|private[_-]?key|cookie)",
     re.IGNORECASE,
 )
-# Values that look like secrets wherever they appear (inside messages, URLs, headers).
-# Each pattern keeps its named groups `pre` and `post` and replaces what lies between.
-_SECRET_VALUE_PATTERNS = [
-    # Authorization header values: "Bearer abc...", "Basic dXNlcjpw..."
-    re.compile(r"(?i)(?P<pre>\b(?:bearer|basic)\s+)[A-Za-z0-9._\-~+/=]{6,}(?P<post>)"),
-    # Provider keys that carry a recognisable prefix (OpenAI, Anthropic, Langfuse).
-    re.compile(r"(?P<pre>)\b(?:sk|pk)-(?:ant-|lf-)?[A-Za-z0-9_\-]{8,}(?P<post>)"),
-    # The password of any URL with credentials: scheme://user:PASSWORD@host
-    re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)[^@\s/]+(?P<post>@)"),
-    # key=value or key: value pairs inside free text: "api_key=abc", "password: hunter2"
-    re.compile(
-        r"(?i)(?P<pre>\b(?:api[_-]?key|apikey|access[_-]?token|token|secret|password|passwd)"
-        r"[\"']?\s*[=:]\s*[\"']?)(?!\[REDACTED\])[^\s\"'&,;]+(?P<post>)"
-    ),
-]
 
 _configured = False
-
-
-def redact_text(text: str) -> str:
-    """Return `text` with anything shaped like a secret replaced by `[REDACTED]`."""
-    for pattern in _SECRET_VALUE_PATTERNS:
-        text = pattern.sub(lambda m: m.group("pre") + REDACTED + m.group("post"), text)
-    return text
 
 
 def redact_value(key: str, value: Any) -> Any:
@@ -117,6 +106,7 @@ def configure_logging(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                redact_secrets,  # again: tracebacks are rendered into text just above
                 renderer,
             ],
             # ExtraAdder renders `extra=` fields of stdlib loggers (Temporal's activity.logger).

@@ -126,6 +126,17 @@ class Settings(BaseSettings):
     sse_max_streams_per_user: int = Field(
         default=20, ge=1, le=10_000, description="open GET /tasks/{id}/events streams per user"
     )
+    # Bounds on what one tool call returns and on one stored blob.
+    tool_output_max_bytes: int = Field(
+        default=1024 * 1024,
+        ge=4096,
+        description="a tool result is cut at this many bytes, with a note to the model",
+    )
+    blob_max_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=64 * 1024,
+        description="largest blob the claim-check store accepts (a clear error above it)",
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

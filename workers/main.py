@@ -55,7 +55,7 @@ def build_workers(
     `sql_pool` is the pool `sql_query` reads (`MAHSM_SQL_TOOL_DATABASE_URL`), never `pool`;
     without it the tool tells the model it is not configured.
     """
-    blobs = BlobStore(pool, threshold_bytes=settings.claim_check_bytes)
+    blobs = BlobStore.from_settings(pool, settings)
     store = StoreActivities(pool=pool, blobs=blobs)
     # One tool catalogue feeds both the tools offered to the model and the tools run.
     catalogue = tools if tools is not None else default_registry()

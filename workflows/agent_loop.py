@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ToolCall,
         ToolSpec,
     )
-    from mahsm.contracts.task import Usage
+    from mahsm.contracts.task import BlobRef, Usage
     from mahsm.contracts.tools import ToolInvocation, ToolOutcome
     from workflows import prompts
     from workflows.payloads import fit_messages, store_text
@@ -84,7 +84,7 @@ async def run_agent_loop(request: AgentInput, steps: AgentSteps) -> AgentResult:
     for iteration in range(request.iteration, request.max_iterations):
         progress = {"messages": messages, "iteration": iteration, "usage": usage, "agent": agent}
         steps.before_iteration(request.model_copy(update=progress))
-        await fit_messages(messages)
+        await fit_messages(messages, count_arguments=request.tool_capabilities_only)
         response = await steps.llm(
             LLMRequest(
                 model=request.model,
@@ -105,11 +105,17 @@ async def run_agent_loop(request: AgentInput, steps: AgentSteps) -> AgentResult:
         agent = agent or response.worker
         steps.after_llm(usage)
         messages.append(
-            ChatMessage(role="assistant", content=response.content, tool_calls=response.tool_calls)
+            ChatMessage(
+                role="assistant",
+                content=response.content,
+                content_ref=response.content_ref,
+                tool_calls=response.tool_calls,
+            )
         )
         if not response.tool_calls:
             return await _result(
                 answer=response.content or "",
+                answer_ref=response.content_ref,
                 messages=messages if steps.keeps_transcript else [],
                 usage=usage,
                 iterations=iteration + 1,
@@ -169,13 +175,19 @@ def _invocation(request: AgentInput, call: ToolCall) -> ToolInvocation:
 async def _result(
     *,
     answer: str,
+    answer_ref: BlobRef | None,
     messages: list[ChatMessage],
     usage: Usage,
     iterations: int,
     agent: str | None,
 ) -> AgentResult:
     result = AgentResult(
-        answer=answer, transcript=messages, usage=usage, iterations=iterations, agent=agent
+        answer=answer,
+        answer_ref=answer_ref,
+        transcript=messages,
+        usage=usage,
+        iterations=iterations,
+        agent=agent,
     )
     if messages and len(result.model_dump_json()) > _TRANSCRIPT_INLINE_BYTES:
         ref = await store_text(AgentTranscript(messages=messages).model_dump_json())

@@ -240,7 +240,9 @@ class DagRunner:
             self._cancelled(subtask_id)
             raise
         output: str | None = result.answer
-        output_ref = None
+        output_ref = result.answer_ref  # a large answer that came back by claim check
+        if output_ref is not None:
+            output = None
         size = len(result.answer.encode("utf-8"))
         limit = min(defaults.claim_check_bytes, OUTPUT_INLINE_BYTES)
         if size > defaults.claim_check_bytes or (

@@ -319,9 +319,11 @@ class GraphRunner(DagRunner):
 
     async def _finish_completed(self, subtask_id: str, result: AgentResult, usage: Usage) -> None:
         output: str | None = result.answer
-        output_ref = None
+        output_ref = result.answer_ref  # set when the answer came back by claim check
+        if output_ref is not None:
+            output = None
         limit = min(self._defaults.claim_check_bytes, OUTPUT_INLINE_BYTES)
-        if len(result.answer.encode("utf-8")) > limit:
+        if output_ref is None and len(result.answer.encode("utf-8")) > limit:
             output_ref = await store_text(result.answer)
             output = None
         self._recorder.update_subtask(

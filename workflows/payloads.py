@@ -35,18 +35,36 @@ async def store_text(text: str) -> BlobRef:
     )
 
 
-async def fit_messages(messages: list[ChatMessage]) -> None:
-    """Move the largest inline contents to the blob store until the rest fits the budget."""
-    sizes = {i: len((m.content or "").encode()) for i, m in enumerate(messages)}
-    total = sum(sizes.values())
+async def fit_messages(messages: list[ChatMessage], *, count_arguments: bool = False) -> None:
+    """Move the largest inline texts to the blob store until the rest fits the budget.
+
+    With `count_arguments` (every engine-v2 agent), tool-call arguments count and move too;
+    agents recorded before it counted contents only, and keep doing so when replayed.
+    """
+    # (size, message index, tool call index or -1 for the content)
+    parts = [(len((m.content or "").encode()), i, -1) for i, m in enumerate(messages)]
+    if count_arguments:
+        parts += [
+            (len(call.arguments.encode()), i, k)
+            for i, m in enumerate(messages)
+            for k, call in enumerate(m.tool_calls)
+        ]
+    total = sum(size for size, _, _ in parts)
     if total <= TRANSCRIPT_INLINE_BUDGET or not workflow.patched("transcript-budget"):
         return
-    for index in sorted(sizes, key=lambda i: -sizes[i]):
+    for size, index, call_index in sorted(parts, key=lambda p: -p[0]):
         if total <= TRANSCRIPT_INLINE_BUDGET:
             break
         message = messages[index]
-        if message.role == "system" or message.content is None:
-            continue
-        ref = await store_text(message.content)
-        messages[index] = message.model_copy(update={"content": None, "content_ref": ref})
-        total -= sizes[index]
+        if call_index >= 0:
+            call = message.tool_calls[call_index]
+            ref = await store_text(call.arguments)
+            calls = list(message.tool_calls)
+            calls[call_index] = call.model_copy(update={"arguments": "", "arguments_ref": ref})
+            messages[index] = message.model_copy(update={"tool_calls": calls})
+        else:
+            if message.role == "system" or message.content is None:
+                continue
+            ref = await store_text(message.content)
+            messages[index] = message.model_copy(update={"content": None, "content_ref": ref})
+        total -= size

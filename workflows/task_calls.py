@@ -1,9 +1,9 @@
 """Every LLM and tool call of a task's workflow (engine v2): where, how long, what it carries.
 
-- Each LLM call carries the task's pending projection change (`LLMRequest.projection`);
-  the activity writes it while the provider answers, so keeping Postgres current costs no
-  activity of its own. A change the activity could not write is taken back and carried by
-  the next call, or by the final write.
+- An LLM call carries the task's pending projection change (`LLMRequest.projection`), one
+  such call at a time; the activity writes it while the provider answers, so keeping
+  Postgres current costs no activity of its own. A change the activity could not write is
+  taken back and carried by the next call, or by the final write.
 - Agent calls pass the task's one budget gate: while a call of unknown size could overshoot
   the budget, calls run one at a time, so the task overshoots by at most one call.
 - Every call is bounded in total time (`schedule_to_close`): by the subtask's deadline for
@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -43,6 +43,17 @@ def timeout_type(error: BaseException) -> TimeoutType | None:
     """The Temporal timeout that ended an activity, if a timeout did."""
     cause = error.cause if isinstance(error, ActivityError) else None
     return cause.type if isinstance(cause, TemporalTimeoutError) else None
+
+
+def out_of_time(error: ActivityError) -> bool:
+    """True when the activity's total time (`schedule_to_close`) ran out.
+
+    Either during an attempt, or because the next retry would not have fit in it.
+    """
+    return (
+        timeout_type(error) == TimeoutType.SCHEDULE_TO_CLOSE
+        or error.retry_state == RetryState.TIMEOUT
+    )
 
 
 class BudgetGate:
@@ -116,6 +127,7 @@ class TaskCalls:
         self._defaults = defaults
         self.budget = BudgetGate(budget, recorder)
         self.in_flight = 0
+        self._carrying = False
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -141,9 +153,11 @@ class TaskCalls:
         total_s = min(retry_s, _remaining(deadline))
         if budgeted:
             await self.budget.admit()
-        write = self._recorder.take_write()
+        # One write in flight at a time: calls started together do not each carry one.
+        write = None if self._carrying else self._recorder.take_write()
         if write is not None:
             request = request.model_copy(update={"projection": write})
+            self._carrying = True
         response: LLMResponse | None = None
         try:
             with self.running():
@@ -160,12 +174,12 @@ class TaskCalls:
                     summary=summary,
                 )
         except ActivityError as error:
-            if timeout_type(error) == TimeoutType.SCHEDULE_TO_CLOSE:
+            if out_of_time(error):
                 if total_s < retry_s:
                     raise SubtaskDeadline() from error
                 raise ApplicationError(
                     f"LLM call '{summary}' to {request.model} got no usable answer within"
-                    f" {retry_s:g}s of retries (last error: {failure_message(error)}). Check"
+                    f" {retry_s:g}s of retries; last error: {failure_message(error)}. Check"
                     " that the provider is reachable and the model name and key are right"
                     " (the worker's OPENAI_BASE_URL / OPENAI_API_KEY / ANTHROPIC_API_KEY),"
                     " or raise MAHSM_LLM_RETRY_S",
@@ -174,8 +188,10 @@ class TaskCalls:
                 ) from error
             raise
         finally:
-            if write is not None and not (response and response.projection_written):
-                self._recorder.requeue(write)
+            if write is not None:
+                self._carrying = False
+                if not (response and response.projection_written):
+                    self._recorder.requeue(write)
             if budgeted:
                 self.budget.release(response.usage if response else None)
         self._recorder.add_usage(response.usage)
@@ -209,7 +225,7 @@ class TaskCalls:
                     summary=f"tool {invocation.call.name}: {invocation.subtask_id}",
                 )
         except ActivityError as error:
-            if timeout_type(error) == TimeoutType.SCHEDULE_TO_CLOSE:
+            if out_of_time(error):
                 raise SubtaskDeadline() from error
             raise
 

@@ -13,8 +13,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm.activity import LLMActivities
     from activities.store import StoreActivities
     from mahsm.contracts.engine import DefaultsRequest, EngineDefaults
-    from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest
+    from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse
     from mahsm.contracts.task import (
+        APPROVE_UPDATE,
+        STATE_QUERY,
         ApprovalDecision,
         ApprovalOutcome,
         Capability,
@@ -68,12 +70,12 @@ class TaskWorkflow:
         self._llm_timeout_s = 300.0
         self._calls: TaskCalls | None = None
 
-    @workflow.query
+    @workflow.query(name=STATE_QUERY)
     def state(self) -> TaskState:
         """The whole task state, at any moment."""
         return self._recorder.state
 
-    @workflow.update
+    @workflow.update(name=APPROVE_UPDATE)
     async def approve(self, decision: ApprovalDecision) -> ApprovalOutcome:
         """Approve or reject a task awaiting approval; returns the status it moved to."""
         self._decision = decision
@@ -115,7 +117,10 @@ class TaskWorkflow:
         self._llm_timeout_s = defaults.llm_timeout_s
         body = asyncio.create_task(self._execute(request, defaults))
         try:
-            await workflow.wait_condition(body.done, timeout=timedelta(seconds=task_timeout))
+            if v2:
+                await self._within(body, task_timeout)
+            else:
+                await workflow.wait_condition(body.done, timeout=timedelta(seconds=task_timeout))
         except TimeoutError:
             self._timed_out = True
             body.cancel()
@@ -132,6 +137,18 @@ class TaskWorkflow:
             type="TaskTimedOut" if state.status == TaskStatus.TIMED_OUT else "TaskFailed",
             non_retryable=True,
         )
+
+    @staticmethod
+    async def _within(body: asyncio.Task[None], timeout_s: float) -> None:
+        """Wait for `body`; raise `TimeoutError` when `timeout_s` passes first.
+
+        The timer is left running when the body ends (the workflow completes with it): a
+        cancelled timer would cost the task's history one more event.
+        """
+        timer = asyncio.create_task(workflow.sleep(timeout_s))
+        await workflow.wait_condition(lambda: body.done() or timer.done())
+        if not body.done():
+            raise TimeoutError()
 
     async def _settle(self, body: asyncio.Task[None], flusher: asyncio.Task[None]) -> None:
         """Let the body finish its own clean-up, then write the final state."""
@@ -197,10 +214,9 @@ class TaskWorkflow:
         else:
             recorder.set_status(TaskStatus.CANCELLED, error="cancelled by request")
 
-    async def _llm(self, request: LLMRequest, summary: str, activity_id: str) -> str | None:
+    async def _llm(self, request: LLMRequest, summary: str, activity_id: str) -> LLMResponse:
         if self._calls is not None:
-            response = await self._calls.llm(request, activity_id=activity_id, summary=summary)
-            return response.content
+            return await self._calls.llm(request, activity_id=activity_id, summary=summary)
         response = await workflow.execute_activity_method(
             LLMActivities.complete,
             request,
@@ -210,18 +226,20 @@ class TaskWorkflow:
             summary=summary,
         )
         self._recorder.add_usage(response.usage)
-        return response.content
+        return response
 
     async def _plan(self, request: TaskRequest) -> Plan:
         """Ask the planner; repair invalid plans a bounded number of times; else fall back."""
         recorder = self._recorder
-        recorder.set_status(TaskStatus.PLANNING)
+        # Engine v2 leaves the search attribute at `pending` while planning (one event less);
+        # the state, the event log and the UI details say `planning`.
+        recorder.set_status(TaskStatus.PLANNING, upsert=self._calls is None)
         messages = [
             ChatMessage(role="system", content=prompts.PLANNER_SYSTEM),
             ChatMessage(role="user", content=prompts.planner_user(request.description)),
         ]
         for attempt in range(PLAN_REPAIR_ATTEMPTS + 1):
-            content = await self._llm(
+            answer = await self._llm(
                 LLMRequest(
                     model=recorder.state.model,
                     purpose=LLMPurpose.PLAN,
@@ -233,6 +251,7 @@ class TaskWorkflow:
                 summary="plan" if attempt == 0 else f"repair plan ({attempt})",
                 activity_id=f"plan-{attempt}",
             )
+            content = answer.content
             plan, errors = prompts.parse_plan(content)
             if plan is not None:
                 return plan
@@ -293,7 +312,7 @@ class TaskWorkflow:
                 extra.append(ChatMessage(role="user", content_ref=result.output_ref))
             else:
                 outputs[item.subtask.id] = result.output or ""
-        content = await self._llm(
+        answer = await self._llm(
             LLMRequest(
                 model=recorder.state.model,
                 purpose=LLMPurpose.AGGREGATE,
@@ -310,7 +329,10 @@ class TaskWorkflow:
             summary="aggregate results",
             activity_id="aggregate",
         )
-        recorder.state.result = content or ""
+        if answer.content_ref is not None:  # a large result travels by claim check
+            recorder.state.result, recorder.state.result_ref = None, answer.content_ref
+        else:
+            recorder.state.result = answer.content or ""
 
     async def _flush_loop(self) -> None:
         """Write state changes to Postgres, one write in flight at a time, until closing."""

@@ -1,5 +1,9 @@
 """The `llm_complete` activity: one LLM call, with blobs resolved, heartbeats and cost.
 
+What leaves the activity is safe to record: large content and tool-call arguments travel by
+claim check (`activities.llm.claim_check`), and the worker's secrets are redacted from the
+answer and from every error (`mahsm.redaction`).
+
 Built once per worker::
 
     llm = LLMActivities(settings=settings, blobs=BlobStore(pool))
@@ -12,26 +16,36 @@ and called from workflows with
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import TypeVar
 
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.blobs import BlobStore
-from activities.llm.errors import LLMCallError, timeout_error
+from activities.llm.claim_check import RESPONSE_INLINE_BUDGET, offload_response, resolve_refs
+from activities.llm.errors import LLMCallError, check_hint, timeout_error
 from activities.llm.pricing import cost
-from activities.llm.provider import CallContext, LLMProvider, PricedProvider
+from activities.llm.provider import CallContext, PricedProvider
 from activities.llm.registry import ProviderRegistry
 from activities.store import ProjectionWriter
 from activities.tools.registry import ToolRegistry, default_registry
-from mahsm.contracts.llm import LLMRequest, LLMResponse
+from mahsm.contracts.llm import LLMPurpose, LLMRequest, LLMResponse
+from mahsm.redaction import redact_output, redact_text, register_settings
 from mahsm.settings import Settings
 
-DEFAULT_HEARTBEAT_S = 10.0
 # A projection write carried by a call may delay the call's answer by at most this long.
 PROJECTION_WAIT_S = 1.0
+HEARTBEAT_EVERY_S = 2.0
+"""Heartbeat period while a call is in flight: allows heartbeat timeouts of ~10 s."""
+_TIMEOUT_MARGIN_S = 2.0
+_T = TypeVar("_T")
+_NAMES_A_CHECK = re.compile(r"\bcheck [A-Z][A-Z0-9_]{2,}")
+"""A message that already says which setting to check ("check OPENAI_BASE_URL")."""
 
 
 class LLMActivities:
@@ -62,6 +76,7 @@ class LLMActivities:
         self.registry = registry if registry is not None else ProviderRegistry(settings)
         self.tools = tools if tools is not None else default_registry()
         self.projection = projection
+        register_settings(settings)  # secrets read from a .env file are redacted too
 
     @activity.defn(name="llm_complete")
     async def complete(self, request: LLMRequest) -> LLMResponse:
@@ -93,8 +108,11 @@ class LLMActivities:
             else None
         )
         try:
-            resolved = self._offer_tools(await self._resolve_blobs(request))
-            provider, model = self.registry.resolve(request.model)
+            resolved = self._offer_tools(await resolve_refs(request, self.blobs))
+            # Building a provider imports its SDK (seconds on a busy machine): off the loop.
+            provider, model = await self._heartbeating(
+                asyncio.to_thread(self.registry.resolve, request.model), request, info
+            )
             context = CallContext(
                 attempt=info.attempt,
                 workflow_id=info.workflow_id,
@@ -103,8 +121,19 @@ class LLMActivities:
                 subtask_id=request.subtask_id,
                 heartbeat=activity.heartbeat,
             )
-            response = await self._call(provider, resolved, model, context, info.heartbeat_timeout)
+            response = await self._heartbeating(
+                provider.complete(resolved, model=model, context=context), request, info
+            )
             price = provider.price(model) if isinstance(provider, PricedProvider) else None
+            # A plan is parsed by the workflow: it stays inline up to the response budget.
+            threshold = (
+                RESPONSE_INLINE_BUDGET
+                if request.purpose == LLMPurpose.PLAN
+                else self._threshold_bytes()
+            )
+            response = await offload_response(
+                _redacted(response), self.blobs, threshold_bytes=threshold
+            )
         except LLMCallError as error:
             activity.logger.warning(
                 "llm call failed: %s %s attempt %d: %s (%s)",
@@ -122,7 +151,17 @@ class LLMActivities:
                     "error": error.message,
                 },
             )
-            raise _to_application_error(error) from None
+            raise _to_application_error(error, request.model) from None
+        except ApplicationError:
+            raise  # already safe to record, e.g. BlobTooLargeError
+        except Exception as error:
+            # A provider bug or an unexpected SDK error: its text reaches history, so redact it
+            # and drop the exception chain; Temporal retries it.
+            activity.logger.warning("llm call raised: %s", request.model, exc_info=True)
+            raise ApplicationError(
+                redact_text(f"{request.model}: {type(error).__name__}: {error}"),
+                type="LLMUnexpectedError",
+            ) from None
         response.usage.cost_usd = cost(
             request.model, response.usage, overrides=self.settings.prices, provider_price=price
         )
@@ -171,54 +210,31 @@ class LLMActivities:
             return False
         return True
 
-    async def _resolve_blobs(self, request: LLMRequest) -> LLMRequest:
-        if not any(m.content_ref is not None for m in request.messages):
-            return request
-        if self.blobs is None:
-            raise LLMCallError(
-                "a message carries a content_ref but this worker has no blob store. Fix: build "
-                "LLMActivities with blobs=BlobStore(pool) on workers that run LLM calls",
-                kind="bad_request",
-                retryable=False,
-            )
-        messages = []
-        for message in request.messages:
-            if message.content_ref is not None:
-                try:
-                    text = await self.blobs.get_text(message.content_ref)
-                except LookupError as error:
-                    raise LLMCallError(
-                        f"{error}; the message's claim check points at nothing. Fix: store the "
-                        "blob before passing its reference",
-                        kind="bad_request",
-                        retryable=False,
-                    ) from error
-                message = message.model_copy(update={"content": text, "content_ref": None})
-            messages.append(message)
-        return request.model_copy(update={"messages": messages})
+    def _threshold_bytes(self) -> int:
+        return self.blobs.threshold_bytes if self.blobs else self.settings.claim_check_bytes
 
-    async def _call(
-        self,
-        provider: LLMProvider,
-        request: LLMRequest,
-        model: str,
-        context: CallContext,
-        heartbeat_timeout: timedelta | None,
-    ) -> LLMResponse:
-        """Run the provider call, heartbeating until it ends or `llm_timeout_s` passes."""
-        interval = (
-            heartbeat_timeout.total_seconds() / 3 if heartbeat_timeout else DEFAULT_HEARTBEAT_S
-        )
-        deadline = time.monotonic() + self.settings.llm_timeout_s
-        call = asyncio.ensure_future(provider.complete(request, model=model, context=context))
+    async def _heartbeating(
+        self, work: Awaitable[_T], request: LLMRequest, info: activity.Info
+    ) -> _T:
+        """Await `work`, heartbeating every `HEARTBEAT_EVERY_S` until it ends or time is up.
+
+        The time is `llm_timeout_s`, and ends a little before Temporal's start-to-close
+        timeout, so that the failure is ours and names the model and what to check.
+        """
+        interval = HEARTBEAT_EVERY_S
+        if info.heartbeat_timeout:
+            interval = min(interval, info.heartbeat_timeout.total_seconds() / 4)
+        limit = self.settings.llm_timeout_s
+        if info.start_to_close_timeout:
+            budget = info.start_to_close_timeout.total_seconds()
+            limit = min(limit, max(budget * 0.5, budget - _TIMEOUT_MARGIN_S))
+        deadline = time.monotonic() + limit
+        call = asyncio.ensure_future(work)
         try:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise timeout_error(
-                        request.model,
-                        f"no answer within llm_timeout_s={self.settings.llm_timeout_s:g}s",
-                    )
+                    raise timeout_error(request.model, f"no answer within {limit:g} s")
                 done, _ = await asyncio.wait({call}, timeout=min(interval, remaining))
                 if done:
                     return call.result()
@@ -246,14 +262,30 @@ def _worker_identity() -> str | None:
         return None
 
 
-def _to_application_error(error: LLMCallError) -> ApplicationError:
+def _redacted(response: LLMResponse) -> LLMResponse:
+    """The answer without the worker's secrets (a provider may echo its key back)."""
+    calls = [
+        call.model_copy(update={"arguments": redact_output(call.arguments)})
+        for call in response.tool_calls
+    ]
+    content = None if response.content is None else redact_output(response.content)
+    return response.model_copy(update={"content": content, "tool_calls": calls})
+
+
+def _to_application_error(error: LLMCallError, model_id: str) -> ApplicationError:
+    """The error as Temporal records it: naming the model and what to check, no secrets."""
     delay = (
         timedelta(seconds=error.retry_after)
         if error.retryable and error.retry_after is not None
         else None
     )
+    message = error.message
+    if not message.startswith(model_id):
+        message = f"{model_id}: {message}"
+    if "Fix:" not in message and not _NAMES_A_CHECK.search(message):
+        message += f"; {check_hint(error.kind, model_id)}"
     return ApplicationError(
-        error.message,
+        redact_text(message),
         {"kind": error.kind, "status": error.status, "retry_after": error.retry_after},
         type=error.error_type,
         non_retryable=not error.retryable,

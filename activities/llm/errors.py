@@ -42,6 +42,12 @@ ERROR_TYPES: dict[str, str] = {
 
 _MAX_DETAIL = 500
 
+PROVIDER_ENV: dict[str, tuple[str, str]] = {
+    "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL"),
+    "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
+}
+"""(key variable, base-URL variable) of the built-in providers, named in hints."""
+
 
 class LLMCallError(Exception):
     """A failed LLM call, classified.
@@ -132,6 +138,28 @@ def _hint(kind: ErrorKind, *, provider: str, key_env: str | None, base_url_env: 
         "schema": "the response did not have the expected shape; check the response schema",
     }
     return hints.get(kind, "")
+
+
+def check_hint(kind: str, model_id: str) -> str:
+    """What to check after an error of `kind` from `model_id` ('provider/model').
+
+    Used for errors whose message has no hint of its own (retryable ones, mostly), so that
+    the last error a task shows says where to look.
+    """
+    provider = model_id.partition("/")[0]
+    key_env, url_env = PROVIDER_ENV.get(provider, (None, None))
+    if provider == "scripted":
+        return "check the scenario file (MAHSM_SCRIPTED_SCENARIO) and its faults"
+    where = "the provider"
+    if url_env:
+        where = f"the server at {url_env} (or the provider's status page)"
+    hints = {
+        "timeout": f"check that {where} answers, or raise MAHSM_LLM_TIMEOUT_S",
+        "server_error": f"check {where}; the call is retried",
+        "rate_limit": f"check the rate limits and quota of {key_env or 'the key'}",
+        "auth": f"check {key_env or 'the credentials'} in the worker's environment",
+    }
+    return hints.get(kind, f"check the model id '{model_id}' and the provider's settings")
 
 
 def classify_status(

@@ -8,6 +8,9 @@ with a message for the model; the activity itself fails only on infrastructure e
 
 Side-effecting tools are recorded in `tool_effects` under the call's idempotency key, so a
 retried activity returns the recorded outcome instead of repeating the effect.
+
+Every result is cut at `MAHSM_TOOL_OUTPUT_MAX_BYTES` (with a note to the model), and every
+text that leaves the activity (result, error, failure) has the worker's secrets redacted.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from typing import Any
 
 import asyncpg
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.blobs import BlobStore
 from activities.tools.failures import is_infrastructure_error
+from activities.tools.output import bound_output
 from activities.tools.registry import (
     RegisteredTool,
     ToolArgumentsError,
@@ -31,6 +36,7 @@ from activities.tools.registry import (
 )
 from mahsm.contracts.llm import ToolCall
 from mahsm.contracts.tools import ToolInvocation, ToolOutcome
+from mahsm.redaction import redact_output, redact_text, register_settings
 from mahsm.settings import Settings
 
 MAX_ERROR_CHARS = 4000
@@ -58,7 +64,9 @@ def idempotency_key(*, workflow_id: str, run_id: str, activity_id: str) -> str:
 def _error(call: ToolCall, message: str) -> ToolOutcome:
     if len(message) > MAX_ERROR_CHARS:
         message = message[:MAX_ERROR_CHARS] + " ... (message truncated)"
-    return ToolOutcome(tool_call_id=call.id, name=call.name, content=message, is_error=True)
+    return ToolOutcome(
+        tool_call_id=call.id, name=call.name, content=redact_text(message), is_error=True
+    )
 
 
 class ToolActivities:
@@ -84,6 +92,7 @@ class ToolActivities:
         self.blobs = blobs
         self.registry = registry if registry is not None else default_registry()
         self.sql_pool = sql_pool
+        register_settings(settings)  # secrets read from a .env file are redacted too
 
     @activity.defn(name="tool_execute")
     async def execute(self, invocation: ToolInvocation) -> ToolOutcome:
@@ -106,7 +115,17 @@ class ToolActivities:
             # End the tool (with an error the model sees) before Temporal times the attempt out.
             budget = info.start_to_close_timeout.total_seconds()
             timeout_s = min(timeout_s, max(budget * 0.5, budget - _TIMEOUT_MARGIN_S))
-        return await self.run(invocation, idempotency_key=key, timeout_s=timeout_s)
+        try:
+            return await self.run(invocation, idempotency_key=key, timeout_s=timeout_s)
+        except ApplicationError:
+            raise
+        except Exception as error:
+            # Infrastructure failures are retried; their text reaches history, so redact it
+            # (a connection error may quote a URL) and drop the original exception chain.
+            raise ApplicationError(
+                redact_text(f"tool '{invocation.call.name}': {type(error).__name__}: {error}"),
+                type=type(error).__name__,
+            ) from None
 
     async def run(
         self, invocation: ToolInvocation, *, idempotency_key: str, timeout_s: float | None = None
@@ -127,7 +146,7 @@ class ToolActivities:
         if item is None or not item.allowed_for(invocation.capabilities):
             return _error(call, self._unavailable(invocation, known=item is not None))
         try:
-            arguments = item.parse_arguments(call.arguments)
+            arguments = item.parse_arguments(await self._arguments(call))
         except ToolArgumentsError as error:
             return _error(call, str(error))
         if not TASK_ID_PATTERN.match(invocation.task_id):
@@ -152,6 +171,20 @@ class ToolActivities:
         if item.side_effects:
             outcome = await self._record(idempotency_key, outcome)
         return outcome
+
+    async def _arguments(self, call: ToolCall) -> str:
+        """The call's JSON arguments, read from the blob store when they came by reference."""
+        if call.arguments_ref is None:
+            return call.arguments
+        try:
+            return await self.blobs.get_text(call.arguments_ref)
+        except LookupError as error:
+            raise ApplicationError(
+                f"tool '{call.name}': {error}; the arguments' claim check points at nothing."
+                " Fix: store the blob before passing its reference",
+                type="ToolArgumentsMissing",
+                non_retryable=True,
+            ) from None
 
     def _unavailable(self, invocation: ToolInvocation, *, known: bool) -> str:
         names = [item.name for item in self.registry.tools_for(invocation.capabilities)]
@@ -196,7 +229,8 @@ class ToolActivities:
         return await self._outcome(call, content)
 
     async def _outcome(self, call: ToolCall, content: str) -> ToolOutcome:
-        inline, ref = await self.blobs.offload_text(content)
+        bounded = bound_output(content, self.settings.tool_output_max_bytes)
+        inline, ref = await self.blobs.offload_text(redact_output(bounded))
         return ToolOutcome(tool_call_id=call.id, name=call.name, content=inline, content_ref=ref)
 
     async def _recorded(self, key: str) -> ToolOutcome | None:

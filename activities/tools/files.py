@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from activities.tools.failures import is_path_error
+from activities.tools.output import data_budget, truncation_note
 from activities.tools.registry import ToolContext, ToolError, tool
 from mahsm.contracts.task import Capability
 
-MAX_READ_BYTES = 8 * 1024 * 1024
 MAX_WRITE_BYTES = 2 * 1024 * 1024
 MAX_LIST_ENTRIES = 1000
 FILE_CAPABILITIES = [
@@ -80,13 +80,20 @@ def _shown(root: Path, target: Path) -> str:
 
 
 @tool(capabilities=FILE_CAPABILITIES)
-def read_file(context: ToolContext, path: str) -> str:
-    """Read a UTF-8 text file from the task's workspace (up to 8 MiB).
+def read_file(context: ToolContext, path: str, offset: int = 0) -> str:
+    """Read a UTF-8 text file from the task's workspace; a large file is read in parts.
+
+    A result that does not hold the whole file ends with a note giving the offset to read
+    the next part from.
 
     Args:
         context: The call's context (not part of the schema).
         path: Path relative to the workspace, e.g. "data/input.csv".
+        offset: Byte offset to start reading at; 0 reads from the start.
     """
+    if offset < 0:
+        raise ToolError("offset must be 0 or more")
+    budget = data_budget(context.settings.tool_output_max_bytes)
     root = workspace_root(context)
     with _path_errors(path):
         target = resolve_path(root, path)
@@ -95,17 +102,40 @@ def read_file(context: ToolContext, path: str) -> str:
         if not target.is_file():
             raise ToolError(f"'{path}' is not a regular file")
         size = target.stat().st_size
-        if size > MAX_READ_BYTES:
-            raise ToolError(
-                f"'{path}' is {size} bytes; read_file reads up to {_mib(MAX_READ_BYTES)}"
-            )
         with target.open("rb") as handle:
-            data = handle.read(MAX_READ_BYTES + 1)
-    if len(data) > MAX_READ_BYTES:
-        raise ToolError(f"'{path}' grew past {_mib(MAX_READ_BYTES)} while being read")
+            handle.seek(offset)
+            data = handle.read(budget + 1)  # never more than the bound, whatever the size
+    if len(data) <= budget and offset == 0:
+        return _utf8(data, path)
+    skipped, text = _utf8_part(data[:budget], path)
+    shown = skipped + len(text.encode("utf-8"))
+    if len(data) <= budget:
+        return text
+    hint = f"call read_file with offset={offset + shown} to read on"
+    return f"{text}\n{truncation_note(shown, size - offset, hint)}"
+
+
+def _utf8(data: bytes, path: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
+        raise ToolError(f"'{path}' is not UTF-8 text; read_file reads text files only") from None
+
+
+def _utf8_part(data: bytes, path: str) -> tuple[int, str]:
+    """A part of a UTF-8 file cut at arbitrary bytes: (bytes skipped at the start, text).
+
+    A character split by the start (continuation bytes) is skipped; one split by the end
+    is left for the next part.
+    """
+    skipped = 0
+    while skipped < min(3, len(data)) and data[skipped] & 0xC0 == 0x80:
+        skipped += 1
+    try:
+        return skipped, data[skipped:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.reason == "unexpected end of data":
+            return skipped, data[skipped : skipped + error.start].decode("utf-8")
         raise ToolError(f"'{path}' is not UTF-8 text; read_file reads text files only") from None
 
 

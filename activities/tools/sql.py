@@ -1,4 +1,4 @@
-"""The `sql_query` tool: read-only SQL on the agents' database, bounded in time and rows.
+"""The `sql_query` tool: read-only SQL on the agents' database, bounded in time, rows and bytes.
 
 It runs on `ToolContext.sql_pool`, a pool on the database named by
 `MAHSM_SQL_TOOL_DATABASE_URL`, and never on the MAHSM database (`ToolContext.pool`), which
@@ -12,16 +12,21 @@ transaction (in sessions that are also read-only by default), and a prepared sta
 (which cannot hold two statements). The lexical check is defence in depth for clearer
 errors; the transaction is the guarantee for writes. What the tool can *read* is decided by
 the grants of the role in that URL: give it a least-privilege role (docs/tools.md).
+
+Rows are fetched a few at a time and serialized as they come; reading stops once the
+result would pass `MAHSM_TOOL_OUTPUT_MAX_BYTES`, so a huge result never sits in memory.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import asyncpg
 from pydantic_core import to_json
 
 from activities.tools.failures import is_infrastructure_error
+from activities.tools.output import cut_utf8, data_budget, truncation_note
 from activities.tools.registry import ToolContext, ToolError, tool
 from mahsm.contracts.task import Capability
 
@@ -31,6 +36,7 @@ NOT_CONFIGURED = (
 )
 SQL_POOL_MAX = 4
 MAX_ROWS = 200
+FETCH_BATCH = 8
 MAX_STATEMENT_TIMEOUT_S = 30.0
 MAX_QUERY_CHARS = 20_000
 
@@ -212,6 +218,45 @@ async def create_sql_pool(database_url: str, *, max_size: int = SQL_POOL_MAX) ->
     return pool
 
 
+def _json(value: object) -> bytes:
+    return to_json(value, fallback=str, bytes_mode="hex")
+
+
+@dataclass
+class _Rows:
+    """What `_read_rows` read: whole rows, and why it stopped."""
+
+    rows: list[list[object]] = field(default_factory=list)
+    shown_bytes: int = 0
+    more_rows: bool = False
+    partial_row: str | None = None
+
+
+async def _read_rows(cursor: asyncpg.cursor.Cursor[asyncpg.Record], budget: int) -> _Rows:
+    """Fetch up to `MAX_ROWS` rows, a batch at a time, stopping before `budget` bytes of JSON.
+
+    The first row that does not fit is kept as the head of its JSON text (`partial_row`), so
+    the model sees what made the result large.
+    """
+    read = _Rows()
+    while True:
+        batch = await cursor.fetch(FETCH_BATCH)
+        if not batch:
+            return read
+        for record in batch:
+            if len(read.rows) == MAX_ROWS:
+                read.more_rows = True
+                return read
+            values = list(record.values())
+            encoded = _json(values)
+            if read.shown_bytes + len(encoded) + 1 > budget:
+                # Half the room left: escaping in the final JSON may double the text's size.
+                read.partial_row = cut_utf8(encoded, max(0, budget - read.shown_bytes) // 2)
+                return read
+            read.rows.append(values)
+            read.shown_bytes += len(encoded) + 1
+
+
 def _statement_timeout_ms(context: ToolContext) -> int:
     seconds = min(MAX_STATEMENT_TIMEOUT_S, context.settings.tool_timeout_s * 0.9)
     return max(100, int(seconds * 1000))
@@ -221,8 +266,8 @@ def _statement_timeout_ms(context: ToolContext) -> int:
 async def sql_query(context: ToolContext, query: str) -> str:
     """Run one read-only SQL query (PostgreSQL) and return the rows as JSON.
 
-    Only SELECT, WITH, VALUES, EXPLAIN and SHOW are allowed; at most 200 rows are returned
-    and long-running queries are cancelled.
+    Only SELECT, WITH, VALUES, EXPLAIN and SHOW are allowed; at most 200 rows (and a
+    bounded number of bytes) are returned and long-running queries are cancelled.
 
     Args:
         context: The call's context (not part of the schema).
@@ -233,13 +278,13 @@ async def sql_query(context: ToolContext, query: str) -> str:
         raise ToolError(NOT_CONFIGURED)
     check_read_only(query)
     timeout_ms = _statement_timeout_ms(context)
+    budget = data_budget(context.settings.tool_output_max_bytes)
     try:
         async with pool.acquire() as connection, connection.transaction(readonly=True):
             await connection.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
             statement = await connection.prepare(query)
-            cursor = await statement.cursor()
-            records = await cursor.fetch(MAX_ROWS + 1)
             columns = [attribute.name for attribute in statement.get_attributes()]
+            rows = await _read_rows(await statement.cursor(), budget - len(_json(columns)))
     except asyncpg.QueryCanceledError:
         raise ToolError(
             f"the query was cancelled after {timeout_ms / 1000:g} s (statement_timeout);"
@@ -251,13 +296,20 @@ async def sql_query(context: ToolContext, query: str) -> str:
         if is_infrastructure_error(error):
             raise  # the database is unreachable or restarting: Temporal retries the activity
         raise ToolError(f"the query failed: {type(error).__name__}: {error}") from None
-    truncated = len(records) > MAX_ROWS
     result: dict[str, object] = {
         "columns": columns,
-        "rows": [list(record.values()) for record in records[:MAX_ROWS]],
-        "row_count": min(len(records), MAX_ROWS),
-        "truncated": truncated,
+        "rows": rows.rows,
+        "row_count": len(rows.rows),
+        "truncated": rows.more_rows or rows.partial_row is not None,
     }
-    if truncated:
+    if rows.partial_row is not None:
+        result["partial_row"] = rows.partial_row
+        result["note"] = truncation_note(
+            rows.shown_bytes,
+            None,
+            f"row {len(rows.rows) + 1} did not fit (its start is in partial_row); select fewer"
+            " or narrower columns, filter with WHERE, or page with LIMIT/OFFSET",
+        )
+    elif rows.more_rows:
         result["note"] = f"only the first {MAX_ROWS} rows are shown; add LIMIT/OFFSET or filter"
     return to_json(result, fallback=str, bytes_mode="hex").decode("utf-8")

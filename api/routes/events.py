@@ -108,7 +108,7 @@ async def _head(hub: EventHub, backends: Backends, task_id: str, caller: Caller)
     pool = await hub.start()
     head = await guarded(lambda: read_head(pool, task_id))
     if head is None:
-        state = await unstarted_state(await backends.temporal(), task_id)
+        state = await unstarted_state(backends, task_id)
         if state is None:
             raise task_not_found(task_id)
         head = TaskHead(user_id=state.user_id, ended=None)

@@ -12,6 +12,7 @@ from temporalio.service import RPCError
 
 from api.auth import CallerDep, authenticate
 from api.deps import ApiError, BackendsDep, DbPoolDep, SettingsDep, TemporalClientDep
+from api.json_body import Utf8JsonRoute
 from api.read_model import TaskFilter, decode_cursor, list_tasks
 from api.schemas import ErrorBody, TaskAccepted, TaskDetail, TaskLinks, TaskPage, TaskStatusChange
 from api.task_access import approve_task, cancel_task, find_task, raise_unavailable
@@ -48,6 +49,7 @@ TaskId = Annotated[
 router = APIRouter(
     prefix="/tasks",
     tags=["tasks"],
+    route_class=Utf8JsonRoute,
     dependencies=[Depends(authenticate), Depends(reject_unstorable_params)],
     responses=error_responses(401, 422, 503),
 )

@@ -243,7 +243,10 @@ class MahsmClient:
         limit: int = 20,
         cursor: str | None = None,
     ) -> TaskPage:
-        """A page of tasks, newest first (in REST mode their states carry no subtasks).
+        """A page of tasks (in REST mode their states carry no subtasks).
+
+        REST mode lists newest first. Temporal mode lists in the order of Temporal's
+        visibility store: running tasks first, then ended ones, most recently ended first.
 
         Args:
             status: Only tasks in this status.

@@ -1,8 +1,9 @@
 """The direct-Temporal mode of `MahsmClient`: start, query and update `TaskWorkflow` itself.
 
 No API is involved: this mode needs a Temporal client (and MAHSM workers on the same queue
-prefix). It reads live state through the `TaskWorkflow.state` query, which also answers after
-the workflow has closed, for as long as Temporal retains it.
+prefix). Query, update and cancellation go through `mahsm.task_driver`, like the API's. The
+live state is the workflow's `state` query, which also answers after the workflow has closed,
+for as long as Temporal retains it.
 """
 
 from __future__ import annotations
@@ -14,71 +15,50 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from temporalio.client import (
-    Client,
-    RPCTimeoutOrCancelledError,
-    WorkflowExecutionStatus,
-    WorkflowHandle,
-    WorkflowUpdateFailedError,
-)
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from mahsm import search_attributes
-from mahsm.client.errors import (
-    Conflict,
-    InvalidRequest,
-    MahsmError,
-    ServiceUnavailable,
-    TaskNotFound,
-)
 from mahsm.client.models import AgentPools, TaskFilter, TaskPage
 from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskState, TaskStatus
+from mahsm.errors import InvalidRequest, MahsmError, ServiceUnavailable
 from mahsm.queues import tasks_queue
+from mahsm.task_driver import (
+    TaskDriver,
+    caller_cancelled,
+    task_not_found,
+    temporal_unavailable,
+)
 from mahsm.tasks import TASK_WORKFLOW, start_task, temporal_ui_link
-from workflows.task_workflow import TaskWorkflow
 
-_UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}
-# How long `approve` waits for a worker to take the decision.
-UPDATE_TIMEOUT = timedelta(seconds=30)
-
-
-def _cancelling() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+_SETTLE_S = 0.2
 
 
 @asynccontextmanager
-async def _translated(task_id: str | None = None) -> AsyncIterator[None]:
-    """Turn Temporal's errors into the client's exceptions."""
+async def _translated() -> AsyncIterator[None]:
+    """Temporal's errors of calls about no one task (start, list) as `mahsm.errors`."""
     try:
         yield
     except RPCTimeoutOrCancelledError as error:
-        if _cancelling():  # the caller cancelled us (e.g. asyncio.timeout): not Temporal's fault
+        if caller_cancelled():
             raise asyncio.CancelledError() from error
         raise ServiceUnavailable(
-            f"Temporal gave no answer in time{f' for task {task_id}' if task_id else ''}"
-            " (are MAHSM workers running on this queue prefix?)",
-            code="temporal_unavailable",
+            "Temporal gave no answer in time", code="temporal_unavailable", status=503
         ) from error
     except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND and task_id is not None:
-            raise TaskNotFound(f"task {task_id} not found", status=404) from error
-        if error.status in _UNAVAILABLE:
-            raise ServiceUnavailable(
-                f"Temporal is unreachable: {error.message}", code="temporal_unavailable"
-            ) from error
-        raise MahsmError(f"Temporal error: {error.message}", code="temporal_error") from error
+        raise temporal_unavailable(error) from error
 
 
 class TemporalBackend:
-    """Drives `TaskWorkflow` through a Temporal client.
+    """Drives `TaskWorkflow` through a Temporal client, with `mahsm.task_driver.TaskDriver`.
 
     Args:
         client: A client using MAHSM's pydantic data converter (`mahsm.temporal_client.connect`).
         queue_prefix: Deployment prefix of the task queues (`MAHSM_QUEUE_PREFIX`).
         ui_url: Base URL of the Temporal Web UI, for links.
         update_timeout: How long `approve` waits for a worker to take the decision before
-            raising `ServiceUnavailable` (the decision may still be applied later).
+            raising `ServiceUnavailable` (the decision may still be applied later); the
+            driver's `UPDATE_TIMEOUT`, the API's too, when omitted.
     """
 
     def __init__(
@@ -87,20 +67,12 @@ class TemporalBackend:
         *,
         queue_prefix: str,
         ui_url: str | None = None,
-        update_timeout: timedelta = UPDATE_TIMEOUT,
+        update_timeout: timedelta | None = None,
     ) -> None:
         self.client = client
         self.queue_prefix = queue_prefix
         self.ui_url = ui_url
-        self.update_timeout = update_timeout
-
-    def _handle(self, task_id: str) -> WorkflowHandle[TaskWorkflow, TaskState]:
-        return self.client.get_workflow_handle_for(TaskWorkflow.run, task_id)
-
-    async def _execution_status(self, task_id: str) -> WorkflowExecutionStatus | None:
-        async with _translated(task_id):
-            description = await self._handle(task_id).describe()
-        return description.status
+        self.driver = TaskDriver(client, update_timeout=update_timeout)
 
     async def submit(self, request: TaskRequest) -> str:
         """Start `TaskWorkflow`; returns the task id (the workflow id)."""
@@ -110,18 +82,15 @@ class TemporalBackend:
 
     async def get(self, task_id: str) -> TaskState:
         """The `state` query's answer."""
-        async with _translated(task_id):
-            return await self._handle(task_id).query(TaskWorkflow.state)
+        state = await self.driver.state(task_id)
+        if state is None:
+            raise task_not_found(task_id)
+        return state
 
     async def cancel(self, task_id: str) -> None:
         """Request cancellation (again while it winds down); `Conflict` once it has ended."""
         state = await self.get(task_id)
-        ended = state.status.is_terminal and state.status != TaskStatus.CANCELLED
-        running = await self._execution_status(task_id) == WorkflowExecutionStatus.RUNNING
-        if ended or not running:  # like the API: asking again while it winds down is fine
-            raise Conflict(f"task {task_id} has already ended ({state.status.value})", status=409)
-        async with _translated(task_id):
-            await self._handle(task_id).cancel()
+        await self.driver.cancel(task_id, status=state.status)
 
     async def approve(self, task_id: str, decision: ApprovalDecision) -> TaskStatus:
         """Run the `approve` update; `Conflict` unless the task awaits approval.
@@ -129,22 +98,7 @@ class TemporalBackend:
         Raises:
             ServiceUnavailable: No worker took the decision within `update_timeout`.
         """
-        try:
-            async with _translated(task_id):
-                outcome = await self._handle(task_id).execute_update(
-                    TaskWorkflow.approve, decision, rpc_timeout=self.update_timeout
-                )
-        except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            message = str(getattr(cause, "message", None) or cause or error)
-            raise Conflict(f"cannot approve {task_id}: {message}", status=409) from error
-        except TaskNotFound:
-            if await self._execution_status(task_id) is not None:  # closed, not unknown
-                raise Conflict(
-                    f"cannot approve {task_id}: the task has ended", status=409
-                ) from None
-            raise
-        return outcome.status
+        return await self.driver.approve(task_id, decision)
 
     async def list(self, filters: TaskFilter, *, limit: int, cursor: str | None) -> TaskPage:
         """Tasks of this queue prefix, newest first, read through visibility and the query."""
@@ -188,7 +142,7 @@ class TemporalBackend:
         """Whether the task can no longer change: a final status, or a closed workflow."""
         if state.status.is_terminal:
             return True
-        return await self._execution_status(task_id) != WorkflowExecutionStatus.RUNNING
+        return await self.driver.execution_status(task_id) != WorkflowExecutionStatus.RUNNING
 
     def ui_link(self, task_id: str) -> str | None:
         """The task's page in the Temporal Web UI, when `ui_url` is known."""
@@ -197,7 +151,13 @@ class TemporalBackend:
         return temporal_ui_link(self.ui_url, self.client.namespace, task_id)
 
     async def close(self) -> None:
-        """Nothing to close: Temporal clients need no closing."""
+        """Let the SDK's threads finish with the last call (Temporal clients need no closing).
+
+        The SDK's Rust threads release Python objects a moment after a call returns; a script
+        whose interpreter exits in that moment can abort ("PyGILState_Release: thread state
+        must be current", temporalio/sdk-python#300). A short pause at close avoids it.
+        """
+        await asyncio.sleep(_SETTLE_S)
 
 
 def _utc(value: datetime) -> str:

@@ -73,6 +73,7 @@ class AgentResult(BaseModel):
     """Result of `AgentWorkflow`: the answer and the whole transcript."""
 
     answer: str
+    answer_ref: BlobRef | None = Field(default=None, description="a large answer (answer is '')")
     transcript: list[ChatMessage] = Field(default_factory=list)
     transcript_ref: BlobRef | None = None
     usage: Usage = Field(default_factory=Usage)

@@ -20,11 +20,18 @@ class LLMPurpose(StrEnum):
 
 
 class ToolCall(BaseModel):
-    """A tool call the model asked for. `arguments` is the JSON text the model produced."""
+    """A tool call the model asked for. `arguments` is the JSON text the model produced.
+
+    Arguments over the claim-check threshold travel as `arguments_ref` (and `arguments` is
+    then empty); the activities that use them (`llm_complete`, `tool_execute`) resolve it.
+    """
 
     id: str
     name: str
     arguments: str = "{}"
+    arguments_ref: BlobRef | None = Field(
+        default=None, description="claim check of `arguments` when they are large"
+    )
 
 
 class ChatMessage(BaseModel):
@@ -85,4 +92,7 @@ class LLMResponse(BaseModel):
     worker: str | None = Field(default=None, description="identity of the worker that ran it")
     projection_written: bool = Field(
         default=False, description="the request's `projection` reached Postgres"
+    )
+    content_ref: BlobRef | None = Field(
+        default=None, description="claim check of `content` when it is large (content is None)"
     )

@@ -15,6 +15,17 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 MODEL_ID_PATTERN = r"^[a-z0-9_\-]+/.+$"
 MAX_PARALLEL = 64
 """The most subtasks of one task that run at once."""
+MIN_TIMEOUT_S = 1.0
+"""The shortest timeout or wait a task may ask for: Temporal rounds shorter ones to "none"."""
+
+STATE_QUERY = "state"
+"""Name of `TaskWorkflow`'s query answering the whole `TaskState`."""
+APPROVE_UPDATE = "approve"
+"""Name of `TaskWorkflow`'s update taking an `ApprovalDecision`, answering `ApprovalOutcome`."""
+
+# Every model a client sends refuses NaN and infinities (`1e400` parses as infinity): they
+# would pass range checks such as `gt=0` and cannot be written back as JSON.
+_INPUT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _no_nul(value: str) -> str:
@@ -104,7 +115,7 @@ class Usage(BaseModel):
 class Budget(BaseModel):
     """Spending limits of one task; either or both may be set."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT
 
     max_total_tokens: int | None = Field(default=None, gt=0)
     max_cost_usd: float | None = Field(default=None, gt=0)
@@ -121,9 +132,12 @@ class Budget(BaseModel):
 
 
 class TaskOptions(BaseModel):
-    """How a task runs. Unset timeouts take the worker's configured defaults."""
+    """How a task runs. Unset timeouts take the worker's configured defaults.
 
-    model_config = ConfigDict(extra="forbid")
+    Timeouts and waits are seconds, at least `MIN_TIMEOUT_S` (1 s).
+    """
+
+    model_config = _INPUT
 
     model: Annotated[str, Field(pattern=MODEL_ID_PATTERN)] | None = Field(
         default=None, description="'provider/model', e.g. 'openai/gpt-4o-mini'"
@@ -134,15 +148,15 @@ class TaskOptions(BaseModel):
         le=MAX_PARALLEL,
         description="subtasks running at once; unset: every ready subtask (up to 64)",
     )
-    task_timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
-    subtask_timeout_s: float | None = Field(default=None, gt=0, le=24 * 3600)
+    task_timeout_s: float | None = Field(default=None, ge=MIN_TIMEOUT_S, le=7 * 24 * 3600)
+    subtask_timeout_s: float | None = Field(default=None, ge=MIN_TIMEOUT_S, le=24 * 3600)
     max_iterations: int = Field(default=8, ge=1, le=100)
     require_approval: bool = False
-    approval_timeout_s: float = Field(default=24 * 3600, gt=0, le=30 * 24 * 3600)
+    approval_timeout_s: float = Field(default=24 * 3600, ge=MIN_TIMEOUT_S, le=30 * 24 * 3600)
     budget: Budget | None = None
     capability_wait_s: float | None = Field(
         default=None,
-        gt=0,
+        ge=MIN_TIMEOUT_S,
         le=7 * 24 * 3600,
         description="how long a subtask waits for a worker serving it",
     )
@@ -154,7 +168,7 @@ MAX_SUBTASKS = 50
 class Subtask(BaseModel):
     """One node of a plan."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT
 
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
     description: Text = Field(min_length=1, max_length=5000)
@@ -167,7 +181,7 @@ class Subtask(BaseModel):
 class Plan(BaseModel):
     """A DAG of subtasks. Structural checks (ids, dependencies, cycles) are in `validate_plan`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT
 
     subtasks: list[Subtask] = Field(min_length=1, max_length=MAX_SUBTASKS)
     rationale: Text | None = Field(default=None, max_length=5000)
@@ -176,7 +190,7 @@ class Plan(BaseModel):
 class TaskRequest(BaseModel):
     """What a user submits: `TaskWorkflow`'s input."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT
 
     description: Text = Field(min_length=10, max_length=5000)
     user_id: Text | None = Field(default=None, max_length=200)
@@ -251,6 +265,9 @@ class TaskState(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     approval_comment: str | None = None
     version: int = 0
+    waiting_for: str | None = Field(
+        default=None, description="a call of the task itself (planning, aggregation) being retried"
+    )
 
     def subtask(self, subtask_id: str) -> SubtaskState:
         """The state of one subtask by id."""
@@ -263,7 +280,7 @@ class TaskState(BaseModel):
 class ApprovalDecision(BaseModel):
     """Input of the `approve` update."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT
 
     approved: bool
     comment: Text = Field(default="", max_length=2000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -233,8 +234,11 @@ async def test_cancel_is_accepted_twice_while_running_then_conflicts(
         body = await stack.wait_status(task_id, {"running"})
         assert body["subtask_results"][0]["status"] in ("pending", "running")
 
-        first = await stack.http.post(f"/tasks/{task_id}/cancel")
-        second = await stack.http.post(f"/tasks/{task_id}/cancel")
+        # Both while it runs: an inline agent's task ends within moments of a cancel.
+        first, second = await asyncio.gather(
+            stack.http.post(f"/tasks/{task_id}/cancel"),
+            stack.http.post(f"/tasks/{task_id}/cancel"),
+        )
         ended = await stack.wait_status(task_id, TERMINAL)
         await stack.wait_closed(task_id)
         after = await stack.http.post(f"/tasks/{task_id}/cancel")

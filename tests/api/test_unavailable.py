@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 from api import task_access
 from api.auth import Caller
 from api.main import create_app
+from mahsm import task_driver
 from mahsm.devstack.process import free_port
 from mahsm.settings import load_settings
 from tests.api.conftest import StackFactory, api_settings, asgi_client, subtask
@@ -125,8 +126,8 @@ async def test_approving_a_task_no_worker_runs_answers_503_not_500(
     temporal_env: WorkflowEnvironment, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The update waits for a worker that never comes: the client call times out.
-    monkeypatch.setattr(task_access, "QUERY_TIMEOUT", timedelta(seconds=1))
-    monkeypatch.setattr(task_access, "UPDATE_TIMEOUT", timedelta(seconds=1))
+    monkeypatch.setattr(task_access, "LIVE_QUERY_TIMEOUT", timedelta(seconds=1))
+    monkeypatch.setattr(task_driver, "UPDATE_TIMEOUT", timedelta(seconds=1))
     prefix = f"idle{uuid.uuid4().hex[:8]}"  # no worker polls this prefix
     app = create_app(api_settings(temporal_env, database_url, queue_prefix=prefix))
     async with asgi_client(app) as http:
@@ -152,7 +153,7 @@ async def test_the_stored_row_is_served_when_the_state_query_gets_no_answer(
     # A workflow whose query cannot be answered in time (here: no worker at all) but whose
     # row says `running`: GET and the event stream show the row, not a `pending` made up from
     # the start event.
-    monkeypatch.setattr(task_access, "QUERY_TIMEOUT", timedelta(seconds=1))
+    monkeypatch.setattr(task_access, "LIVE_QUERY_TIMEOUT", timedelta(seconds=1))
     prefix = f"idle{uuid.uuid4().hex[:8]}"
     app = create_app(api_settings(temporal_env, database_url, queue_prefix=prefix))
     async with asgi_client(app) as http:

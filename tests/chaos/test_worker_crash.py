@@ -51,10 +51,11 @@ async def test_worker_sigkill_loses_nothing_and_repeats_no_finished_llm_call(
     assert in_flight, "the kill should have interrupted LLM calls"
     # Agents run inline in their task's workflow, and the kill came in the middle of agent
     # loops: some agent had finished its first LLM step but not its last.
-    agent_steps = {key for key in ended if "/llm-" in key[1]}
-    assert agent_steps and all(not wf.count(".") for wf, _ in agent_steps)
+    done_at_kill = {(e["workflow_id"], e["activity_id"]) for e in at_kill if e["event"] == "done"}
+    agent_steps = {key for key in done_at_kill if "/llm-" in key[1]}
+    assert agent_steps and all("." not in wf for wf, _ in agent_steps)
     assert any(
-        (wf, aid.replace("/llm-0", "/llm-1")) not in ended
+        (wf, aid.replace("/llm-0", "/llm-1")) not in done_at_kill
         for wf, aid in agent_steps
         if aid.endswith("/llm-0")
     ), "the kill should have come between the steps of an agent loop"

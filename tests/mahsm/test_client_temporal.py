@@ -151,8 +151,9 @@ async def test_cancel_a_running_task_then_conflict(engine: Engine, client: Mahsm
     # has closed, it is a conflict.
     with contextlib.suppress(WorkflowFailureError):
         await asyncio.wait_for(engine.client.get_workflow_handle(task_id).result(), 30)
-    with pytest.raises(Conflict, match="already ended"):
+    with pytest.raises(Conflict, match="has ended") as raised:
         await client.cancel(task_id)
+    assert raised.value.code == "task_ended" and raised.value.status == 409
 
 
 async def test_list_filters_by_status_and_user(client: MahsmClient) -> None:
@@ -259,3 +260,28 @@ async def test_cancelling_a_pending_approve_stays_a_cancellation(temporal_client
 
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(client.approve(task_id, True), timeout=0.5)
+
+
+async def test_list_shows_running_tasks_first_then_the_most_recently_ended(
+    client: MahsmClient,
+) -> None:
+    # docs/client.md: Temporal mode lists in the visibility store's order.
+    ended_first = await client.submit(FACTORIAL, model="scripted/demo", user_id="orderly")
+    await client.wait(ended_first, poll_s=0.1, timeout_s=60)
+    ended_last = await client.submit(FACTORIAL, model="scripted/demo", user_id="orderly")
+    await client.wait(ended_last, poll_s=0.1, timeout_s=60)
+    running = await client.submit(
+        FACTORIAL, model="scripted/demo", user_id="orderly", require_approval=True
+    )
+    await _until(client, running, TaskStatus.AWAITING_APPROVAL)
+    expected = [running, ended_last, ended_first]
+
+    listed: list[str] = []
+    for _ in range(100):  # visibility is eventually consistent
+        listed = [t.task_id for t in (await client.list(user_id="orderly")).tasks]
+        if listed == expected:
+            break
+        await asyncio.sleep(0.1)
+    await client.cancel(running)
+
+    assert listed == expected

@@ -18,8 +18,10 @@ from mahsm.contracts.task import (
     SubtaskStatus,
     TaskOptions,
     TaskRequest,
+    TaskState,
     TaskStatus,
 )
+from mahsm.task_driver import TaskDriver
 from tests.engine_harness import AGGREGATE, answer_rule, plan_rule, running_engine
 from workers.main import build_workers
 from workflows.pool_router import POOL_PICKUP_S
@@ -240,3 +242,59 @@ async def test_a_pool_whose_workers_died_shows_waiting_for_and_is_re_resolved(
     assert (second.pool or "").endswith(".data_analysis+web_scraping")
     moves = [e for e in events if e["kind"] == "note" and e["subtask_id"] == "second"]
     assert any("moved from" in (e["data"] or {}).get("message", "") for e in moves)
+
+
+async def test_a_large_agent_answer_travels_by_claim_check_to_the_result(engine_factory) -> None:
+    answer = "x" * (300 * 1024)  # over the claim-check threshold: the activity returns a ref
+    scenario = {
+        "rules": [
+            plan_rule("large", [_node("big", "Answer at length")]),
+            answer_rule("Answer at length", answer),
+        ]
+    }
+    async with engine_factory(scenario) as engine:
+        handle = await engine.start(TaskRequest(description="A large answer for the result"))
+        state = await handle.result()
+        big = state.subtask("big").result
+        stored = await engine.pool.fetchval(
+            "SELECT octet_length(content) FROM blobs WHERE id = $1",
+            big.output_ref.blob_id if big.output_ref else "",
+        )
+
+    assert state.status == TaskStatus.COMPLETED
+    assert big.output is None and big.output_ref is not None
+    assert big.output_ref.size_bytes == len(answer)
+    assert state.result is None and state.result_ref == big.output_ref
+    assert stored == len(answer)
+
+
+async def test_a_call_being_retried_shows_in_waiting_for_and_its_end_names_model_and_fix(
+    engine_factory,
+) -> None:
+    scenario = {
+        "rules": [
+            plan_rule("retried", [_node("flaky", "Call a failing provider")]),
+            {"purpose": "agent_step", "respond": {"error": 503}},
+        ]
+    }
+    async with engine_factory(scenario, llm_retry_s=12) as engine:
+        driver = TaskDriver(engine.client)
+        request = TaskRequest(description="A retried task whose provider keeps failing")
+        handle = await engine.start(request)
+        seen: TaskState | None = None
+        for _ in range(100):
+            state = await driver.state(handle.id)
+            assert state is not None
+            if state.subtasks and state.subtask("flaky").result.waiting_for:
+                seen = state
+                break
+            await asyncio.sleep(0.2)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        final = await engine.state(handle)
+
+    assert seen is not None, "the retried call never showed in waiting_for"
+    note = seen.subtask("flaky").result.waiting_for or ""
+    assert "flaky/llm-0" in note and "attempt" in note and "503" in note
+    error = final.subtask("flaky").result.error or ""
+    assert "scripted/test" in error and "12s" in error and "MAHSM_LLM_RETRY_S" in error

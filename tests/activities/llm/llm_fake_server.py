@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+AUTHORIZATION = "{authorization}"
+"""In a reply body: replaced by the request's Authorization header."""
+
 
 @dataclass
 class Reply:
@@ -58,7 +61,12 @@ class FakeLLMServer:
                         if server.replies
                         else Reply(500, {"error": {"message": "no canned reply left"}})
                     )
-                payload = json.dumps(reply.body).encode()
+                # A reply may echo the request's credentials, as some providers' errors do.
+                payload = (
+                    json.dumps(reply.body)
+                    .replace(AUTHORIZATION, self.headers.get("authorization") or "")
+                    .encode()
+                )
                 self.send_response(reply.status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(payload)))

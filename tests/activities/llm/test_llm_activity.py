@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,12 +29,18 @@ def _request(model: str, *messages: ChatMessage, task_id: str | None = None) -> 
     )
 
 
-def _env(*, attempt: int = 1, heartbeat_timeout: timedelta | None = None) -> ActivityEnvironment:
+def _env(
+    *,
+    attempt: int = 1,
+    heartbeat_timeout: timedelta | None = None,
+    start_to_close_timeout: timedelta | None = None,
+) -> ActivityEnvironment:
     env = ActivityEnvironment()
     env.info = dataclasses.replace(
         env.info,
         attempt=attempt,
         heartbeat_timeout=heartbeat_timeout,
+        start_to_close_timeout=start_to_close_timeout,
         workflow_id="wf-activity-test",
         activity_id="3",
     )
@@ -99,6 +106,43 @@ async def test_heartbeats_while_a_slow_call_runs(llm_settings: Settings) -> None
     )
     assert reply.content == "m: hello world"
     assert len(beats) >= 2
+
+
+async def test_heartbeats_every_2_s_during_a_long_call_whatever_the_timeout(
+    llm_settings: Settings,
+) -> None:
+    """A worker killed mid-call is noticed within a heartbeat timeout of ~10 s: the activity
+    beats every 2 s while the provider works, even when the workflow allows 60 s."""
+    for timeout in (None, timedelta(seconds=60)):
+        beats: list[float] = []
+        env = _env(heartbeat_timeout=timeout)
+        env.on_heartbeat = lambda *_details, beats=beats: beats.append(time.monotonic())
+        started = time.monotonic()
+        await env.run(
+            _with_echo(llm_settings, EchoProvider(delay_s=4.5)).complete, _request("echo/m")
+        )
+        ended = time.monotonic()
+        moments = [started, *beats, ended]
+        gaps = [b - a for a, b in zip(moments, moments[1:], strict=False)]
+        assert beats and all(gap < 3.0 for gap in gaps), (timeout, gaps)
+
+
+async def test_the_call_ends_before_start_to_close_with_an_error_naming_the_model(
+    llm_settings: Settings,
+) -> None:
+    """Our own timeout fires first, so the last error says which model and what to check
+    (Temporal's own start-to-close timeout names neither)."""
+    env = _env(start_to_close_timeout=timedelta(seconds=3))
+    with pytest.raises(ApplicationError) as raised:
+        await env.run(
+            _with_echo(llm_settings, EchoProvider(delay_s=8)).complete, _request("echo/m")
+        )
+    error = raised.value
+    assert error.type == "LLMTimeoutError" and not error.non_retryable
+    assert error.message == (
+        "echo/m: no answer within 1.5 s; check that the provider answers, or raise"
+        " MAHSM_LLM_TIMEOUT_S"
+    )
 
 
 async def test_llm_timeout_is_a_retryable_timeout(llm_settings: Settings) -> None:
@@ -219,4 +263,6 @@ async def test_blob_references_are_resolved_before_the_provider(
     )
     (seen,) = provider.requests
     assert seen.messages[1].content == big and seen.messages[1].content_ref is None
-    assert reply.content == "m: " + big
+    # the answer is as large: it comes back by claim check too
+    assert reply.content is None and reply.content_ref is not None
+    assert await blobs.get_text(reply.content_ref) == "m: " + big

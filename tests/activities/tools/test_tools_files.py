@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from activities.tools import ToolContext, ToolError
 from activities.tools.files import (
-    MAX_READ_BYTES,
     MAX_WRITE_BYTES,
     list_files,
     read_file,
@@ -98,13 +99,47 @@ def test_size_limits(context: ToolContext) -> None:
         write_file(context, "big.txt", "x" * (MAX_WRITE_BYTES + 1))
     assert not (context.workspace / "big.txt").exists()
     write_file(context, "max.txt", "x" * MAX_WRITE_BYTES)
-    three_mib = "y" * (3 * 1024 * 1024)
-    (context.workspace / "three.txt").write_text(three_mib)
-    assert read_file(context, "three.txt") == three_mib  # reads beyond 2 MiB work
+    one_mib = context.settings.tool_output_max_bytes - 1024
+    (context.workspace / "fits.txt").write_text("y" * one_mib)
+    assert read_file(context, "fits.txt") == "y" * one_mib  # up to the output bound: whole
+
+
+_NEXT_OFFSET = re.compile(
+    r"\n\[output truncated at (\d+) bytes of (\d+); call read_file with"
+    r" offset=(\d+) to read on\]$"
+)
+
+
+def test_a_file_over_the_output_bound_is_read_in_bounded_parts(
+    make_context: MakeContext, settings_with: Callable[..., Any]
+) -> None:
+    """Memory and result stay within MAHSM_TOOL_OUTPUT_MAX_BYTES whatever the file's size;
+    the note gives the offset of the next part, and the parts rebuild the file exactly."""
+    bound = 16 * 1024
+    context = make_context(settings=settings_with(tool_output_max_bytes=bound))
+    context.workspace.mkdir(parents=True)
+    text = "".join(f"line {i}: é€😀\n" for i in range(5000))  # 1-4 byte characters
+    (context.workspace / "big.txt").write_text(text)
+    size = len(text.encode())
+    parts, offset = [], 0
+    while True:
+        part = read_file(context, "big.txt", offset=offset)
+        assert len(part.encode()) <= bound
+        match = _NEXT_OFFSET.search(part)
+        if match is None:
+            parts.append(part)
+            break
+        shown, total, offset = (int(g) for g in match.groups())
+        assert total == size - (offset - shown)
+        parts.append(part[: match.start()])
+    assert "".join(parts) == text
+    assert len(parts) > size // bound  # really read in several parts
+
     with (context.workspace / "huge.txt").open("wb") as handle:
-        handle.truncate(MAX_READ_BYTES + 1)  # sparse: costs no disk
-    with pytest.raises(ToolError, match="reads up to 8 MiB"):
-        read_file(context, "huge.txt")
+        handle.truncate(8 * 1024**3)  # 8 GiB, sparse: costs no disk; read as NUL text
+    head = read_file(context, "huge.txt")
+    assert len(head.encode()) <= bound
+    assert head.endswith(f"of {8 * 1024**3}; call read_file with offset={bound - 1024} to read on]")
 
 
 def test_non_text_and_missing_files_are_explained(context: ToolContext) -> None:

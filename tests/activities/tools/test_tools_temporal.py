@@ -73,7 +73,7 @@ async def test_tool_execute_on_a_real_worker_returns_large_reads_by_reference(
     result, prefix = await run_probe(
         temporal_client,
         task_queue,
-        make_activities(),
+        make_activities(tool_output_max_bytes=4 * 1024 * 1024),  # the whole file fits
         ProbeInput(task_id=task_id, capabilities=[Capability.FILE_PROCESSING], calls=calls),
     )
     assert result.offered == [
