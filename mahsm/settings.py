@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -214,6 +215,16 @@ class Settings(BaseSettings):
     def workspace_root(self) -> Path:
         """Directory holding one sandboxed workspace per task."""
         return self.data_dir.resolve() / "workspaces"
+
+    # Worker stop: in-flight activities may finish for this long before they are cancelled.
+    worker_shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600)
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.upper() not in logging.getLevelNamesMapping():
+            raise ValueError("expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value
 
 
 def _describe(error: ValidationError) -> str:

@@ -6,6 +6,7 @@ at the end of the session; each test module gets a fresh database.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -27,6 +28,11 @@ from mahsm.db.pool import create_pool
 from mahsm.devstack.postgres import EmbeddedPostgres
 from mahsm.devstack.process import free_port
 from mahsm.devstack.temporal import temporal_cli_path, temporal_test_server_path
+
+# In-process test workers stop at once: many tests end with an activity still running (after
+# a timeout or a cancellation). The shutdown grace is tested with a worker process in
+# tests/devstack/test_worker_shutdown.py.
+os.environ.setdefault("MAHSM_WORKER_SHUTDOWN_GRACE_S", "0")
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import os
 import signal
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 import asyncpg
 import structlog
@@ -72,6 +73,7 @@ def build_workers(
     common = {
         "max_concurrent_activities": settings.worker_max_concurrent_activities,
         "max_concurrent_workflow_tasks": settings.worker_max_concurrent_workflow_tasks,
+        "graceful_shutdown_timeout": timedelta(seconds=settings.worker_shutdown_grace_s),
     }
     workers = []
     if serve_tasks:
@@ -105,7 +107,12 @@ def build_workers(
 
 
 async def run(settings: Settings) -> None:
-    """Connect, migrate, and run the workers until SIGINT/SIGTERM."""
+    """Connect, migrate, and run the workers until SIGINT/SIGTERM.
+
+    A stop lets in-flight activities finish for up to `worker_shutdown_grace_s` (the workers'
+    graceful shutdown timeout) before they are cancelled; all workers drain at once, so a
+    stop takes at most one grace period.
+    """
     if settings.database_url is None:
         raise SettingsError("MAHSM_DATABASE_URL is not set: `mahsm up` sets it, or set it yourself")
     database_url = settings.database_url.get_secret_value()
@@ -131,7 +138,12 @@ async def run(settings: Settings) -> None:
             if settings.ready_file is not None:
                 settings.ready_file.write_text(str(os.getpid()))
             await stop.wait()
-            log.info("worker stopping")
+            log.info(
+                "worker stopping; in-flight activities may finish",
+                grace_s=settings.worker_shutdown_grace_s,
+            )
+            await asyncio.gather(*(worker.shutdown() for worker in workers))
+            log.info("worker stopped")
     finally:
         if sql_pool is not None:
             await sql_pool.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 from enum import IntEnum
 from pathlib import Path
@@ -43,6 +44,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 3
     CONFLICT = 4
     UNREACHABLE = 5
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 
 _EXIT_CODES: list[tuple[type[MahsmError], ExitCode]] = [
@@ -74,9 +76,14 @@ ApiKeyOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+def say(markup: str) -> None:
+    """Print one line that holds ids, URLs or cursors: never wrapped, so it can be copied."""
+    console.print(markup, soft_wrap=True)
+
+
 def fail(message: str, code: ExitCode) -> NoReturn:
-    """Print `message` to stderr and exit with `code`."""
-    errors.print(f"[red]{escape(message)}[/red]")
+    """Print `message` to stderr (never wrapped) and exit with `code`."""
+    errors.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
     raise typer.Exit(int(code))
 
 
@@ -135,7 +142,10 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except MahsmError as error:
         code = next((c for kind, c in _EXIT_CODES if isinstance(error, kind)), ExitCode.TASK_FAILED)
-        fail(f"{error.message} [{error.code}]", code)
+        message = error.message
+        if isinstance(error, TaskNotFound):  # the API names its endpoint; we name our command
+            message = re.sub(r"GET /tasks\b(?!/)", "`mahsm list`", message)
+        fail(f"{message} [{error.code}]", code)
 
 
 def load_plan(path: Path) -> Plan:
@@ -152,11 +162,9 @@ def load_plan(path: Path) -> Plan:
         fail(f"invalid plan in {path}:\n{error}", ExitCode.USAGE)
 
 
-async def follow(
-    client: MahsmClient, task_id: str, *, link: str | None, poll_s: float = 0.5
-) -> TaskState:
+async def follow(client: MahsmClient, task_id: str, *, poll_s: float = 0.5) -> TaskState:
     """Show the live view until the task ends, then its result; returns the final state."""
-    with LiveTask(console, link=link) as live:
+    with LiveTask(console) as live:
         final = await client.wait(task_id, on_progress=live.update, poll_s=poll_s)
     console.print(outcome(final))
     return final

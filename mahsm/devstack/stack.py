@@ -2,8 +2,10 @@
 
 Start order is Temporal dev server, Postgres, migrations, worker, API; stop order is the
 reverse. Each part is waited for until it is ready, and every child runs in its own process
-group, so stopping it stops everything it started. Readiness contract of the worker: it
-creates the file named by `MAHSM_READY_FILE` once it polls its task queues.
+group, so stopping it stops everything it started. While up, a Postgres, worker or API that
+dies is restarted (Postgres on its data); a dead Temporal dev server stops the stack.
+Readiness contract of the worker: it creates the file named by `MAHSM_READY_FILE` once it
+polls its task queues.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -47,6 +50,7 @@ class StackInfo:
     database_url: str
     data_dir: Path
     logs_dir: Path
+    default_model: str
 
 
 @dataclass
@@ -89,6 +93,7 @@ class DevStack:
         self._lock = StackLock(self.data_dir)
         self._temporal: TemporalDevServer | None = None
         self._postgres: EmbeddedPostgres | None = None
+        self._postgres_restarts = 0
         self._roles: list[_Role] = []
         self.info: StackInfo | None = None
 
@@ -137,6 +142,11 @@ class DevStack:
                 log_path=self.logs_dir / "postgres.log",
             )
             database_url = self._started("postgres", self._postgres.start, self._pg_process)
+            if not self._postgres.pgdata.is_relative_to(self.data_dir):
+                self._step(
+                    f"Postgres data: {self._postgres.pgdata} (the data dir is out of the"
+                    " Postgres system user's reach; it links there)"
+                )
         else:
             database_url = s.database_url.get_secret_value()
             self._step(f"Using Postgres at {redact_text(database_url)}")
@@ -175,6 +185,7 @@ class DevStack:
             database_url=redact_text(database_url),
             data_dir=self.data_dir,
             logs_dir=self.logs_dir,
+            default_model=s.default_model,
         )
         log.debug("stack up", api=api_url, temporal=temporal_address, data_dir=str(self.data_dir))
         return self.info
@@ -249,17 +260,17 @@ class DevStack:
     # -- run -----------------------------------------------------------------------------
 
     def supervise(self) -> None:
-        """Check the children once: restart a dead worker or API; fail if a server died.
+        """Check the children once: restart a dead Postgres, worker or API; fail if Temporal died.
 
         Raises:
-            StackError: Temporal or Postgres exited, or a role died too often.
+            StackError: Temporal exited, or another part died too often.
         """
-        for name, server in (
-            ("Temporal dev server", self._temporal_process()),
-            ("Postgres", self._pg_process()),
-        ):
-            if server is not None and not server.running:
-                raise StackError(f"{name} exited (code {server.returncode}).{server.tail()}")
+        temporal = self._temporal_process()
+        if temporal is not None and not temporal.running:
+            raise StackError(
+                f"Temporal dev server exited (code {temporal.returncode}).{temporal.tail()}"
+            )
+        self._supervise_postgres()
         for role in self._roles:
             if role.process is None or role.process.running:
                 continue
@@ -277,8 +288,30 @@ class DevStack:
                 role.ready_file.unlink(missing_ok=True)
             self._launch(role)
 
+    def _supervise_postgres(self) -> None:
+        """Restart a Postgres that died, on its data: it recovers from its WAL at start.
+
+        The worker and the API keep running; their pools reconnect, and activities that
+        failed meanwhile are retried by Temporal.
+        """
+        server = self._pg_process()
+        if self._postgres is None or server is None or server.running:
+            return
+        if self._postgres_restarts >= MAX_RESTARTS:
+            raise StackError(
+                f"Postgres exited {self._postgres_restarts + 1} times; giving up.{server.tail()}"
+            )
+        self._postgres_restarts += 1
+        self._step(
+            f"Postgres exited (code {server.returncode}); restarting on its data"
+            f" (see {server.log_path})"
+        )
+        server.stop(timeout_s=5)  # reap backends left in its process group
+        self._started("postgres", self._postgres.start, self._pg_process)
+        self._step("Postgres is back.")
+
     def wait(self, *, poll_s: float = 0.5) -> None:
-        """Supervise until interrupted (KeyboardInterrupt) or a server dies (StackError)."""
+        """Supervise until interrupted (KeyboardInterrupt) or a part fails for good (StackError)."""
         while True:
             self.supervise()
             time.sleep(poll_s)
@@ -289,8 +322,11 @@ class DevStack:
         """Stop everything in reverse start order, then release the lock. Safe to call twice."""
         for role in reversed(self._roles):
             if role.process is not None:
-                self._step(f"Stopping {role.name} ...")
-                self._stop_quietly(role.name, role.process.stop)
+                # The worker lets in-flight activities finish first (its shutdown grace).
+                grace = self.settings.worker_shutdown_grace_s if role.name == "worker" else 0
+                note = f" (in-flight activities may finish, up to {grace:g} s)" if grace else ""
+                self._step(f"Stopping {role.name}{note} ...")
+                self._stop_quietly(role.name, partial(role.process.stop, timeout_s=grace + 15))
                 role.process = None
         self._roles.clear()
         self.ready_file.unlink(missing_ok=True)

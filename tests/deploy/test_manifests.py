@@ -133,3 +133,37 @@ def test_readme_documents_every_setting() -> None:
     readme = (DEPLOY.parent / "README.md").read_text()
     missing = sorted(var for var in SETTING_VARS if f"| `{var}` |" not in readme)
     assert not missing, f"add these settings to the README's configuration table: {missing}"
+
+
+def _seconds(duration: str | int) -> float:
+    text = str(duration)
+    return float(text[:-1]) * (60 if text.endswith("m") else 1) if text[-1] in "sm" else float(text)
+
+
+def test_worker_shutdown_grace_ends_before_the_orchestrator_kills_the_worker() -> None:
+    # In-flight activities may finish during the grace; a kill before its end loses that.
+    worker = _compose()["services"]["mahsm-worker"]
+    grace = float(worker["environment"]["MAHSM_WORKER_SHUTDOWN_GRACE_S"])
+    assert grace + 10 <= _seconds(worker["stop_grace_period"])
+    docs = _k8s_docs()
+    (config,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    grace = float(config["data"]["MAHSM_WORKER_SHUTDOWN_GRACE_S"])
+    for doc in docs:
+        if doc["kind"] == "Deployment" and doc["metadata"]["name"].startswith("mahsm-worker-"):
+            pod = doc["spec"]["template"]["spec"]
+            assert grace + 10 <= pod["terminationGracePeriodSeconds"], doc["metadata"]["name"]
+
+
+def test_temporal_ui_is_loopback_read_only_and_its_protection_documented() -> None:
+    # The UI shows every user's tasks without a login of its own.
+    ui = _compose()["services"]["temporal-ui"]
+    assert all(port.startswith("127.0.0.1:") for port in ui["ports"])
+    assert ui["environment"]["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
+    assert not [
+        d
+        for d in _k8s_docs()
+        if d["kind"] in ("Service", "Ingress") and "ui" in d["metadata"]["name"]
+    ], "deploy/ must not expose the Temporal UI"
+    operations = (DEPLOY.parent / "docs" / "operations.md").read_text().lower()
+    for needed in ("temporal_auth_enabled", "temporal_auth_provider_url", "per-user views"):
+        assert needed in operations, needed
