@@ -175,6 +175,10 @@ async def test_list_filters_by_status_and_user(client: MahsmClient) -> None:
     assert {done, waiting} <= await listed(user_id="lister")
     assert await listed(user_id="lister", status="awaiting_approval") == {waiting}
     await client.cancel(waiting)
+    # Pages are read from Temporal's visibility, which catches up with the cancel shortly
+    # after the task ends: wait for that, or the two pages may see it in two places.
+    await client.wait(waiting, poll_s=0.1, timeout_s=60)
+    assert await listed(user_id="lister", status="cancelled") == {waiting}
 
     first = await client.list(user_id="lister", limit=1)
     assert len(first.tasks) == 1 and first.next_cursor
