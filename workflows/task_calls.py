@@ -50,10 +50,10 @@ def out_of_time(error: ActivityError) -> bool:
 
     Either during an attempt, or because the next retry would not have fit in it.
     """
-    return (
-        timeout_type(error) == TimeoutType.SCHEDULE_TO_CLOSE
-        or error.retry_state == RetryState.TIMEOUT
-    )
+    kind = timeout_type(error)
+    if kind == TimeoutType.SCHEDULE_TO_START:  # never picked up: re-routed, not out of time
+        return False
+    return kind == TimeoutType.SCHEDULE_TO_CLOSE or error.retry_state == RetryState.TIMEOUT
 
 
 class BudgetGate:

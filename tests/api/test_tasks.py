@@ -89,6 +89,8 @@ async def test_submit_returns_202_with_links_and_the_task_reads_live_then_from_p
         "result",
         "error",
         "usage",
+        "model",
+        "waiting_for",
     }
     assert task["status"] == "completed" and "sum=3" in task["result"]
     assert task["usage"]["input_tokens"] > 0

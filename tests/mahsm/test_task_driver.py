@@ -97,7 +97,7 @@ async def test_both_modes_refuse_the_same_calls_with_the_same_codes(
             ),
         }
         rest = clients["rest"]
-        task_id = await rest.submit("Take your time with this one", require_approval=True)
+        task_id = await rest.submit("Take your time with this slow one", require_approval=True)
         await _until(rest, task_id, TaskStatus.AWAITING_APPROVAL)
         assert await rest.approve(task_id) == TaskStatus.RUNNING
         running = {mode: await _error(c.approve(task_id)) for mode, c in clients.items()}
