@@ -6,7 +6,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.blobs import BlobStore
+from mahsm.activities.blobs import BlobStore
 from mahsm.contracts.engine import BlobText
 from mahsm.contracts.projection import StoreWrite
 from mahsm.contracts.task import BlobRef, SubtaskState, TaskState

@@ -1,4 +1,4 @@
-"""`python -m api`: serve the API with uvicorn on `MAHSM_API_HOST:MAHSM_API_PORT`."""
+"""`python -m mahsm.api`: serve the API with uvicorn on `MAHSM_API_HOST:MAHSM_API_PORT`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import uvicorn
 
-from api.main import create_app
+from mahsm.api.main import create_app
 from mahsm.logging import configure_logging
 from mahsm.settings import Settings, SettingsError, get_settings
 

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.deps import ApiError, SettingsDep
+from mahsm.api.deps import ApiError, SettingsDep
 
 _bearer = HTTPBearer(
     auto_error=False,

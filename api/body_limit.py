@@ -6,7 +6,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import ApiError
+from mahsm.api.deps import ApiError
 
 MAX_BODY_BYTES = 1024 * 1024
 

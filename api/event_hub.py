@@ -26,8 +26,8 @@ from typing import Any
 import asyncpg
 import structlog
 
-from api.deps import CONNECT_TIMEOUT_S, BackendUnavailable
-from api.task_events import DATABASE_ERRORS, READ_BATCH, LogEvent, contiguous, read_log
+from mahsm.api.deps import CONNECT_TIMEOUT_S, BackendUnavailable
+from mahsm.api.task_events import DATABASE_ERRORS, READ_BATCH, LogEvent, contiguous, read_log
 from mahsm.db.pool import create_pool
 from mahsm.logging import redact_text
 

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from api.deps import ApiError
+from mahsm.api.deps import ApiError
 
 
 class _Utf8JsonRequest(Request):

@@ -14,10 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.body_limit import BodyLimitMiddleware
-from api.deps import Backends
-from api.docs_ui import add_docs
-from api.routes import agents, events, health, tasks
+from mahsm.api.body_limit import BodyLimitMiddleware
+from mahsm.api.deps import Backends
+from mahsm.api.docs_ui import add_docs
+from mahsm.api.routes import agents, events, health, tasks
 from mahsm.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from api.deps import ApiError, BackendUnavailable
-from api.schemas import SubtaskView, TaskDetail, TaskPage, TaskView
+from mahsm.api.deps import ApiError, BackendUnavailable
+from mahsm.api.schemas import SubtaskView, TaskDetail, TaskPage, TaskView
 from mahsm.contracts.task import Plan, TaskStatus, Usage
 from mahsm.logging import redact_text
 

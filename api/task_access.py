@@ -12,10 +12,10 @@ from typing import NoReturn
 
 from temporalio.service import RPCError
 
-from api.auth import Caller
-from api.deps import ApiError, Backends, BackendUnavailable
-from api.read_model import TaskSnapshot, load_task, resolve_blobs
-from api.schemas import TaskDetail, TaskStatusChange, subtask_view, task_view
+from mahsm.api.auth import Caller
+from mahsm.api.deps import ApiError, Backends, BackendUnavailable
+from mahsm.api.read_model import TaskSnapshot, load_task, resolve_blobs
+from mahsm.api.schemas import TaskDetail, TaskStatusChange, subtask_view, task_view
 from mahsm.contracts.task import ApprovalDecision, TaskState
 from mahsm.errors import MahsmError
 from mahsm.task_driver import RPC_TIMEOUT as RPC_TIMEOUT  # for api/routes/agents.py

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from api.deps import BackendUnavailable
+from mahsm.api.deps import BackendUnavailable
 from mahsm.contracts.task import TaskStatus
 from mahsm.logging import redact_text
 

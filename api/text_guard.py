@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import BaseModel
 
-from api.deps import ApiError
+from mahsm.api.deps import ApiError
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 

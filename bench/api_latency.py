@@ -1,7 +1,7 @@
 """API latency: p50/p95/p99 of `POST /tasks` and `GET /tasks/{id}` with 20 concurrent clients.
 
-Three processes, as deployed: the API (`python -m api`, uvicorn), one worker
-(`python -m workers`) and this load generator (httpx, one connection per client). The
+Three processes, as deployed: the API (`python -m mahsm.api`, uvicorn), one worker
+(`python -m mahsm.workers`) and this load generator (httpx, one connection per client). The
 scripted model answers after `--latency-ms` (default 100 ms), so tasks are running while they
 are read: `GET` answers a running task from the workflow's `state` query (bounded at 2 s, then
 the Postgres row) and an ended one from Postgres; both are reported, and the mix.
@@ -319,13 +319,13 @@ async def main_async(args: argparse.Namespace) -> None:
         env = worker_env(stack, settings)
         ready = stack.root / "worker.ready"
         worker = await start_process(
-            [sys.executable, "-m", "workers"],
+            [sys.executable, "-m", "mahsm.workers"],
             {**env, "MAHSM_READY_FILE": str(ready)},
             stack.root / "worker.log",
         )
         port = free_port()
         api = await start_process(
-            [sys.executable, "-m", "api"],
+            [sys.executable, "-m", "mahsm.api"],
             {**env, "MAHSM_API_HOST": "127.0.0.1", "MAHSM_API_PORT": str(port)},
             stack.root / "api.log",
         )

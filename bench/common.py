@@ -40,7 +40,7 @@ from mahsm.devstack.process import free_port
 from mahsm.devstack.temporal import TemporalDevServer
 from mahsm.settings import Settings, load_settings
 from mahsm.temporal_client import connect
-from workers.main import build_workers
+from mahsm.workers.main import build_workers
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -245,7 +245,7 @@ def load_average() -> list[float]:
 
 
 def worker_env(stack: Stack, settings: Settings) -> dict[str, str]:
-    """Environment of a `python -m workers` subprocess equivalent to `settings`."""
+    """Environment of a `python -m mahsm.workers` subprocess equivalent to `settings`."""
     env = dict(os.environ)
     env.update(
         {

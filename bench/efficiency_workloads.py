@@ -21,13 +21,13 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.blobs import BlobStore
-from activities.llm.activity import LLMActivities
-from activities.tools.activity import ToolActivities
-from activities.tools.registry import specs_for
 from bench.common import Stack
 from bench.one_workflow_contracts import FloorRequest
 from bench.one_workflow_floor import OneWorkflowTask
+from mahsm.activities.blobs import BlobStore
+from mahsm.activities.llm.activity import LLMActivities
+from mahsm.activities.tools.activity import ToolActivities
+from mahsm.activities.tools.registry import specs_for
 from mahsm.contracts.task import Capability, Plan, Subtask, TaskOptions, TaskRequest, TaskStatus
 from mahsm.settings import Settings
 from mahsm.tasks import start_task

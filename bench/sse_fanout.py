@@ -4,11 +4,11 @@ Issue 9 item 5: 200 streams of one user, each polling the workflow's `state` que
 250 ms, took `GET /tasks/{id}` of running tasks from 14 ms median to 2 s. Streams now read the
 task event log, pushed by Postgres LISTEN/NOTIFY; this measures what they cost the reads.
 
-Processes as deployed: the API (`python -m api`), one worker (`python -m workers`), this load
-generator. `--held` tasks are submitted with `require_approval`, so their workflows run and
-wait (the GET targets: read from Postgres plus the live `state` query). While measuring, a
-task is started every `--churn-s` and runs through plan, agents and aggregation with the
-scripted model's `--latency-ms`, so events are written and pushed. Two phases, same load:
+Processes as deployed: the API (`python -m mahsm.api`), one worker (`python -m mahsm.workers`), this
+load generator. `--held` tasks are submitted with `require_approval`, so their workflows run and
+wait (the GET targets: read from Postgres plus the live `state` query). While measuring, a task is
+started every `--churn-s` and runs through plan, agents and aggregation with the scripted model's
+`--latency-ms`, so events are written and pushed. Two phases, same load:
 
 - `floor`: 0 streams; `--clients` clients GET random held tasks, paced at `--rate`/s.
 - `streams`: `--streams` streams open on the held tasks (one user), plus one on each task
@@ -231,7 +231,7 @@ async def main_async(args: argparse.Namespace) -> None:
         env = worker_env(stack, settings)
         ready = stack.root / "worker.ready"
         worker = await start_process(
-            [sys.executable, "-m", "workers"],
+            [sys.executable, "-m", "mahsm.workers"],
             {**env, "MAHSM_READY_FILE": str(ready)},
             stack.root / "worker.log",
         )
@@ -242,7 +242,9 @@ async def main_async(args: argparse.Namespace) -> None:
             "MAHSM_API_PORT": str(port),
             "MAHSM_SSE_MAX_STREAMS_PER_USER": str(args.streams + 1000),
         }
-        api = await start_process([sys.executable, "-m", "api"], api_env, stack.root / "api.log")
+        api = await start_process(
+            [sys.executable, "-m", "mahsm.api"], api_env, stack.root / "api.log"
+        )
         try:
             await wait_for_file(ready, timeout_s=60, process=worker)
             base_url = f"http://127.0.0.1:{port}"

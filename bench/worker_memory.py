@@ -1,6 +1,6 @@
 """Worker memory: peak RSS of one worker process running 200 concurrent tasks.
 
-The worker runs as `python -m workers` (what `mahsm worker` runs); its RSS is sampled with
+The worker runs as `python -m mahsm.workers` (what `mahsm worker` runs); its RSS is sampled with
 psutil every 50 ms from before the first task until the last one ends. All tasks are
 started at once; each has `--subtasks` independent subtasks (default 5, the throughput
 shape) whose LLM step takes `--latency-ms` (default 500 ms), so every task holds a
@@ -100,7 +100,7 @@ async def main_async(args: argparse.Namespace) -> None:
         settings = engine_settings(stack, scenario_file)
         ready = stack.root / "worker.ready"
         worker = await start_process(
-            [sys.executable, "-m", "workers"],
+            [sys.executable, "-m", "mahsm.workers"],
             {**worker_env(stack, settings), "MAHSM_READY_FILE": str(ready)},
             stack.root / "worker.log",
         )

@@ -18,12 +18,12 @@ import yaml
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from activities.tools.registry import ToolRegistry
+from mahsm.activities.tools.registry import ToolRegistry
 from mahsm.contracts.task import Capability, TaskRequest, TaskState
 from mahsm.queues import tasks_queue
 from mahsm.settings import Settings, load_settings
-from workers.main import build_workers
-from workflows.task_workflow import TaskWorkflow
+from mahsm.workers.main import build_workers
+from mahsm.workflows.task_workflow import TaskWorkflow
 
 
 @dataclass

@@ -18,14 +18,14 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.blobs import BlobStore
-from activities.engine import EngineActivities
-from activities.llm.activity import LLMActivities
-from activities.llm.registry import ProviderRegistry
-from activities.store import StoreActivities
-from activities.tools.activity import ToolActivities
-from activities.tools.registry import ToolRegistry, default_registry
-from activities.tools.sql import create_sql_pool
+from mahsm.activities.blobs import BlobStore
+from mahsm.activities.engine import EngineActivities
+from mahsm.activities.llm.activity import LLMActivities
+from mahsm.activities.llm.registry import ProviderRegistry
+from mahsm.activities.store import StoreActivities
+from mahsm.activities.tools.activity import ToolActivities
+from mahsm.activities.tools.registry import ToolRegistry, default_registry
+from mahsm.activities.tools.sql import create_sql_pool
 from mahsm.contracts.task import Capability
 from mahsm.db.migrate import migrate
 from mahsm.db.pool import create_pool
@@ -33,8 +33,8 @@ from mahsm.logging import configure_logging
 from mahsm.queues import pool_queue, tasks_queue
 from mahsm.settings import Settings, SettingsError, get_settings
 from mahsm.temporal_client import connect
-from workflows.agent_workflow import AgentWorkflow
-from workflows.task_workflow import TaskWorkflow
+from mahsm.workflows.agent_workflow import AgentWorkflow
+from mahsm.workflows.task_workflow import TaskWorkflow
 
 log = structlog.get_logger(__name__)
 
@@ -151,7 +151,7 @@ async def run(settings: Settings) -> None:
 
 
 def main() -> None:
-    """Entry point of `python -m workers` and `mahsm worker`."""
+    """Entry point of `python -m mahsm.workers` and `mahsm worker`."""
     try:
         settings = get_settings()
     except SettingsError as error:

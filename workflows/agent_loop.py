@@ -15,7 +15,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.tools.registry import specs_for
+    from mahsm.activities.tools.registry import specs_for
     from mahsm.contracts.engine import AgentInput, AgentResult, AgentTranscript
     from mahsm.contracts.llm import (
         ChatMessage,
@@ -27,8 +27,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from mahsm.contracts.task import BlobRef, Usage
     from mahsm.contracts.tools import ToolInvocation, ToolOutcome
-    from workflows import prompts
-    from workflows.payloads import fit_messages, store_text
+    from mahsm.workflows import prompts
+    from mahsm.workflows.payloads import fit_messages, store_text
 
 _TRANSCRIPT_INLINE_BYTES = 128 * 1024
 

@@ -12,14 +12,14 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.llm.activity import LLMActivities
-    from activities.tools.activity import ToolActivities
+    from mahsm.activities.llm.activity import LLMActivities
+    from mahsm.activities.tools.activity import ToolActivities
     from mahsm.contracts.engine import AgentInput, AgentResult
     from mahsm.contracts.llm import LLMRequest, LLMResponse
     from mahsm.contracts.task import Usage
     from mahsm.contracts.tools import ToolInvocation, ToolOutcome
-    from workflows.agent_loop import budget_stop, run_agent_loop
-    from workflows.retry import LLM_RETRY, TOOL_RETRY, llm_heartbeat_timeout
+    from mahsm.workflows.agent_loop import budget_stop, run_agent_loop
+    from mahsm.workflows.retry import LLM_RETRY, TOOL_RETRY, llm_heartbeat_timeout
 
 TOOL_TIMEOUT_MARGIN_S = 10.0
 

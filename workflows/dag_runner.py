@@ -34,11 +34,11 @@ with workflow.unsafe.imports_passed_through():
         Usage,
     )
     from mahsm.plan_validation import descendants
-    from workflows.agent_workflow import AgentWorkflow
-    from workflows.failures import failure_message, usage_of_failure
-    from workflows.payloads import OUTPUT_INLINE_BYTES, store_text
-    from workflows.pool_lookup import PoolLookup
-    from workflows.task_recorder import KEEP, TaskRecorder
+    from mahsm.workflows.agent_workflow import AgentWorkflow
+    from mahsm.workflows.failures import failure_message, usage_of_failure
+    from mahsm.workflows.payloads import OUTPUT_INLINE_BYTES, store_text
+    from mahsm.workflows.pool_lookup import PoolLookup
+    from mahsm.workflows.task_recorder import KEEP, TaskRecorder
 
 
 # Histories recorded before max_parallel defaulted to "every ready subtask" carry 4.

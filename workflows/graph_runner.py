@@ -33,14 +33,14 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.contracts.llm import LLMRequest, LLMResponse
     from mahsm.contracts.task import MAX_PARALLEL, Subtask, SubtaskStatus, TaskRequest, Usage
     from mahsm.contracts.tools import ToolInvocation, ToolOutcome
-    from workflows.agent_loop import budget_stop, run_agent_loop
-    from workflows.agent_workflow import AgentWorkflow
-    from workflows.dag_runner import DagRunner
-    from workflows.failures import failure_message, usage_of_failure
-    from workflows.payloads import OUTPUT_INLINE_BYTES, store_text
-    from workflows.pool_router import POOL_PICKUP_S, Need, PoolRouter
-    from workflows.task_calls import BudgetSpent, SubtaskDeadline, TaskCalls, timeout_type
-    from workflows.task_recorder import TaskRecorder
+    from mahsm.workflows.agent_loop import budget_stop, run_agent_loop
+    from mahsm.workflows.agent_workflow import AgentWorkflow
+    from mahsm.workflows.dag_runner import DagRunner
+    from mahsm.workflows.failures import failure_message, usage_of_failure
+    from mahsm.workflows.payloads import OUTPUT_INLINE_BYTES, store_text
+    from mahsm.workflows.pool_router import POOL_PICKUP_S, Need, PoolRouter
+    from mahsm.workflows.task_calls import BudgetSpent, SubtaskDeadline, TaskCalls, timeout_type
+    from mahsm.workflows.task_recorder import TaskRecorder
 
 
 T = TypeVar("T")

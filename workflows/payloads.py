@@ -11,11 +11,11 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.store import StoreActivities
+    from mahsm.activities.store import StoreActivities
     from mahsm.contracts.engine import BlobText
     from mahsm.contracts.llm import ChatMessage
     from mahsm.contracts.task import BlobRef
-    from workflows.retry import STORE_RETRY
+    from mahsm.workflows.retry import STORE_RETRY
 
 # A subtask output larger than this travels by reference: 50 subtasks then stay under 2 MB
 # in the `state` query, in a dependent's input and in the aggregation request.

@@ -10,12 +10,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from activities.engine import EngineActivities
+    from mahsm.activities.engine import EngineActivities
     from mahsm.contracts.engine import PoolRequest
     from mahsm.contracts.task import Capability, Subtask
     from mahsm.queues import prefix_of
-    from workflows.failures import failure_message
-    from workflows.task_recorder import TaskRecorder
+    from mahsm.workflows.failures import failure_message
+    from mahsm.workflows.task_recorder import TaskRecorder
 
 _LOOKUP_TIMEOUT = timedelta(seconds=10)
 _WAIT_RETRY = RetryPolicy(

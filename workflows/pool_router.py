@@ -20,12 +20,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from activities.engine import EngineActivities
+    from mahsm.activities.engine import EngineActivities
     from mahsm.contracts.engine import PoolRequest
     from mahsm.contracts.task import Capability
     from mahsm.queues import prefix_of
-    from workflows.failures import failure_message
-    from workflows.task_recorder import TaskRecorder
+    from mahsm.workflows.failures import failure_message
+    from mahsm.workflows.task_recorder import TaskRecorder
 
 # How long a call may wait on its pool's queue before the pool is looked up again.
 POOL_PICKUP_S = 15.0

@@ -21,16 +21,16 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState, T
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.llm.activity import LLMActivities
-    from activities.tools.activity import ToolActivities
+    from mahsm.activities.llm.activity import LLMActivities
+    from mahsm.activities.tools.activity import ToolActivities
     from mahsm.contracts.engine import EngineDefaults
     from mahsm.contracts.llm import LLMRequest, LLMResponse
     from mahsm.contracts.task import Budget, Usage
     from mahsm.contracts.tools import ToolInvocation, ToolOutcome
-    from workflows.failures import failure_message
-    from workflows.pool_router import POOL_PICKUP_S
-    from workflows.retry import LLM_RETRY, TOOL_RETRY, llm_heartbeat_timeout
-    from workflows.task_recorder import TaskRecorder
+    from mahsm.workflows.failures import failure_message
+    from mahsm.workflows.pool_router import POOL_PICKUP_S
+    from mahsm.workflows.retry import LLM_RETRY, TOOL_RETRY, llm_heartbeat_timeout
+    from mahsm.workflows.task_recorder import TaskRecorder
 
 TOOL_TIMEOUT_MARGIN_S = 10.0
 

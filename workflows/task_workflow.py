@@ -9,9 +9,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from activities.engine import EngineActivities
-    from activities.llm.activity import LLMActivities
-    from activities.store import StoreActivities
+    from mahsm.activities.engine import EngineActivities
+    from mahsm.activities.llm.activity import LLMActivities
+    from mahsm.activities.store import StoreActivities
     from mahsm.contracts.engine import DefaultsRequest, EngineDefaults
     from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse
     from mahsm.contracts.task import (
@@ -28,13 +28,13 @@ with workflow.unsafe.imports_passed_through():
         TaskState,
         TaskStatus,
     )
-    from workflows import prompts
-    from workflows.dag_runner import DagRunner
-    from workflows.failures import failure_message
-    from workflows.graph_runner import GraphRunner
-    from workflows.retry import LLM_RETRY, STORE_RETRY
-    from workflows.task_calls import TaskCalls
-    from workflows.task_recorder import TaskRecorder
+    from mahsm.workflows import prompts
+    from mahsm.workflows.dag_runner import DagRunner
+    from mahsm.workflows.failures import failure_message
+    from mahsm.workflows.graph_runner import GraphRunner
+    from mahsm.workflows.retry import LLM_RETRY, STORE_RETRY
+    from mahsm.workflows.task_calls import TaskCalls
+    from mahsm.workflows.task_recorder import TaskRecorder
 
 PLAN_REPAIR_ATTEMPTS = 2
 # Inline agents, projection writes carried by LLM calls, no aggregation of a single subtask.

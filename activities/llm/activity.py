@@ -1,7 +1,7 @@
 """The `llm_complete` activity: one LLM call, with blobs resolved, heartbeats and cost.
 
 What leaves the activity is safe to record: large content and tool-call arguments travel by
-claim check (`activities.llm.claim_check`), and the worker's secrets are redacted from the
+claim check (`mahsm.activities.llm.claim_check`), and the worker's secrets are redacted from the
 answer and from every error (`mahsm.redaction`).
 
 Built once per worker::
@@ -26,14 +26,14 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.blobs import BlobStore
-from activities.llm.claim_check import RESPONSE_INLINE_BUDGET, offload_response, resolve_refs
-from activities.llm.errors import LLMCallError, check_hint, timeout_error
-from activities.llm.pricing import cost
-from activities.llm.provider import CallContext, PricedProvider
-from activities.llm.registry import ProviderRegistry
-from activities.store import ProjectionWriter
-from activities.tools.registry import ToolRegistry, default_registry
+from mahsm.activities.blobs import BlobStore
+from mahsm.activities.llm.claim_check import RESPONSE_INLINE_BUDGET, offload_response, resolve_refs
+from mahsm.activities.llm.errors import LLMCallError, check_hint, timeout_error
+from mahsm.activities.llm.pricing import cost
+from mahsm.activities.llm.provider import CallContext, PricedProvider
+from mahsm.activities.llm.registry import ProviderRegistry
+from mahsm.activities.store import ProjectionWriter
+from mahsm.activities.tools.registry import ToolRegistry, default_registry
 from mahsm.contracts.llm import LLMPurpose, LLMRequest, LLMResponse
 from mahsm.redaction import redact_output, redact_text, register_settings
 from mahsm.settings import Settings
@@ -89,7 +89,7 @@ class LLMActivities:
             The provider's answer with `usage.cost_usd` filled.
 
         Raises:
-            ApplicationError: `type="LLM<Kind>Error"` (see `activities.llm.errors`),
+            ApplicationError: `type="LLM<Kind>Error"` (see `mahsm.activities.llm.errors`),
                 non-retryable for errors a retry cannot fix, with `next_retry_delay` when the
                 provider sent `retry-after`.
         """

@@ -16,12 +16,12 @@ from typing import Any
 import anthropic
 from anthropic.types import TextBlock, ToolUseBlock
 
-from activities.llm.errors import (
+from mahsm.activities.llm.errors import (
     LLMCallError,
     classify_sdk_error,
     schema_error,
 )
-from activities.llm.provider import CallContext
+from mahsm.activities.llm.provider import CallContext
 from mahsm.contracts.llm import ChatMessage, LLMRequest, LLMResponse, ToolCall
 from mahsm.contracts.task import Usage
 from mahsm.settings import Settings

@@ -10,8 +10,8 @@ too large to record.
 
 from __future__ import annotations
 
-from activities.blobs import BlobStore
-from activities.llm.errors import LLMCallError
+from mahsm.activities.blobs import BlobStore
+from mahsm.activities.llm.errors import LLMCallError
 from mahsm.contracts.llm import ChatMessage, LLMRequest, LLMResponse, ToolCall
 from mahsm.contracts.task import BlobRef
 

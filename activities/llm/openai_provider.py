@@ -13,12 +13,12 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
-from activities.llm.errors import (
+from mahsm.activities.llm.errors import (
     LLMCallError,
     classify_sdk_error,
     schema_error,
 )
-from activities.llm.provider import CallContext
+from mahsm.activities.llm.provider import CallContext
 from mahsm.contracts.llm import ChatMessage, LLMRequest, LLMResponse, ToolCall
 from mahsm.contracts.task import Usage
 from mahsm.settings import Settings

@@ -58,7 +58,7 @@ class LLMProvider(Protocol):
             fills `usage.cost_usd`.
 
         Raises:
-            LLMCallError: Any failure, classified (see `activities.llm.errors`).
+            LLMCallError: Any failure, classified (see `mahsm.activities.llm.errors`).
         """
         ...
 

@@ -19,8 +19,8 @@ import threading
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 
-from activities.llm.errors import LLMCallError
-from activities.llm.provider import LLMProvider
+from mahsm.activities.llm.errors import LLMCallError
+from mahsm.activities.llm.provider import LLMProvider
 from mahsm.settings import Settings
 
 ENTRY_POINT_GROUP = "mahsm.providers"
@@ -32,19 +32,19 @@ _log = logging.getLogger(__name__)
 
 
 def _scripted(settings: Settings) -> LLMProvider:
-    from activities.llm.scripted import ScriptedProvider
+    from mahsm.activities.llm.scripted import ScriptedProvider
 
     return ScriptedProvider(settings=settings)
 
 
 def _openai(settings: Settings) -> LLMProvider:
-    from activities.llm.openai_provider import OpenAIProvider
+    from mahsm.activities.llm.openai_provider import OpenAIProvider
 
     return OpenAIProvider.from_settings(settings)
 
 
 def _anthropic(settings: Settings) -> LLMProvider:
-    from activities.llm.anthropic_provider import AnthropicProvider
+    from mahsm.activities.llm.anthropic_provider import AnthropicProvider
 
     return AnthropicProvider.from_settings(settings)
 

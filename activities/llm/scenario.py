@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from activities.llm.errors import LLMCallError
+from mahsm.activities.llm.errors import LLMCallError
 
 FaultKind = int | Literal["timeout"]
 

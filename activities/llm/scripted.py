@@ -16,9 +16,9 @@ import threading
 import time
 from pathlib import Path
 
-from activities.llm.errors import LLMCallError, kind_of_status, timeout_error
-from activities.llm.provider import CallContext
-from activities.llm.scenario import (
+from mahsm.activities.llm.errors import LLMCallError, kind_of_status, timeout_error
+from mahsm.activities.llm.provider import CallContext
+from mahsm.activities.llm.scenario import (
     FaultKind,
     Rule,
     Scenario,

@@ -1,13 +1,13 @@
 """Agent tools: one registry, the built-in tool families, and the `tool_execute` activity.
 
 Importing this package registers the built-in tools on the default registry, so any
-import of `activities.tools.*` (including `specs_for` from workflow code) sees them.
+import of `mahsm.activities.tools.*` (including `specs_for` from workflow code) sees them.
 """
 
 # The built-in tool families register themselves on import.
-from activities.tools import calculator, files, shared_state, sql
-from activities.tools.activity import ToolActivities, idempotency_key
-from activities.tools.registry import (
+from mahsm.activities.tools import calculator, files, shared_state, sql
+from mahsm.activities.tools.activity import ToolActivities, idempotency_key
+from mahsm.activities.tools.registry import (
     EVERY_CAPABILITY,
     RegisteredTool,
     ToolArgumentsError,

@@ -4,7 +4,7 @@ Every problem the model can fix or should know about (unknown tool, a tool its s
 not use, bad arguments, a failing or slow tool) comes back as `ToolOutcome(is_error=True)`
 with a message for the model; the activity itself fails only on infrastructure errors
 (Postgres down or restarting, a dropped connection, a network error: see
-`activities.tools.failures`), which Temporal retries.
+`mahsm.activities.tools.failures`), which Temporal retries.
 
 Side-effecting tools are recorded in `tool_effects` under the call's idempotency key, so a
 retried activity returns the recorded outcome instead of repeating the effect.
@@ -23,10 +23,10 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.blobs import BlobStore
-from activities.tools.failures import is_infrastructure_error
-from activities.tools.output import bound_output
-from activities.tools.registry import (
+from mahsm.activities.blobs import BlobStore
+from mahsm.activities.tools.failures import is_infrastructure_error
+from mahsm.activities.tools.output import bound_output
+from mahsm.activities.tools.registry import (
     RegisteredTool,
     ToolArgumentsError,
     ToolContext,

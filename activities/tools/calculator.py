@@ -12,7 +12,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from activities.tools.registry import ToolError, tool
+from mahsm.activities.tools.registry import ToolError, tool
 
 Number = int | float
 

@@ -21,8 +21,8 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import to_json
 
-from activities.blobs import BlobStore
-from activities.tools.docstrings import parse_docstring
+from mahsm.activities.blobs import BlobStore
+from mahsm.activities.tools.docstrings import parse_docstring
 from mahsm.contracts.llm import ToolSpec
 from mahsm.contracts.task import Capability
 from mahsm.settings import Settings

@@ -5,7 +5,7 @@ network error) must fail the `tool_execute` activity so that Temporal retries it
 to the model as a tool error would make the agent reason about an outage and carry on without
 the tool. Everything else a tool raises is reported to the model.
 
-Workflows import the `activities.tools` package (passed through): no I/O at import time.
+Workflows import the `mahsm.activities.tools` package (passed through): no I/O at import time.
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
-from activities.tools.failures import is_path_error
-from activities.tools.output import data_budget, truncation_note
-from activities.tools.registry import ToolContext, ToolError, tool
+from mahsm.activities.tools.failures import is_path_error
+from mahsm.activities.tools.output import data_budget, truncation_note
+from mahsm.activities.tools.registry import ToolContext, ToolError, tool
 from mahsm.contracts.task import Capability
 
 MAX_WRITE_BYTES = 2 * 1024 * 1024

@@ -1,7 +1,7 @@
 """The one registry of agent tools: typed Python functions offered to the model by capability.
 
 A tool is a plain function (async or sync) with type hints and a Google docstring; see
-`activities.tools.definition` for how its schema and validator are derived. A first
+`mahsm.activities.tools.definition` for how its schema and validator are derived. A first
 parameter annotated `ToolContext` receives the per-call context and is not in the schema.
 
 This module is imported by workflows (`specs_for`), so nothing here does I/O, reads the
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from activities.tools.definition import (
+from mahsm.activities.tools.definition import (
     EVERY_CAPABILITY,
     RegisteredTool,
     ToolArgumentsError,
@@ -142,7 +142,7 @@ _DEFAULT = ToolRegistry()
 def default_registry() -> ToolRegistry:
     """The process-wide registry: the built-in tools plus those users register on it.
 
-    The built-ins are registered when the `activities.tools` package is imported, which
+    The built-ins are registered when the `mahsm.activities.tools` package is imported, which
     happens before this module can be imported.
     """
     return _DEFAULT

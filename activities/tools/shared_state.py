@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import Field
 from pydantic_core import to_json
 
-from activities.tools.registry import ToolContext, ToolError, tool
+from mahsm.activities.tools.registry import ToolContext, ToolError, tool
 
 MAX_VALUE_BYTES = 1024 * 1024
 Key = Annotated[str, Field(min_length=1, max_length=200)]

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import asyncpg
 from pydantic_core import to_json
 
-from activities.tools.failures import is_infrastructure_error
-from activities.tools.output import cut_utf8, data_budget, truncation_note
-from activities.tools.registry import ToolContext, ToolError, tool
+from mahsm.activities.tools.failures import is_infrastructure_error
+from mahsm.activities.tools.output import cut_utf8, data_budget, truncation_note
+from mahsm.activities.tools.registry import ToolContext, ToolError, tool
 from mahsm.contracts.task import Capability
 
 NOT_CONFIGURED = (

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Depends, Request
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.auth import authenticate
-from api.deps import SettingsDep, TemporalClientDep
-from api.routes.tasks import error_responses
-from api.schemas import AgentsView, PoolView, WorkerView
-from api.task_access import RPC_TIMEOUT, raise_unavailable
+from mahsm.api.auth import authenticate
+from mahsm.api.deps import SettingsDep, TemporalClientDep
+from mahsm.api.routes.tasks import error_responses
+from mahsm.api.schemas import AgentsView, PoolView, WorkerView
+from mahsm.api.task_access import RPC_TIMEOUT, raise_unavailable
 from mahsm.contracts.task import Capability
 from mahsm.pool_liveness import PoolDirectory
 from mahsm.queues import pool_capabilities, pool_queue, tasks_queue

@@ -20,13 +20,13 @@ from starlette.background import BackgroundTask
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.auth import Caller, CallerDep, authenticate
-from api.deps import ApiError, Backends, BackendsDep, BackendUnavailable, SettingsDep
-from api.event_hub import EventHub, LogUnavailable, StreamSlot
-from api.routes.tasks import TaskId, error_responses
-from api.schemas import ErrorBody
-from api.task_access import RPC_TIMEOUT, task_not_found, unstarted_state
-from api.task_events import (
+from mahsm.api.auth import Caller, CallerDep, authenticate
+from mahsm.api.deps import ApiError, Backends, BackendsDep, BackendUnavailable, SettingsDep
+from mahsm.api.event_hub import EventHub, LogUnavailable, StreamSlot
+from mahsm.api.routes.tasks import TaskId, error_responses
+from mahsm.api.schemas import ErrorBody
+from mahsm.api.task_access import RPC_TIMEOUT, task_not_found, unstarted_state
+from mahsm.api.task_events import (
     DATABASE_ERRORS,
     ERROR,
     TASK_ENDED,
@@ -37,7 +37,7 @@ from api.task_events import (
     read_head,
     read_log,
 )
-from api.text_guard import reject_unstorable_params
+from mahsm.api.text_guard import reject_unstorable_params
 
 log = structlog.get_logger(__name__)
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import BackendsDep, BackendUnavailable
+from mahsm.api.deps import BackendsDep, BackendUnavailable
 from mahsm.logging import redact_text
 
 router = APIRouter(tags=["health"])

@@ -10,13 +10,20 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BeforeValidator
 from temporalio.service import RPCError
 
-from api.auth import CallerDep, authenticate
-from api.deps import ApiError, BackendsDep, DbPoolDep, SettingsDep, TemporalClientDep
-from api.json_body import Utf8JsonRoute
-from api.read_model import TaskFilter, decode_cursor, list_tasks
-from api.schemas import ErrorBody, TaskAccepted, TaskDetail, TaskLinks, TaskPage, TaskStatusChange
-from api.task_access import approve_task, cancel_task, find_task, raise_unavailable
-from api.text_guard import reject_unstorable_body, reject_unstorable_params
+from mahsm.api.auth import CallerDep, authenticate
+from mahsm.api.deps import ApiError, BackendsDep, DbPoolDep, SettingsDep, TemporalClientDep
+from mahsm.api.json_body import Utf8JsonRoute
+from mahsm.api.read_model import TaskFilter, decode_cursor, list_tasks
+from mahsm.api.schemas import (
+    ErrorBody,
+    TaskAccepted,
+    TaskDetail,
+    TaskLinks,
+    TaskPage,
+    TaskStatusChange,
+)
+from mahsm.api.task_access import approve_task, cancel_task, find_task, raise_unavailable
+from mahsm.api.text_guard import reject_unstorable_body, reject_unstorable_params
 from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskStatus
 from mahsm.tasks import start_task, temporal_ui_link
 

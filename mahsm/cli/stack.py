@@ -147,7 +147,7 @@ def worker(
     """Run one worker in the foreground (what deployments run)."""
     _settings(worker_capabilities=capabilities)
     env = {"MAHSM_WORKER_CAPABILITIES": capabilities} if capabilities else {}
-    _exec_module("workers", env)
+    _exec_module("mahsm.workers", env)
 
 
 @app.command()
@@ -162,7 +162,7 @@ def api(
         env["MAHSM_API_HOST"] = host
     if port is not None:
         env["MAHSM_API_PORT"] = str(port)
-    _exec_module("api", env)
+    _exec_module("mahsm.api", env)
 
 
 @app.command()

@@ -164,7 +164,7 @@ class DevStack:
         self.ready_file.unlink(missing_ok=True)
         worker = _Role(
             "worker",
-            [self._python, "-m", "workers"],
+            [self._python, "-m", "mahsm.workers"],
             {**env, "MAHSM_READY_FILE": str(self.ready_file)},
             ready_file=self.ready_file,
         )
@@ -173,7 +173,7 @@ class DevStack:
 
         api_url = f"http://{s.api_host}:{s.api_port}"
         self._step(f"Starting API on {api_url} ...")
-        api = _Role("api", [self._python, "-m", "api"], env)
+        api = _Role("api", [self._python, "-m", "mahsm.api"], env)
         self._launch(api)
         self._wait_ready(api, lambda: _health_ok(api_url))
 

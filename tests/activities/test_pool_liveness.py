@@ -9,8 +9,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.engine import EngineActivities
-from api.routes.agents import _describe
+from mahsm.activities.engine import EngineActivities
+from mahsm.api.routes.agents import _describe
 from mahsm.contracts.engine import PoolRequest
 from mahsm.contracts.task import Capability
 from mahsm.pool_liveness import PoolDirectory

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api.main import create_app
+from mahsm.api.main import create_app
 from mahsm.devstack.process import free_port
 from mahsm.settings import load_settings
 

@@ -20,9 +20,9 @@ import pytest
 from temporalio import client as temporal
 from temporalio.testing import WorkflowEnvironment
 
-import api.deps
-from api.main import create_app
-from api.routes import events as events_route
+import mahsm.api.deps
+from mahsm.api.main import create_app
+from mahsm.api.routes import events as events_route
 from mahsm.settings import Settings
 from tests.api.conftest import StackFactory, api_settings, served, subtask
 from tests.engine_harness import AGGREGATE, Engine, answer_rule, plan_rule
@@ -153,13 +153,13 @@ class CountQueries(temporal.Interceptor):
 def api_queries(monkeypatch: pytest.MonkeyPatch) -> CountQueries:
     """Every workflow query the API's Temporal client sends from now on."""
     counter = CountQueries()
-    connect = api.deps.connect
+    connect = mahsm.api.deps.connect
 
     async def counting_connect(settings: Settings, **kwargs: Any) -> temporal.Client:
         client = await connect(settings, **kwargs)
         return temporal.Client(**{**client.config(), "interceptors": [counter]})
 
-    monkeypatch.setattr(api.deps, "connect", counting_connect)
+    monkeypatch.setattr(mahsm.api.deps, "connect", counting_connect)
     return counter
 
 

@@ -13,9 +13,9 @@ import pytest
 from fastapi import FastAPI
 from temporalio.testing import WorkflowEnvironment
 
-from api.__main__ import bind_refusal
-from api.deps import ApiError, DbPoolDep, SettingsDep, TemporalClientDep
-from api.main import create_app
+from mahsm.api.__main__ import bind_refusal
+from mahsm.api.deps import ApiError, DbPoolDep, SettingsDep, TemporalClientDep
+from mahsm.api.main import create_app
 from mahsm.devstack.postgres import EmbeddedPostgres
 from mahsm.devstack.process import free_port
 from mahsm.settings import Settings, load_settings
@@ -166,7 +166,7 @@ def test_public_bind_requires_api_keys(host: str, keys: str, refused: bool) -> N
 
 def test_python_m_api_refuses_a_public_host_without_keys_with_exit_2() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "api"],
+        [sys.executable, "-m", "mahsm.api"],
         env={"MAHSM_API_HOST": "0.0.0.0", "MAHSM_API_KEYS": "", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

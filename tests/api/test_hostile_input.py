@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import create_app
+from mahsm.api.main import create_app
 from tests.api.conftest import api_settings
 
 NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"]

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import create_app
+from mahsm.api.main import create_app
 from tests.api.conftest import api_settings
 
 # Excluded, both about how strictly input is parsed rather than about the API misbehaving:

@@ -12,9 +12,9 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from api import event_hub
-from api.event_hub import CHANNEL, EventHub, Subscription
-from api.task_events import LogEvent
+from mahsm.api import event_hub
+from mahsm.api.event_hub import CHANNEL, EventHub, Subscription
+from mahsm.api.task_events import LogEvent
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 # The statement `activities/store.py` writes events with.

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import create_app
+from mahsm.api.main import create_app
 from tests.api.conftest import TERMINAL, StackFactory, api_settings, asgi_client, subtask
 from tests.engine_harness import AGGREGATE, answer_rule, plan_rule
 

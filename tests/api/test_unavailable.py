@@ -9,10 +9,10 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from api import task_access
-from api.auth import Caller
-from api.main import create_app
 from mahsm import task_driver
+from mahsm.api import task_access
+from mahsm.api.auth import Caller
+from mahsm.api.main import create_app
 from mahsm.devstack.process import free_port
 from mahsm.settings import load_settings
 from tests.api.conftest import StackFactory, api_settings, asgi_client, subtask

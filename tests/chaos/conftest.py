@@ -1,8 +1,8 @@
 """A whole MAHSM deployment of real processes on loopback, for one fault test.
 
 `chaos_stack` starts embedded Postgres and a Temporal dev server (SQLite file) of its own,
-and lets the test start worker and API processes (`python -m workers`, `python -m api`), kill
-them and start new ones. Whatever it started is stopped in a `finally`, even when the test
+and lets the test start worker and API processes (`python -m mahsm.workers`, `python -m mahsm.api`),
+kill them and start new ones. Whatever it started is stopped in a `finally`, even when the test
 fails or times out, so no process outlives the test.
 """
 
@@ -106,12 +106,12 @@ class ChaosStack:
         return env
 
     async def start_worker(self, timeout_s: float = 60.0) -> ManagedProcess:
-        """Start `python -m workers` and wait until it polls its queues."""
+        """Start `python -m mahsm.workers` and wait until it polls its queues."""
         index = len(self.workers)
         ready = self.root / f"worker-{index}.ready"
         process = ManagedProcess(
             f"worker-{index}",
-            [sys.executable, "-m", "workers"],
+            [sys.executable, "-m", "mahsm.workers"],
             log_path=self.root / f"worker-{index}.log",
             env=self._env(MAHSM_READY_FILE=str(ready)),
             cwd=REPO,
@@ -129,11 +129,11 @@ class ChaosStack:
         return f"http://127.0.0.1:{self.api_port}"
 
     async def start_api(self, timeout_s: float = 60.0) -> ManagedProcess:
-        """Start `python -m api` on the stack's API port and wait until /health is 200."""
+        """Start `python -m mahsm.api` on the stack's API port and wait until /health is 200."""
         index = len(self.apis)
         process = ManagedProcess(
             f"api-{index}",
-            [sys.executable, "-m", "api"],
+            [sys.executable, "-m", "mahsm.api"],
             log_path=self.root / f"api-{index}.log",
             env=self._env(MAHSM_API_HOST="127.0.0.1", MAHSM_API_PORT=str(self.api_port)),
             cwd=REPO,

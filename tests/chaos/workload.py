@@ -18,8 +18,8 @@ from temporalio.service import RPCError
 
 from mahsm.contracts.task import TaskRequest, TaskState, TaskStatus
 from mahsm.tasks import start_task
-from workflows import prompts
-from workflows.task_workflow import TaskWorkflow
+from mahsm.workflows import prompts
+from mahsm.workflows.task_workflow import TaskWorkflow
 
 SHAPES: dict[str, list[tuple[str, list[str]]]] = {
     "chain3": [("a", []), ("b", ["a"]), ("c", ["b"])],

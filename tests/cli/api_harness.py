@@ -17,7 +17,7 @@ import uvicorn
 import yaml
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import create_app
+from mahsm.api.main import create_app
 from mahsm.devstack.process import free_port
 from mahsm.settings import Settings, load_settings
 from tests.engine_harness import Engine, running_engine

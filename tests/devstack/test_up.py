@@ -56,7 +56,7 @@ async def _assert_state(stack: Stack, workflow_id: str) -> None:
     assert description.status == WorkflowExecutionStatus.RUNNING
 
 
-@pytest.mark.skipif(not WORKER_PRESENT, reason="`python -m workers` does not exist yet")
+@pytest.mark.skipif(not WORKER_PRESENT, reason="`python -m mahsm.workers` does not exist yet")
 def test_up_serves_stops_cleanly_and_keeps_state_across_restarts(stack: Stack) -> None:
     process = stack.start()
     try:
@@ -106,7 +106,7 @@ def test_up_serves_stops_cleanly_and_keeps_state_across_restarts(stack: Stack) -
         ensure_stopped(process)
 
 
-@pytest.mark.skipif(not WORKER_PRESENT, reason="`python -m workers` does not exist yet")
+@pytest.mark.skipif(not WORKER_PRESENT, reason="`python -m mahsm.workers` does not exist yet")
 def test_up_uses_external_temporal_and_postgres_when_configured(
     stack: Stack, temporal_env: WorkflowEnvironment, database_url: str
 ) -> None:

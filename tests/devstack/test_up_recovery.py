@@ -34,7 +34,7 @@ def _task_status(stack: Stack, task_id: str) -> str:
     return str(json.loads(result.stdout)["status"]) if result.stdout.strip() else "?"
 
 
-@pytest.mark.skipif(not WORKER_PRESENT, reason="`python -m workers` does not exist yet")
+@pytest.mark.skipif(not WORKER_PRESENT, reason="`python -m mahsm.workers` does not exist yet")
 def test_up_from_a_private_folder_restarts_a_dead_postgres_and_tasks_keep_working(
     stack: Stack,
 ) -> None:

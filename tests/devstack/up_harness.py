@@ -22,7 +22,7 @@ from mahsm.devstack.lock import LOCK_FILE_NAME
 from mahsm.devstack.process import free_port, port_is_free
 
 MAHSM = [sys.executable, "-m", "mahsm.cli.main"]
-WORKER_PRESENT = importlib.util.find_spec("workers.__main__") is not None
+WORKER_PRESENT = importlib.util.find_spec("mahsm.workers.__main__") is not None
 
 
 @dataclass

@@ -18,8 +18,8 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import create_app
 from mahsm import task_driver
+from mahsm.api.main import create_app
 from mahsm.client import Conflict, MahsmClient, MahsmError, ServiceUnavailable, TaskNotFound
 from mahsm.contracts.task import TaskState, TaskStatus
 from tests.api.conftest import api_settings, asgi_client, subtask

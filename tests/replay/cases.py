@@ -22,8 +22,8 @@ from mahsm.contracts.task import (
     TaskState,
     TaskStatus,
 )
+from mahsm.workflows.task_workflow import TaskWorkflow
 from tests.engine_harness import Engine
-from workflows.task_workflow import TaskWorkflow
 
 Handle = WorkflowHandle[Any, TaskState]
 

@@ -17,10 +17,10 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from mahsm.workflows.agent_workflow import AgentWorkflow
+from mahsm.workflows.task_workflow import TaskWorkflow
 from tests.replay.cases import CASES, V1_CASES
 from tests.replay.record import CURRENT, HISTORIES, SEPARATOR, record, workflow_id_of
-from workflows.agent_workflow import AgentWorkflow
-from workflows.task_workflow import TaskWorkflow
 
 FIXTURES = sorted(HISTORIES.glob("*/*.json"))
 

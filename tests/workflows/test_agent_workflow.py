@@ -9,7 +9,7 @@ from temporalio.api.enums.v1 import EventType
 from mahsm.contracts.engine import AgentInput, AgentResult
 from mahsm.contracts.task import Capability, Subtask
 from mahsm.queues import pool_queue
-from workflows.agent_workflow import AgentWorkflow
+from mahsm.workflows.agent_workflow import AgentWorkflow
 
 COUNTING = {
     "rules": [

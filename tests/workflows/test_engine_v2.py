@@ -11,8 +11,8 @@ import pytest
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowFailureError
 
-from activities.llm.activity import LLMActivities
-from activities.tools.registry import default_registry
+from mahsm.activities.llm.activity import LLMActivities
+from mahsm.activities.tools.registry import default_registry
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest
 from mahsm.contracts.task import (
     MAX_SUBTASKS,
@@ -26,9 +26,9 @@ from mahsm.contracts.task import (
 )
 from mahsm.settings import load_settings
 from mahsm.task_driver import TaskDriver
+from mahsm.workers.main import build_workers
+from mahsm.workflows.pool_router import POOL_PICKUP_S
 from tests.engine_harness import AGGREGATE, answer_rule, plan_rule, running_engine
-from workers.main import build_workers
-from workflows.pool_router import POOL_PICKUP_S
 
 
 def _node(

@@ -17,8 +17,8 @@ from mahsm.contracts.task import (
     TaskRequest,
     TaskStatus,
 )
+from mahsm.workflows.task_workflow import TaskWorkflow
 from tests.engine_harness import agent_activities
-from workflows.task_workflow import TaskWorkflow
 
 ONE_STEP = [
     {"id": "only", "description": "Answer the question", "required_capabilities": ["data_analysis"]}

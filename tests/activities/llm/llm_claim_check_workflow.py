@@ -10,8 +10,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.llm.activity import LLMActivities
-    from activities.tools.activity import ToolActivities
+    from mahsm.activities.llm.activity import LLMActivities
+    from mahsm.activities.tools.activity import ToolActivities
     from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse
     from mahsm.contracts.tools import ToolInvocation, ToolOutcome
 

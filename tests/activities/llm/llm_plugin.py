@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from activities.llm.provider import CallContext
+from mahsm.activities.llm.provider import CallContext
 from mahsm.contracts.llm import LLMRequest, LLMResponse
 from mahsm.contracts.task import Usage
 from mahsm.settings import Settings

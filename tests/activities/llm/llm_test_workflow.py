@@ -8,7 +8,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.llm.activity import LLMActivities
+    from mahsm.activities.llm.activity import LLMActivities
     from mahsm.contracts.llm import LLMRequest, LLMResponse
 
 

@@ -12,9 +12,9 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.blobs import BlobStore
-from activities.llm.activity import LLMActivities
-from activities.llm.registry import ProviderRegistry
+from mahsm.activities.blobs import BlobStore
+from mahsm.activities.llm.activity import LLMActivities
+from mahsm.activities.llm.registry import ProviderRegistry
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest
 from mahsm.settings import Settings
 from tests.activities.llm.llm_plugin import EchoProvider

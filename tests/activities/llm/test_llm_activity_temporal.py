@@ -19,10 +19,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.llm.activity import LLMActivities
-from activities.llm.errors import LLMCallError
-from activities.llm.provider import CallContext
-from activities.llm.scripted import ScriptedProvider
+from mahsm.activities.llm.activity import LLMActivities
+from mahsm.activities.llm.errors import LLMCallError
+from mahsm.activities.llm.provider import CallContext
+from mahsm.activities.llm.scripted import ScriptedProvider
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest
 from mahsm.settings import Settings
 from tests.activities.llm.llm_fake_server import (

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from activities.llm.anthropic_provider import AnthropicProvider
-from activities.llm.errors import LLMCallError
-from activities.llm.provider import CallContext
+from mahsm.activities.llm.anthropic_provider import AnthropicProvider
+from mahsm.activities.llm.errors import LLMCallError
+from mahsm.activities.llm.provider import CallContext
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, ToolCall, ToolSpec
 from tests.activities.llm.llm_fake_server import (
     FakeLLMServer,

@@ -15,11 +15,11 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.blobs import BlobStore
-from activities.llm.activity import LLMActivities
-from activities.llm.registry import ProviderRegistry
-from activities.llm.scripted import ScriptedProvider
-from activities.tools import ToolActivities, default_registry
+from mahsm.activities.blobs import BlobStore
+from mahsm.activities.llm.activity import LLMActivities
+from mahsm.activities.llm.registry import ProviderRegistry
+from mahsm.activities.llm.scripted import ScriptedProvider
+from mahsm.activities.tools import ToolActivities, default_registry
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest
 from mahsm.settings import Settings
 from tests.activities.llm.llm_claim_check_workflow import (

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from activities.llm.errors import LLMCallError
-from activities.llm.openai_provider import OpenAIProvider
-from activities.llm.provider import CallContext
+from mahsm.activities.llm.errors import LLMCallError
+from mahsm.activities.llm.openai_provider import OpenAIProvider
+from mahsm.activities.llm.provider import CallContext
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, ToolCall, ToolSpec
 from tests.activities.llm.llm_fake_server import (
     FakeLLMServer,

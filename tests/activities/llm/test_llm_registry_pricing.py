@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from activities.llm import pricing
-from activities.llm.errors import (
+from mahsm.activities.llm import pricing
+from mahsm.activities.llm.errors import (
     LLMCallError,
     classify_status,
     error_type,
     kind_of_status,
     parse_retry_after,
 )
-from activities.llm.registry import ProviderRegistry
-from activities.llm.scripted import ScriptedProvider
+from mahsm.activities.llm.registry import ProviderRegistry
+from mahsm.activities.llm.scripted import ScriptedProvider
 from mahsm.contracts.task import Usage
 from mahsm.settings import Settings
 from tests.activities.llm import llm_plugin

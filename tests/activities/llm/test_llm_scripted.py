@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from activities.llm.errors import LLMCallError
-from activities.llm.provider import CallContext
-from activities.llm.scripted import ScriptedProvider
+from mahsm.activities.llm.errors import LLMCallError
+from mahsm.activities.llm.provider import CallContext
+from mahsm.activities.llm.scripted import ScriptedProvider
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse, ToolCall
 from mahsm.contracts.task import Plan
 from mahsm.settings import Settings
@@ -490,7 +490,7 @@ async def test_path_like_model_names_are_refused_without_reading_the_file(
         opened.append(path)
         raise AssertionError("a scenario file was read")
 
-    monkeypatch.setattr("activities.llm.scripted.load_scenario", spy)
+    monkeypatch.setattr("mahsm.activities.llm.scripted.load_scenario", spy)
     model = name.format(tmp=tmp_path)
     req = LLMRequest(model="scripted/x", purpose=LLMPurpose.PLAN, messages=[user("x")])
     with pytest.raises(LLMCallError) as raised:
@@ -545,7 +545,7 @@ async def test_non_utf8_scenario_is_reported_without_contents(
 async def test_file_io_runs_off_the_event_loop_and_scenario_is_cached(
     scripted: Scripted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import activities.llm.scripted as module
+    import mahsm.activities.llm.scripted as module
 
     log = tmp_path / "calls.jsonl"
     path = write(tmp_path / "s.yaml", f"call_log: {log}\n")

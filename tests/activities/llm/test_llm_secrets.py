@@ -14,7 +14,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.llm.activity import LLMActivities
+from mahsm.activities.llm.activity import LLMActivities
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse
 from mahsm.settings import Settings
 from tests.activities.llm.llm_fake_server import (

@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from activities.blobs import BlobStore
-from activities.tools import ToolActivities, ToolContext, ToolRegistry, default_registry
-from activities.tools.sql import create_sql_pool
+from mahsm.activities.blobs import BlobStore
+from mahsm.activities.tools import ToolActivities, ToolContext, ToolRegistry, default_registry
+from mahsm.activities.tools.sql import create_sql_pool
 from mahsm.contracts.llm import ToolCall
 from mahsm.contracts.task import Capability
 from mahsm.contracts.tools import ToolInvocation

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import pytest
 
-from activities.blobs import BlobStore
-from activities.tools import (
+from mahsm.activities.blobs import BlobStore
+from mahsm.activities.tools import (
     ToolActivities,
     ToolContext,
     ToolError,

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from activities.tools import default_registry
-from activities.tools.calculator import CalculatorError, calculator, expand_factorials
+from mahsm.activities.tools import default_registry
+from mahsm.activities.tools.calculator import CalculatorError, calculator, expand_factorials
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from activities.tools import ToolContext, ToolError
-from activities.tools.files import (
+from mahsm.activities.tools import ToolContext, ToolError
+from mahsm.activities.tools.files import (
     MAX_WRITE_BYTES,
     list_files,
     read_file,

@@ -9,9 +9,9 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
-from activities.blobs import BlobStore, BlobTooLargeError
-from activities.tools import ToolActivities, ToolContext, default_registry
-from activities.tools.sql import sql_query
+from mahsm.activities.blobs import BlobStore, BlobTooLargeError
+from mahsm.activities.tools import ToolActivities, ToolContext, default_registry
+from mahsm.activities.tools.sql import sql_query
 from mahsm.contracts.tools import ToolInvocation
 from mahsm.settings import Settings
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from activities.tools import (
+from mahsm.activities.tools import (
     ToolArgumentsError,
     ToolContext,
     ToolRegistry,
@@ -15,7 +15,7 @@ from activities.tools import (
     specs_for,
     tool,
 )
-from activities.tools.docstrings import parse_docstring
+from mahsm.activities.tools.docstrings import parse_docstring
 from mahsm.contracts.task import Capability
 
 DATA = Capability.DATA_ANALYSIS

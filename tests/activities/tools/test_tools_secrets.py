@@ -8,7 +8,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.tools import ToolActivities, default_registry
+from mahsm.activities.tools import ToolActivities, default_registry
 from mahsm.contracts.tools import ToolInvocation
 
 CANARY = "canary-db-password-5e1f"  # no known shape: only its value gives it away

@@ -6,8 +6,8 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
-from activities.tools import ToolArgumentsError, ToolContext, ToolError, default_registry
-from activities.tools.shared_state import MAX_VALUE_BYTES, get_shared_state, set_shared_state
+from mahsm.activities.tools import ToolArgumentsError, ToolContext, ToolError, default_registry
+from mahsm.activities.tools.shared_state import MAX_VALUE_BYTES, get_shared_state, set_shared_state
 
 MakeContext = Callable[..., ToolContext]
 

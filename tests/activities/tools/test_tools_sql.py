@@ -6,8 +6,8 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
-from activities.tools import ToolActivities, ToolContext, ToolError
-from activities.tools.sql import MAX_ROWS, NOT_CONFIGURED, check_read_only, sql_query
+from mahsm.activities.tools import ToolActivities, ToolContext, ToolError
+from mahsm.activities.tools.sql import MAX_ROWS, NOT_CONFIGURED, check_read_only, sql_query
 from mahsm.contracts.tools import ToolInvocation
 from mahsm.settings import Settings, SettingsError, load_settings
 from tests.activities.tools.conftest import AgentsDatabase

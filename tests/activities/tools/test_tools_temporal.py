@@ -16,13 +16,13 @@ from temporalio.worker import (
     Worker,
 )
 
-from activities.blobs import BlobStore
-from activities.tools import ToolActivities, ToolContext, default_registry
+from mahsm.activities.blobs import BlobStore
+from mahsm.activities.tools import ToolActivities, ToolContext, default_registry
 from mahsm.contracts.llm import ToolCall
 from mahsm.contracts.task import Capability
 from mahsm.settings import Settings
+from mahsm.workers.main import build_workers
 from tests.activities.tools.tool_probe import ProbeInput, ProbeResult, ToolProbeWorkflow
-from workers.main import build_workers
 
 MakeActivities = Callable[..., ToolActivities]
 

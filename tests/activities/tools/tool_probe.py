@@ -9,8 +9,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.tools.activity import ToolActivities
-    from activities.tools.registry import specs_for
+    from mahsm.activities.tools.activity import ToolActivities
+    from mahsm.activities.tools.registry import specs_for
     from mahsm.contracts.llm import ToolCall
     from mahsm.contracts.task import Capability
     from mahsm.contracts.tools import ToolInvocation, ToolOutcome
