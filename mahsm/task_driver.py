@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, timedelta
 from typing import Any
 
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import (
     Client,
     RPCTimeoutOrCancelledError,
@@ -153,43 +154,28 @@ class TaskDriver:
             NoAnswer: No worker answered within `query_timeout`.
             ServiceUnavailable: Temporal cannot be reached.
         """
+        # The pending activities are read alongside the query, not after it: no extra wait.
+        pending = asyncio.ensure_future(self._pending_activities(task_id))
         try:
             async with _translated(task_id, self.query_timeout, "The state query"):
                 state: TaskState = await self._handle(task_id).query(
                     STATE_QUERY, result_type=TaskState, rpc_timeout=self.query_timeout
                 )
             if not state.status.is_terminal:
-                await self._show_retries(state)
+                _show_retries(state, await pending)
             return state
         except WorkflowQueryFailedError:  # a workflow of this id that is no TaskWorkflow
             return None
         except TaskNotFound:
             return None
 
-    async def _show_retries(self, state: TaskState) -> None:
-        """Put the calls being retried into `waiting_for` (the workflow cannot see retries).
-
-        Temporal retries an activity without telling its workflow; its pending-activity
-        record has the attempt and the last error. Engine-v2 activity ids say whose call it
-        is: `<subtask>/llm-<n>`, `<subtask>/tool-<n>-<k>`, or the task's own `plan-<n>` and
-        `aggregate`.
-        """
+    async def _pending_activities(self, task_id: str) -> list[PendingActivityInfo]:
+        """The task's activities Temporal is running or retrying (empty when unknown)."""
         try:
-            description = await self._handle(state.task_id).describe(rpc_timeout=RPC_TIMEOUT)
+            description = await self._handle(task_id).describe(rpc_timeout=RPC_TIMEOUT)
         except (RPCError, TimeoutError):
-            return  # the state itself is still right; only the retry notes are missing
-        for pending in description.raw_description.pending_activities:
-            if pending.attempt < 2:
-                continue
-            note = f"call {pending.activity_id} is being retried: attempt {pending.attempt}"
-            if pending.HasField("last_failure") and pending.last_failure.message:
-                note += f"; last error: {pending.last_failure.message[:500]}"
-            subtask_id, sep, _ = pending.activity_id.partition("/")
-            owner = next((i for i in state.subtasks if sep and i.subtask.id == subtask_id), None)
-            if owner is not None:
-                owner.result.waiting_for = owner.result.waiting_for or note
-            else:
-                state.waiting_for = note
+            return []  # the state is still right; only the retry notes are missing
+        return list(description.raw_description.pending_activities)
 
     async def start_state(self, task_id: str) -> TaskState | None:
         """A `pending` state from the workflow's start event; None if there is no such task.
@@ -296,3 +282,25 @@ class TaskDriver:
                 raise
             raise task_ended(task_id, status) from None
         return outcome.status
+
+
+def _show_retries(state: TaskState, pending: list[PendingActivityInfo]) -> None:
+    """Put the calls being retried into `waiting_for` (the workflow cannot see retries).
+
+    Temporal retries an activity without telling its workflow; its pending-activity record
+    has the attempt and the last error. Engine-v2 activity ids say whose call it is:
+    `<subtask>/llm-<n>`, `<subtask>/tool-<n>-<k>`, or the task's own `plan-<n>` and
+    `aggregate`.
+    """
+    for activity in pending:
+        if activity.attempt < 2:
+            continue
+        note = f"call {activity.activity_id} is being retried: attempt {activity.attempt}"
+        if activity.HasField("last_failure") and activity.last_failure.message:
+            note += f"; last error: {activity.last_failure.message[:500]}"
+        subtask_id, sep, _ = activity.activity_id.partition("/")
+        owner = next((i for i in state.subtasks if sep and i.subtask.id == subtask_id), None)
+        if owner is not None:
+            owner.result.waiting_for = owner.result.waiting_for or note
+        else:
+            state.waiting_for = note
