@@ -168,6 +168,8 @@ class TaskDriver:
             return None
         except TaskNotFound:
             return None
+        finally:
+            pending.cancel()  # unused when the task has ended or the query failed
 
     async def _pending_activities(self, task_id: str) -> list[PendingActivityInfo]:
         """The task's activities Temporal is running or retrying (empty when unknown)."""

@@ -63,14 +63,6 @@ def history_is_full(defaults: EngineDefaults) -> bool:
     )
 
 
-def _minus(total: Usage, part: Usage) -> Usage:
-    return Usage(
-        input_tokens=total.input_tokens - part.input_tokens,
-        output_tokens=total.output_tokens - part.output_tokens,
-        cost_usd=round(total.cost_usd - part.cost_usd, 10),
-    )
-
-
 class InlineAgentSteps:
     """An agent's calls from the task's workflow: on its pool's queue, through the task's gate."""
 
@@ -274,7 +266,7 @@ class GraphRunner(DagRunner):
                     AgentWorkflow.run,
                     progress.model_copy(
                         update={
-                            "usage_before": _minus(recorder.state.usage, carried),
+                            "usage_before": recorder.state.usage - carried,
                             "llm_timeout_s": self._defaults.llm_timeout_s,
                         }
                     ),
@@ -293,16 +285,16 @@ class GraphRunner(DagRunner):
                 self._cancelled_outside.append(sid)
                 return None, steps.usage
             total = usage_of_failure(error)
-            recorder.add_usage(_minus(total, carried))
+            recorder.add_usage(total - carried)
             message = failure_message(error)
             if isinstance(error.cause, TemporalTimeoutError):
                 message = timed_out
-            self._finish_failed(sid, message, carried + _minus(total, carried))
+            self._finish_failed(sid, message, total)
             return None, total
         except asyncio.CancelledError:
             self._cancelled(sid)
             raise
-        recorder.add_usage(_minus(result.usage, carried))
+        recorder.add_usage(result.usage - carried)
         return result, result.usage
 
     def _finish_failed(self, subtask_id: str, message: str, usage: Usage | None = None) -> None:

@@ -111,6 +111,13 @@ class Usage(BaseModel):
             cost_usd=round(self.cost_usd + other.cost_usd, 10),
         )
 
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens - other.input_tokens,
+            output_tokens=self.output_tokens - other.output_tokens,
+            cost_usd=round(self.cost_usd - other.cost_usd, 10),
+        )
+
 
 class Budget(BaseModel):
     """Spending limits of one task; either or both may be set."""
