@@ -242,4 +242,3 @@ def _remaining(deadline: datetime | None) -> float:
 def _pickup(queue: str | None) -> timedelta | None:
     # Calls on a pool's queue must be taken within this time, or the pool is looked up again.
     return timedelta(seconds=POOL_PICKUP_S) if queue is not None else None
-

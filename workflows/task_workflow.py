@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.activities.store import StoreActivities
     from mahsm.contracts.engine import DefaultsRequest, EngineDefaults
     from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse
+    from mahsm.contracts.pipeline import model_chain
     from mahsm.contracts.task import (
         APPROVE_UPDATE,
         STATE_QUERY,
@@ -69,6 +70,7 @@ class TaskWorkflow:
         self._dag: DagRunner | None = None
         self._llm_timeout_s = 300.0
         self._calls: TaskCalls | None = None
+        self._fallback: list[str] = []
 
     @workflow.query(name=STATE_QUERY)
     def state(self) -> TaskState:
@@ -108,7 +110,9 @@ class TaskWorkflow:
             self._closing = True
             await flusher
             raise
-        recorder.state.model = request.options.model or defaults.model
+        models = model_chain(request.options.model) or [defaults.model]
+        recorder.state.model = models[0]
+        self._fallback = models[1:]
         if v2:
             self._calls = TaskCalls(
                 recorder=recorder, defaults=defaults, budget=request.options.budget
@@ -242,6 +246,7 @@ class TaskWorkflow:
             answer = await self._llm(
                 LLMRequest(
                     model=recorder.state.model,
+                    fallback=self._fallback,
                     purpose=LLMPurpose.PLAN,
                     messages=messages,
                     response_schema=prompts.plan_schema(),
@@ -315,6 +320,7 @@ class TaskWorkflow:
         answer = await self._llm(
             LLMRequest(
                 model=recorder.state.model,
+                fallback=self._fallback,
                 purpose=LLMPurpose.AGGREGATE,
                 messages=[
                     ChatMessage(role="system", content=prompts.AGGREGATOR_SYSTEM),

@@ -17,6 +17,8 @@ class LLMPurpose(StrEnum):
     PLAN = "plan"
     AGENT_STEP = "agent_step"
     AGGREGATE = "aggregate"
+    STEP = "step"
+    """A pipeline's `llm` step."""
 
 
 class ToolCall(BaseModel):
@@ -79,6 +81,15 @@ class LLMRequest(BaseModel):
         description="a pending write of the task's Postgres projection; the activity writes"
         " it while the call runs, so the engine needs no activity of its own for it",
     )
+    middleware: list[str] | None = Field(
+        default=None,
+        description="middleware run around the call, in order; None: the worker's default",
+    )
+    fallback: list[str] = Field(
+        default_factory=list,
+        description="models tried in order after `model` when its retries are exhausted or"
+        " its circuit breaker is open; the engine switches, the activity calls `model` only",
+    )
 
 
 class LLMResponse(BaseModel):
@@ -95,4 +106,12 @@ class LLMResponse(BaseModel):
     )
     content_ref: BlobRef | None = Field(
         default=None, description="claim check of `content` when it is large (content is None)"
+    )
+    detections: dict[str, int] = Field(
+        default_factory=dict,
+        description="what middleware found, counted by '<middleware>.<kind>' (never the text)",
+    )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="events for the task's log (a circuit breaker's transition, a fallback)",
     )

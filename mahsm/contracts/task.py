@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-MODEL_ID_PATTERN = r"^[a-z0-9_\-]+/.+$"
+from mahsm.contracts.common import INPUT, Text
+from mahsm.contracts.common import MODEL_ID_PATTERN as MODEL_ID_PATTERN
+from mahsm.contracts.common import Capability as Capability
+from mahsm.contracts.pipeline import LeafStep, ModelChoice, Pipeline, StepKind
+
 MAX_PARALLEL = 64
 """The most subtasks of one task that run at once."""
 MIN_TIMEOUT_S = 1.0
@@ -23,31 +28,7 @@ STATE_QUERY = "state"
 APPROVE_UPDATE = "approve"
 """Name of `TaskWorkflow`'s update taking an `ApprovalDecision`, answering `ApprovalOutcome`."""
 
-# Every model a client sends refuses NaN and infinities (`1e400` parses as infinity): they
-# would pass range checks such as `gt=0` and cannot be written back as JSON.
-_INPUT = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-def _no_nul(value: str) -> str:
-    """Reject NUL characters: Postgres cannot store them in text."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL (\\u0000) characters")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
-"""A string that Postgres can store (no NUL characters)."""
-
-
-class Capability(StrEnum):
-    """What a worker can do; a subtask requires one or more."""
-
-    DATA_ANALYSIS = "data_analysis"
-    WEB_SCRAPING = "web_scraping"
-    CODE_GENERATION = "code_generation"
-    FILE_PROCESSING = "file_processing"
-    DATABASE_OPERATIONS = "database_operations"
-    API_INTEGRATION = "api_integration"
+_INPUT = INPUT
 
 
 class TaskStatus(StrEnum):
@@ -146,8 +127,9 @@ class TaskOptions(BaseModel):
 
     model_config = _INPUT
 
-    model: Annotated[str, Field(pattern=MODEL_ID_PATTERN)] | None = Field(
-        default=None, description="'provider/model', e.g. 'openai/gpt-4o-mini'"
+    model: ModelChoice | None = Field(
+        default=None,
+        description="'provider/model', e.g. 'openai/gpt-4o-mini'; a list is a fallback chain",
     )
     max_parallel: int | None = Field(
         default=None,
@@ -167,9 +149,16 @@ class TaskOptions(BaseModel):
         le=7 * 24 * 3600,
         description="how long a subtask waits for a worker serving it",
     )
+    middleware: list[Annotated[str, Field(pattern=MIDDLEWARE_NAME_PATTERN)]] | None = Field(
+        default=None,
+        max_length=16,
+        description="middleware run around every LLM call, in order; unset: the worker's"
+        " default (MAHSM_MIDDLEWARE); [] runs none",
+    )
 
 
 MAX_SUBTASKS = 50
+MIDDLEWARE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 
 class Subtask(BaseModel):
@@ -179,10 +168,28 @@ class Subtask(BaseModel):
 
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
     description: Text = Field(min_length=1, max_length=5000)
-    required_capabilities: list[Capability] = Field(min_length=1)
+    # At least one for agents (the planner's schema says so); other kinds run where their
+    # work is: on the task's queue, or a tool's pool.
+    required_capabilities: list[Capability] = Field(json_schema_extra={"minItems": 1})
     depends_on: list[str] = Field(default_factory=list)
     priority: int = Field(default=5, ge=0, le=10)
     estimated_duration: float | None = Field(default=None, ge=0, description="seconds")
+    # Pipeline nodes only (hidden from the planner's schema): what the node does.
+    kind: SkipJsonSchema[StepKind] = StepKind.AGENT
+    step: SkipJsonSchema[LeafStep | None] = Field(
+        default=None, description="the pipeline step this node runs (kind llm, tool, ...)"
+    )
+
+    @model_validator(mode="after")
+    def _agents_need_capabilities(self) -> Subtask:
+        if self.kind == StepKind.AGENT and not self.required_capabilities:
+            raise ValueError("required_capabilities: an agent subtask needs at least one")
+        return self
+
+    @property
+    def is_critical(self) -> bool:
+        """False for a pipeline step whose failure does not stop the run."""
+        return self.step.is_critical if self.step is not None else True
 
 
 class Plan(BaseModel):
@@ -203,6 +210,12 @@ class TaskRequest(BaseModel):
     user_id: Text | None = Field(default=None, max_length=200)
     plan: Plan | None = None
     options: TaskOptions = Field(default_factory=TaskOptions)
+    pipeline: Pipeline | None = Field(
+        default=None, description="run this pipeline instead of planning (see docs/pipelines.md)"
+    )
+    inputs: dict[str, Any] = Field(
+        default_factory=dict, description="the pipeline's inputs, by name"
+    )
 
     @field_validator("description")
     @classmethod
@@ -219,6 +232,10 @@ class TaskRequest(BaseModel):
             errors = validate_plan(self.plan)
             if errors:
                 raise ValueError("invalid plan: " + "; ".join(errors))
+        if self.pipeline is not None and self.plan is not None:
+            raise ValueError("give either plan or pipeline, not both")
+        if self.inputs and self.pipeline is None:
+            raise ValueError("inputs are for pipelines; give a pipeline (or pipeline_ref)")
         return self
 
 
@@ -244,6 +261,15 @@ class SubtaskResult(BaseModel):
     attempts: int = 0
     usage: Usage = Field(default_factory=Usage)
     waiting_for: str | None = Field(default=None, description="why it has not started yet")
+    value: Any = Field(
+        default=None,
+        description="a pipeline step's output as JSON (a structured answer, a transform's"
+        " value, a group's outputs); `output` holds it as text",
+    )
+    model: str | None = Field(default=None, description="the model that served its last call")
+    detections: dict[str, int] = Field(
+        default_factory=dict, description="middleware detections, '<middleware>.<kind>' -> count"
+    )
 
 
 class SubtaskState(BaseModel):
@@ -274,6 +300,10 @@ class TaskState(BaseModel):
     version: int = 0
     waiting_for: str | None = Field(
         default=None, description="a call of the task itself (planning, aggregation) being retried"
+    )
+    pipeline: str | None = Field(default=None, description="name[@version] of the pipeline run")
+    outputs: dict[str, Any] | None = Field(
+        default=None, description="a pipeline run's declared outputs, rendered"
     )
 
     def subtask(self, subtask_id: str) -> SubtaskState:
