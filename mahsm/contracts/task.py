@@ -158,7 +158,8 @@ class TaskOptions(BaseModel):
 
 
 MAX_SUBTASKS = 50
-MIDDLEWARE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+MIDDLEWARE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}(:[a-z0-9_]{1,32})?$"
+"""A middleware name, optionally with its mode: `pii`, `pii:block`, `injection_guard:flag`."""
 
 
 class Subtask(BaseModel):
