@@ -29,6 +29,8 @@ APPROVE_UPDATE = "approve"
 """Name of `TaskWorkflow`'s update taking an `ApprovalDecision`, answering `ApprovalOutcome`."""
 
 _INPUT = INPUT
+MIDDLEWARE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}(:[a-z0-9_]{1,32})?$"
+"""A middleware name, optionally with its mode: `pii`, `pii:block`, `injection_guard:flag`."""
 
 
 class TaskStatus(StrEnum):
@@ -158,8 +160,6 @@ class TaskOptions(BaseModel):
 
 
 MAX_SUBTASKS = 50
-MIDDLEWARE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}(:[a-z0-9_]{1,32})?$"
-"""A middleware name, optionally with its mode: `pii`, `pii:block`, `injection_guard:flag`."""
 
 
 class Subtask(BaseModel):

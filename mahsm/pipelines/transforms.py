@@ -73,4 +73,4 @@ def _import(module_name: str) -> Any:
 def _callable(value: object, name: str) -> Transform:
     if not callable(value):
         raise TransformNotFound(f"transform '{name}' is not a function")
-    return value  # type: ignore[return-value]
+    return value
