@@ -37,6 +37,7 @@ class EngineActivities:
             inline_history_events=s.inline_history_events,
             inline_history_bytes=s.inline_history_bytes,
             llm_retry_s=s.llm_retry_s,
+            fallback_attempts=s.fallback_attempts,
         )
 
     @activity.defn(name="resolve_pool")

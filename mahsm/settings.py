@@ -226,6 +226,21 @@ class Settings(BaseSettings):
             raise ValueError("expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return value
 
+    # Provider routing: attempts per model of a fallback chain, and the circuit breakers.
+    fallback_attempts: int = Field(
+        default=3, ge=1, le=20, description="attempts per model before the chain's next model"
+    )
+    breaker_failures: int = Field(
+        default=5, ge=1, le=10_000, description="failures within the window that open a circuit"
+    )
+    breaker_window_s: float = Field(default=60.0, gt=0, le=24 * 3600)
+    breaker_cooldown_s: float = Field(
+        default=30.0, gt=0, le=24 * 3600, description="open this long before one probe call"
+    )
+    breaker_skip_providers: str = Field(
+        default="scripted", description="comma-separated providers no breaker guards"
+    )
+
 
 def _describe(error: ValidationError) -> str:
     lines = []

@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 from mahsm.activities.blobs import BlobStore
 from mahsm.activities.engine import EngineActivities
 from mahsm.activities.llm.activity import LLMActivities
+from mahsm.activities.llm.breaker import BreakerConfig, CircuitBreakers
 from mahsm.activities.llm.registry import ProviderRegistry
 from mahsm.activities.store import StoreActivities
 from mahsm.activities.tools.activity import ToolActivities
@@ -66,6 +67,7 @@ def build_workers(
         registry=providers,
         tools=catalogue,
         projection=store.projection,
+        breakers=CircuitBreakers(pool, BreakerConfig.from_settings(settings)),
     )
     engine = EngineActivities(settings=settings, client=client)
     tool_activities = ToolActivities(

@@ -27,6 +27,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from mahsm.activities.blobs import BlobStore
+from mahsm.activities.llm.breaker import CircuitBreakers
 from mahsm.activities.llm.claim_check import RESPONSE_INLINE_BUDGET, offload_response, resolve_refs
 from mahsm.activities.llm.errors import LLMCallError, check_hint, timeout_error
 from mahsm.activities.llm.pricing import cost
@@ -60,6 +61,8 @@ class LLMActivities:
             `tool_capabilities` are expanded from it. The default registry when omitted.
         projection: Writes the projection change a request carries; without it the change
             is reported unwritten and the workflow writes it later.
+        breakers: The circuit breakers per model (`mahsm.activities.llm.breaker`); none
+            when omitted.
     """
 
     def __init__(
@@ -70,12 +73,14 @@ class LLMActivities:
         registry: ProviderRegistry | None = None,
         tools: ToolRegistry | None = None,
         projection: ProjectionWriter | None = None,
+        breakers: CircuitBreakers | None = None,
     ) -> None:
         self.settings = settings
         self.blobs = blobs
         self.registry = registry if registry is not None else ProviderRegistry(settings)
         self.tools = tools if tools is not None else default_registry()
         self.projection = projection
+        self.breakers = breakers if breakers is not None else CircuitBreakers(None)
         register_settings(settings)  # secrets read from a .env file are redacted too
 
     @activity.defn(name="llm_complete")
@@ -102,6 +107,8 @@ class LLMActivities:
             "task_id": request.task_id,
             "subtask_id": request.subtask_id,
         }
+        # An open circuit rejects the call here, before any provider call (`CircuitOpen`).
+        admission = await self.breakers.admit(request.model, has_fallback=bool(request.fallback))
         projection = (
             asyncio.ensure_future(self._write_projection(request))
             if request.projection is not None
@@ -151,7 +158,8 @@ class LLMActivities:
                     "error": error.message,
                 },
             )
-            raise _to_application_error(error, request.model) from None
+            notes = await self.breakers.failed(admission, error)
+            raise _to_application_error(error, request.model, notes) from None
         except ApplicationError:
             raise  # already safe to record, e.g. BlobTooLargeError
         except Exception as error:
@@ -183,6 +191,7 @@ class LLMActivities:
                 "duration_s": round(time.monotonic() - started, 3),
             },
         )
+        response.notes += await self.breakers.succeeded(admission)
         response.worker = _worker_identity()
         response.projection_written = await _settle(projection)
         return response
@@ -272,8 +281,14 @@ def _redacted(response: LLMResponse) -> LLMResponse:
     return response.model_copy(update={"content": content, "tool_calls": calls})
 
 
-def _to_application_error(error: LLMCallError, model_id: str) -> ApplicationError:
-    """The error as Temporal records it: naming the model and what to check, no secrets."""
+def _to_application_error(
+    error: LLMCallError, model_id: str, notes: list[str] | None = None
+) -> ApplicationError:
+    """The error as Temporal records it: naming the model and what to check, no secrets.
+
+    `notes` (circuit-breaker transitions) end the message and are in the details, so the
+    workflow can log them.
+    """
     delay = (
         timedelta(seconds=error.retry_after)
         if error.retryable and error.retry_after is not None
@@ -284,9 +299,16 @@ def _to_application_error(error: LLMCallError, model_id: str) -> ApplicationErro
         message = f"{model_id}: {message}"
     if "Fix:" not in message and not _NAMES_A_CHECK.search(message):
         message += f"; {check_hint(error.kind, model_id)}"
+    for note in notes or []:
+        message += f"; {note}"
     return ApplicationError(
         redact_text(message),
-        {"kind": error.kind, "status": error.status, "retry_after": error.retry_after},
+        {
+            "kind": error.kind,
+            "status": error.status,
+            "retry_after": error.retry_after,
+            **({"notes": [redact_text(n) for n in notes]} if notes else {}),
+        },
         type=error.error_type,
         non_retryable=not error.retryable,
         next_retry_delay=delay,

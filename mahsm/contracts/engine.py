@@ -28,6 +28,7 @@ class EngineDefaults(BaseModel):
     inline_history_events: int = 10_000
     inline_history_bytes: int = 16 * 1024 * 1024
     llm_retry_s: float = 600.0
+    fallback_attempts: int = 3
 
 
 class DefaultsRequest(BaseModel):
