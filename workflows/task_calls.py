@@ -8,6 +8,12 @@
   the budget, calls run one at a time, so the task overshoots by at most one call.
 - Every call is bounded in total time (`schedule_to_close`): by the subtask's deadline for
   agent calls, and by `llm_retry_s` for any LLM call, with an error naming model and fix.
+- A call with fallback models (`LLMRequest.fallback`) tries each model as its own activity
+  (`<id>`, then `<id>.m1`, `<id>.m2`...), `fallback_attempts` attempts each: the next model
+  serves the call when one's retries are exhausted or its circuit is open (`CircuitOpen`); a
+  non-retryable error (a 4xx) fails the call as without fallback. Which model served, and
+  every circuit transition the activity reports, go to the task's event log. A call without
+  fallback schedules exactly what it did before fallback chains existed (replay).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
@@ -28,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.contracts.task import Budget, Usage
     from mahsm.contracts.tools import ToolInvocation, ToolOutcome
     from mahsm.workflows.failures import failure_message
+    from mahsm.workflows.model_fallback import ChainOutOfTime, breaker_notes, serve_on_chain
     from mahsm.workflows.pool_router import POOL_PICKUP_S
     from mahsm.workflows.retry import LLM_RETRY, TOOL_RETRY, llm_heartbeat_timeout
     from mahsm.workflows.task_recorder import TaskRecorder
@@ -148,9 +156,14 @@ class TaskCalls:
         deadline: datetime | None = None,
         budgeted: bool = False,
     ) -> LLMResponse:
-        """One LLM call; its usage is added to the task's. See the module docstring."""
+        """One LLM call, on its fallback models if need be; its usage is added to the task's.
+
+        See the module docstring. The budget gate admits the call once, whatever model
+        serves it.
+        """
         retry_s = self._defaults.llm_retry_s
         total_s = min(retry_s, _remaining(deadline))
+        sid = request.subtask_id
         if budgeted:
             await self.budget.admit()
         # One write in flight at a time: calls started together do not each carry one.
@@ -161,24 +174,35 @@ class TaskCalls:
         response: LLMResponse | None = None
         try:
             with self.running():
-                response = await workflow.execute_activity_method(
-                    LLMActivities.complete,
-                    request,
-                    activity_id=activity_id,
-                    task_queue=queue,
-                    start_to_close_timeout=timedelta(seconds=self._defaults.llm_timeout_s),
-                    schedule_to_close_timeout=timedelta(seconds=total_s),
-                    schedule_to_start_timeout=_pickup(queue),
-                    heartbeat_timeout=llm_heartbeat_timeout(self._defaults.llm_timeout_s),
-                    retry_policy=LLM_RETRY,
-                    summary=summary,
-                )
+                if request.fallback:
+                    response = await serve_on_chain(
+                        request,
+                        attempt=lambda single, suffix, left_s, retry: self._complete(
+                            single, activity_id=activity_id + suffix, queue=queue,
+                            summary=f"{summary} ({single.model})" if suffix else summary,
+                            total_s=left_s, retry=retry,
+                        ),
+                        note=lambda text: self._recorder.note(text, subtask_id=sid),
+                        ends_call=_ends_call,
+                        attempts=self._defaults.fallback_attempts,
+                        summary=summary,
+                        total_s=total_s,
+                    )  # fmt: skip
+                else:
+                    response = await self._complete(
+                        request, activity_id=activity_id, summary=summary, queue=queue,
+                        total_s=total_s, retry=LLM_RETRY,
+                    )  # fmt: skip
         except ActivityError as error:
+            if not request.fallback:  # a chain logs each model's failure itself
+                for text in breaker_notes(error):
+                    self._recorder.note(text, subtask_id=sid)
             if out_of_time(error):
                 if total_s < retry_s:
                     raise SubtaskDeadline() from error
+                models = ", ".join([request.model, *request.fallback])
                 raise ApplicationError(
-                    f"LLM call '{summary}' to {request.model} got no usable answer within"
+                    f"LLM call '{summary}' to {models} got no usable answer within"
                     f" {retry_s:g}s of retries; last error: {failure_message(error)}. Check"
                     " that the provider is reachable and the model name and key are right"
                     " (the worker's OPENAI_BASE_URL / OPENAI_API_KEY / ANTHROPIC_API_KEY),"
@@ -187,6 +211,15 @@ class TaskCalls:
                     non_retryable=True,
                 ) from error
             raise
+        except ChainOutOfTime as error:
+            if total_s < retry_s:
+                raise SubtaskDeadline() from error
+            raise ApplicationError(
+                f"LLM call '{summary}' found no model of its chain to answer within"
+                f" {retry_s:g}s; raise MAHSM_LLM_RETRY_S",
+                type="LLMRetriesExhausted",
+                non_retryable=True,
+            ) from error
         finally:
             if write is not None:
                 self._carrying = False
@@ -195,7 +228,32 @@ class TaskCalls:
             if budgeted:
                 self.budget.release(response.usage if response else None)
         self._recorder.add_usage(response.usage)
+        for note in response.notes:  # e.g. a circuit closed by this call's probe
+            self._recorder.note(note, subtask_id=sid)
         return response
+
+    async def _complete(
+        self,
+        request: LLMRequest,
+        *,
+        activity_id: str,
+        summary: str,
+        queue: str | None,
+        total_s: float,
+        retry: RetryPolicy,
+    ) -> LLMResponse:
+        return await workflow.execute_activity_method(
+            LLMActivities.complete,
+            request,
+            activity_id=activity_id,
+            task_queue=queue,
+            start_to_close_timeout=timedelta(seconds=self._defaults.llm_timeout_s),
+            schedule_to_close_timeout=timedelta(seconds=total_s),
+            schedule_to_start_timeout=_pickup(queue),
+            heartbeat_timeout=llm_heartbeat_timeout(self._defaults.llm_timeout_s),
+            retry_policy=retry,
+            summary=summary,
+        )
 
     async def tool(
         self,
@@ -228,6 +286,11 @@ class TaskCalls:
             if out_of_time(error):
                 raise SubtaskDeadline() from error
             raise
+
+
+def _ends_call(error: ActivityError) -> bool:
+    """An error that ends an LLM call on any model: no worker took it, or its time is spent."""
+    return timeout_type(error) == TimeoutType.SCHEDULE_TO_START or out_of_time(error)
 
 
 def _remaining(deadline: datetime | None) -> float:
