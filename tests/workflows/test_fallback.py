@@ -1,0 +1,105 @@
+"""Fallback chains on the engine: the openai provider against a fake server, per model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mahsm.contracts.pipeline import Pipeline
+from mahsm.contracts.task import SubtaskStatus, TaskRequest, TaskStatus
+from tests.activities.llm.model_server import ModelServer, model_server
+
+# Breakers stay out of these tests' way (tests/activities/test_breaker.py covers them).
+SETTINGS: dict[str, Any] = {"fallback_attempts": 2, "breaker_failures": 1000}
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
+    with model_server() as running:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789")
+        monkeypatch.setenv("OPENAI_BASE_URL", running.url)
+        yield running
+
+
+def one_llm_step(models: list[str]) -> TaskRequest:
+    pipeline = Pipeline.model_validate(
+        {
+            "name": "routed",
+            "steps": [{"name": "draft", "kind": "llm", "model": models, "prompt": "Draft it"}],
+            "outputs": {"reply": "{draft}"},
+        }
+    )
+    return TaskRequest(description="Run pipeline routed", pipeline=pipeline)
+
+
+async def notes(engine: Any, task_id: str) -> list[str]:
+    events = await engine.events(task_id)
+    return [(e["data"] or {}).get("message", "") for e in events if e["kind"] == "note"]
+
+
+async def test_secondary_serves_once_the_primary_exhausts_its_retries(
+    engine_factory, server: ModelServer
+) -> None:
+    server.script("primary", then=503)
+    async with engine_factory({"rules": []}, **SETTINGS) as engine:
+        handle = await engine.start(one_llm_step(["openai/primary", "openai/secondary"]))
+        state = await handle.result()
+        history = await handle.fetch_history()
+        log = await notes(engine, handle.id)
+        row = (await engine.subtask_rows(handle.id))["draft"]
+
+    assert state.status == TaskStatus.COMPLETED, state.error
+    assert state.outputs == {"reply": "answer from secondary"}
+    assert server.calls("primary") == 2  # fallback_attempts, then the next model
+    assert server.calls("secondary") == 1
+    draft = state.subtask("draft").result
+    assert draft.model == "openai/secondary"  # the served model, as the response says
+    assert row["model"] == "openai/secondary"
+    (served,) = [n for n in log if n.startswith("served by fallback model")]
+    assert "openai/secondary after openai/primary failed: retries exhausted" in served
+    assert "HTTP 503" in served
+    scheduled = [
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    by_id = {a.activity_id: a for a in scheduled}
+    assert set(by_id) == {"draft/llm", "draft/llm.m1"}
+    assert by_id["draft/llm"].retry_policy.maximum_attempts == 2
+
+
+async def test_a_400_from_the_primary_does_not_fall_back(
+    engine_factory, server: ModelServer
+) -> None:
+    server.script("primary", then=400)
+    async with engine_factory({"rules": []}, **SETTINGS) as engine:
+        handle = await engine.start(one_llm_step(["openai/primary", "openai/secondary"]))
+        state = await engine.wait_for(handle, lambda s: s.status.is_terminal, timeout_s=60)
+
+    assert state.status == TaskStatus.FAILED
+    draft = state.subtask("draft").result
+    assert draft.status == SubtaskStatus.FAILED
+    assert draft.error is not None and "HTTP 400" in draft.error, draft.error
+    assert server.calls("primary") == 1  # not retried
+    assert server.calls("secondary") == 0  # and not passed on
+
+
+async def test_every_model_failing_names_each_model_and_why(
+    engine_factory, server: ModelServer
+) -> None:
+    server.script("primary", then=503)
+    server.script("secondary", then=429)
+    async with engine_factory({"rules": []}, **SETTINGS) as engine:
+        handle = await engine.start(one_llm_step(["openai/primary", "openai/secondary"]))
+        state = await engine.wait_for(handle, lambda s: s.status.is_terminal, timeout_s=90)
+        log = await notes(engine, handle.id)
+
+    assert state.status == TaskStatus.FAILED
+    error = state.subtask("draft").result.error or ""
+    assert "failed on every model of its chain" in error, error
+    assert "openai/primary: retries exhausted" in error and "HTTP 503" in error
+    assert "openai/secondary: retries exhausted" in error and "HTTP 429" in error
+    assert (server.calls("primary"), server.calls("secondary")) == (2, 2)
+    assert any(n.startswith("model openai/primary failed") for n in log), log
