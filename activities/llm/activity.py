@@ -158,8 +158,9 @@ class LLMActivities:
                     "error": error.message,
                 },
             )
-            notes = await self.breakers.failed(admission, error)
-            raise _to_application_error(error, request.model, notes) from None
+            verdict = await self.breakers.failed(admission, error)
+            failure = _to_application_error(error, request.model, verdict.notes)
+            raise verdict.raised(failure, has_fallback=bool(request.fallback)) from None
         except ApplicationError:
             raise  # already safe to record, e.g. BlobTooLargeError
         except Exception as error:

@@ -84,6 +84,32 @@ class Admission:
     notes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What a failed call did to its breaker: the notes for the log, and whether it opened."""
+
+    notes: list[str]
+    opened: bool = False
+    cooldown_s: float = 0.0
+
+    def raised(self, error: ApplicationError, *, has_fallback: bool) -> ApplicationError:
+        """The error the activity raises: a failure that opened the circuit ends the attempts.
+
+        Every further attempt would be rejected until the cool-down is over: with a fallback
+        model the call moves on at once (`CircuitOpen`, non-retryable), without one it is
+        retried after the cool-down. Either way the workflow sees the transition's note.
+        """
+        if not self.opened:
+            return error
+        return ApplicationError(
+            error.message,
+            *error.details,
+            type=CIRCUIT_OPEN if has_fallback else error.type,
+            non_retryable=has_fallback,
+            next_retry_delay=None if has_fallback else timedelta(seconds=self.cooldown_s),
+        )
+
+
 Decision = tuple[Breaker, str] | None
 """The breaker's new row and the transition's note, or None when nothing changes."""
 
@@ -134,24 +160,26 @@ class CircuitBreakers:
             notes += [note] if note else []
         return notes
 
-    async def failed(self, admission: Admission, error: LLMCallError) -> list[str]:
-        """Count a retryable failure (it may open the circuit). Returns the notes for the log."""
+    async def failed(self, admission: Admission, error: LLMCallError) -> Verdict:
+        """Count a retryable failure; it may open the circuit."""
         notes = list(admission.notes)
         if not admission.guarded:
-            return notes
+            return Verdict(notes)
         if not error.retryable:
             # The provider answered, so it is up: a probe that got a 4xx closes the circuit.
             if admission.probe:
                 note = await self._change_safely(admission.model, self._close)
                 notes += [note] if note else []
-            return notes
+            return Verdict(notes)
         text = error.message[:_ERROR_CHARS]
 
         def count(row: Breaker, now: datetime) -> Decision:
             return self._count_failure(row, now, text, probe=admission.probe)
 
         note = await self._change_safely(admission.model, count)
-        return notes + ([note] if note else [])
+        if not note:
+            return Verdict(notes)
+        return Verdict([*notes, note], opened=True, cooldown_s=self.config.cooldown_s)
 
     # ---- decisions: the new row for the old one at the database's `now` -------------------
 
