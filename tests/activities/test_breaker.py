@@ -27,7 +27,7 @@ from mahsm.devstack.process import ManagedProcess
 from mahsm.queues import tasks_queue
 from mahsm.workflows.task_workflow import TaskWorkflow
 from tests.activities.llm.model_server import ModelServer, model_server
-from tests.engine_harness import Engine, running_engine
+from tests.engine_harness import running_engine
 
 pytestmark = pytest.mark.timeout(240)
 REPO = Path(__file__).resolve().parents[2]

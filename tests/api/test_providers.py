@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
-from mahsm.activities.llm.breaker import Admission, BreakerConfig, CircuitBreakers
+from mahsm.activities.llm.breaker import BreakerConfig, CircuitBreakers
 from mahsm.activities.llm.errors import classify_status
 from mahsm.api.main import create_app
 from tests.api.conftest import api_settings, asgi_client
