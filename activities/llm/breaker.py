@@ -29,6 +29,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from mahsm.activities.llm.errors import LLMCallError
+from mahsm.redaction import redact_text
 from mahsm.settings import Settings
 
 State = Literal["closed", "open", "half_open"]
@@ -171,7 +172,7 @@ class CircuitBreakers:
                 note = await self._change_safely(admission.model, self._close)
                 notes += [note] if note else []
             return Verdict(notes)
-        text = error.message[:_ERROR_CHARS]
+        text = redact_text(error.message)[:_ERROR_CHARS]  # stored: no secret may reach it
 
         def count(row: Breaker, now: datetime) -> Decision:
             return self._count_failure(row, now, text, probe=admission.probe)
@@ -312,7 +313,11 @@ class CircuitBreakers:
             when = f"next probe at {_clock(probe_at)}"
             if probe_at is not None:
                 delay = max(timedelta(seconds=1), probe_at - now)
-        then = "the next model of the chain serves the call" if has_fallback else "retried then"
+        then = (
+            "the next model of the chain serves the call"
+            if has_fallback
+            else "the call is retried then"
+        )
         return ApplicationError(
             f"circuit for {row.model} is {row.state.replace('_', '-')}: {why}; no call made;"
             f" {when}; {then}",

@@ -191,6 +191,26 @@ async def test_a_failed_probe_opens_the_circuit_again(
     ]
 
 
+async def test_a_call_with_no_fallback_waits_for_the_probe_instead_of_failing(
+    engine_with: Any, db_pool: asyncpg.Pool, server: ModelServer
+) -> None:
+    flaky = "openai/flaky-d"
+    server.script("flaky-d", 503, 503)  # then 200
+    async with engine_with(breaker_failures=2, breaker_cooldown_s=6) as engine:
+        handle = await engine.start(one_llm_step([flaky]))
+        state = await handle.result()
+
+    assert state.status == TaskStatus.COMPLETED, state.error
+    assert state.subtask("draft").result.model == flaky
+    second, probe = server.times("flaky-d")[1:]
+    # The second failure opened the circuit: the next attempt waited for the cool-down (the
+    # plain retry policy would have retried after 2 s) and was the probe.
+    assert probe - second >= 5.0, probe - second
+    assert server.calls("flaky-d") == 3
+    log = await notes(db_pool, handle.id)
+    assert f"circuit for {flaky} closed after a successful probe" in log, log
+
+
 async def test_a_second_worker_process_sees_the_open_circuit(
     engine_with: Any,
     db_pool: asyncpg.Pool,

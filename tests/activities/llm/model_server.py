@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ class ModelServer:
         self._lock = threading.Lock()
         self._scripts: dict[str, deque[int]] = {}
         self._defaults: dict[str, int] = {}
-        self.received: list[str] = []
+        self.received: list[tuple[str, float]] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -67,11 +68,16 @@ class ModelServer:
     def calls(self, model: str) -> int:
         """Requests `model` received so far."""
         with self._lock:
-            return self.received.count(model)
+            return sum(1 for m, _ in self.received if m == model)
+
+    def times(self, model: str) -> list[float]:
+        """When (`time.monotonic()`) each request of `model` arrived."""
+        with self._lock:
+            return [at for m, at in self.received if m == model]
 
     def _next_status(self, model: str) -> int:
         with self._lock:
-            self.received.append(model)
+            self.received.append((model, time.monotonic()))
             script = self._scripts.get(model)
             if script:
                 return script.popleft()
