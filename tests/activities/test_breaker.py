@@ -19,8 +19,11 @@ import pytest
 import pytest_asyncio
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from mahsm.activities.llm.breaker import BreakerConfig, CircuitBreakers
+from mahsm.activities.llm.errors import classify_status
 from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.task import TaskRequest, TaskState, TaskStatus
 from mahsm.devstack.process import ManagedProcess
@@ -209,6 +212,29 @@ async def test_a_call_with_no_fallback_waits_for_the_probe_instead_of_failing(
     assert server.calls("flaky-d") == 3
     log = await notes(db_pool, handle.id)
     assert f"circuit for {flaky} closed after a successful probe" in log, log
+
+
+async def test_exactly_one_probe_among_concurrent_calls_of_two_workers(
+    db_pool: asyncpg.Pool,
+) -> None:
+    model = "openai/flaky-e"
+    config = BreakerConfig(failures=1, cooldown_s=1)
+    workers = [CircuitBreakers(db_pool, config), CircuitBreakers(db_pool, config)]
+    admitted = await workers[0].admit(model, has_fallback=True)
+    await workers[0].failed(admitted, classify_status(503, "down", provider="openai"))
+    await wait_until_probe_due(db_pool, model)
+
+    async def call(breakers: CircuitBreakers) -> str:
+        try:
+            admission = await breakers.admit(model, has_fallback=True)
+        except ApplicationError as error:
+            assert error.type == "CircuitOpen" and error.non_retryable
+            return "rejected"
+        return "probe" if admission.probe else "let through"
+
+    outcomes = await asyncio.gather(*(call(workers[i % 2]) for i in range(12)))
+    assert sorted(outcomes) == ["probe"] + ["rejected"] * 11
+    assert (await breaker(db_pool, model))["state"] == "half_open"
 
 
 async def test_a_second_worker_process_sees_the_open_circuit(
