@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from mahsm.activities.tools.registry import default_registry
@@ -44,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.workflows.pool_calls import on_pool
     from mahsm.workflows.pool_router import PoolRouter
     from mahsm.workflows.retry import TOOL_RETRY
-    from mahsm.workflows.task_calls import TaskCalls
+    from mahsm.workflows.task_calls import SubtaskDeadline, TaskCalls, out_of_time
 
 ATTACHED = "(attached below)"
 
@@ -243,19 +244,26 @@ class PipelineSteps:
         else:
             values = plain(self.values.values)
         remaining = (deadline - workflow.now()).total_seconds()
-        result: TransformResult = await workflow.execute_activity_method(
-            TransformActivities.run,
-            TransformCall(
-                task_id=self._task_id, step=step.name, function=step.function, values=values
-            ),
-            activity_id=f"{step.name}/transform",
-            start_to_close_timeout=timedelta(
-                seconds=max(1.0, min(remaining, self._tool_timeout_s))
-            ),
-            schedule_to_close_timeout=timedelta(seconds=max(1.0, remaining)),
-            retry_policy=TOOL_RETRY,
-            summary=f"step {step.name}: transform {step.function}",
-        )
+        if remaining <= 0:
+            raise SubtaskDeadline()
+        try:
+            result: TransformResult = await workflow.execute_activity_method(
+                TransformActivities.run,
+                TransformCall(
+                    task_id=self._task_id, step=step.name, function=step.function, values=values
+                ),
+                activity_id=f"{step.name}/transform",
+                start_to_close_timeout=timedelta(
+                    seconds=max(1.0, min(remaining, self._tool_timeout_s))
+                ),
+                schedule_to_close_timeout=timedelta(seconds=max(1.0, remaining)),
+                retry_policy=TOOL_RETRY,
+                summary=f"step {step.name}: transform {step.function}",
+            )
+        except ActivityError as error:
+            if out_of_time(error):
+                raise SubtaskDeadline() from error
+            raise
         return StepOutput(value=result.value)
 
 

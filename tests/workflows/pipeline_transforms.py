@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 
@@ -16,3 +17,8 @@ def fails(values: dict[str, Any]) -> Any:
 
 def not_json(values: dict[str, Any]) -> Any:
     return {1, 2}
+
+
+def slow(values: dict[str, Any]) -> Any:
+    time.sleep(float(values.get("seconds", 5)))
+    return "late"

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowFailureError
 
-from mahsm.contracts.pipeline import Pipeline
-from mahsm.contracts.task import StepKind, SubtaskStatus, TaskRequest, TaskStatus
+from mahsm.contracts.pipeline import Pipeline, StepKind
+from mahsm.contracts.task import (
+    ApprovalDecision,
+    Budget,
+    SubtaskStatus,
+    TaskOptions,
+    TaskRequest,
+    TaskStatus,
+)
+from mahsm.workflows.task_workflow import TaskWorkflow
 from tests.engine_harness import answer_rule
 
 TRANSFORMS = "tests.workflows.pipeline_transforms"
@@ -273,3 +282,87 @@ async def test_step_results_reach_postgres(engine_factory) -> None:
     assert subtasks["b"]["value"] == {"seen": {"x": "alpha"}, "count": 1}
     assert subtasks["a"]["model"] == "scripted/test"
     assert row["pipeline"] == "test-run" and row["outputs"] == {"b": "alpha"}
+
+
+async def test_step_timeout_fails_the_step_in_time(engine_factory) -> None:
+    pipeline = _pipeline(
+        [
+            {
+                "name": "wait",
+                "kind": "transform",
+                "function": f"{TRANSFORMS}.slow",
+                "args": {"seconds": 20},
+                "timeout_s": 1.5,
+            }
+        ]
+    )
+    async with engine_factory({"rules": []}) as engine:
+        handle = await engine.start(_run(pipeline))
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        took = asyncio.get_running_loop().time() - started
+        state = await engine.state(handle)
+    assert state.subtask("wait").result.error == "step timed out after 1.5s"
+    assert took < 15
+
+
+async def test_pipeline_waits_for_approval_then_runs(engine_factory) -> None:
+    pipeline = _pipeline([{"name": "only", "kind": "llm", "prompt": "approved work"}])
+    request = _run(pipeline).model_copy(update={"options": TaskOptions(require_approval=True)})
+    async with engine_factory({"rules": []}) as engine:
+        handle = await engine.start(request)
+        waiting = await engine.wait_for(handle, lambda s: s.status == TaskStatus.AWAITING_APPROVAL)
+        assert [i.subtask.id for i in waiting.subtasks] == ["only"]
+        assert waiting.subtasks[0].result.status == SubtaskStatus.PENDING
+        outcome = await handle.execute_update(TaskWorkflow.approve, ApprovalDecision(approved=True))
+        state = await handle.result()
+    assert outcome.status == TaskStatus.RUNNING
+    assert state.outputs == {"only": "approved work"}
+
+
+async def test_budget_stops_a_pipeline_before_its_next_step(engine_factory) -> None:
+    pipeline = _pipeline(
+        [
+            {"name": "first", "kind": "llm", "prompt": "word " * 50},
+            {"name": "second", "kind": "llm", "prompt": "{first} again"},
+        ]
+    )
+    request = _run(pipeline).model_copy(
+        update={"options": TaskOptions(budget=Budget(max_total_tokens=20))}
+    )
+    async with engine_factory({"rules": []}) as engine:
+        handle = await engine.start(request)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        state = await engine.state(handle)
+    assert state.subtask("first").result.status == SubtaskStatus.COMPLETED
+    assert state.subtask("second").result.status in (
+        SubtaskStatus.CANCELLED,
+        SubtaskStatus.FAILED,
+    )
+    assert "budget" in (state.error or "")
+
+
+async def test_cancelling_a_pipeline_cancels_its_running_step(engine_factory) -> None:
+    pipeline = _pipeline(
+        [
+            {
+                "name": "long",
+                "kind": "transform",
+                "function": f"{TRANSFORMS}.slow",
+                "args": {"seconds": 30},
+            }
+        ]
+    )
+    async with engine_factory({"rules": []}) as engine:
+        handle = await engine.start(_run(pipeline))
+        await engine.wait_for(
+            handle, lambda s: bool(s.subtasks) and s.subtasks[0].result.status == "running"
+        )
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        state = await engine.state(handle)
+    assert state.status == TaskStatus.CANCELLED
+    assert state.subtask("long").result.status == SubtaskStatus.CANCELLED
