@@ -144,7 +144,9 @@ class CircuitBreakers:
             row, now = await self._read(model)
             if row.state == "closed":
                 return Admission(model=model, guarded=True)
-            claimed = await self._change(model, self._claim_probe)
+            # Claimed under the row lock only when the read says a probe may be due.
+            due = self._claim_probe(row, now) is not None
+            claimed = await self._change(model, self._claim_probe) if due else None
         except _DB_ERRORS as error:
             return self._unguarded(model, error)
         if claimed is not None:
@@ -221,7 +223,7 @@ class CircuitBreakers:
             return opened, f"circuit for {row.model} re-opened: the probe failed ({error}); {when}"
         if row.state == "closed" and len(counted.failures) >= cfg.failures:
             return opened, (
-                f"circuit for {row.model} opened after {len(counted.failures)} failures within"
+                f"circuit for {row.model} opened after {_failures(len(counted.failures))} within"
                 f" {cfg.window_s:g}s (last: {error}); {when}"
             )
         return counted, ""
@@ -252,14 +254,18 @@ class CircuitBreakers:
         """Apply `decide` to the locked row; log and store a state change as a transition."""
         assert self._pool is not None
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO provider_breakers (model) VALUES ($1) ON CONFLICT DO NOTHING", model
-            )
+            if model not in self._known:
+                await conn.execute(
+                    "INSERT INTO provider_breakers (model) VALUES ($1) ON CONFLICT DO NOTHING",
+                    model,
+                )
             record = await conn.fetchrow(
                 "SELECT *, now() AS db_now FROM provider_breakers WHERE model = $1 FOR UPDATE",
                 model,
             )
-            assert record is not None
+            if record is None:  # the row was deleted by hand since this process saw it
+                self._known.discard(model)
+                return None
             before = _breaker(record)
             decision = decide(before, record["db_now"])
             if decision is None:
@@ -343,6 +349,10 @@ def _breaker(record: asyncpg.Record) -> Breaker:
         next_probe_at=record["next_probe_at"],
         probe_started_at=record["probe_started_at"],
     )
+
+
+def _failures(count: int) -> str:
+    return f"{count} failure" if count == 1 else f"{count} failures"
 
 
 def _clock(when: datetime | None) -> str:
