@@ -10,13 +10,12 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
@@ -55,10 +54,10 @@ def one_llm_step(models: list[str]) -> TaskRequest:
     return TaskRequest(description="Run pipeline routed", pipeline=pipeline)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def engine_with(
-    temporal_client: Client, db_pool: asyncpg.Pool, data_dir: Path
-) -> AsyncIterator[Any]:
+@pytest.fixture
+def engine_with(temporal_client: Client, db_pool: asyncpg.Pool, data_dir: Path) -> Any:
+    """`async with engine_with(**settings) as engine:` runs real workers for one test."""
+
     def make(**settings: Any) -> Any:
         return running_engine(
             client=temporal_client,
@@ -69,7 +68,7 @@ async def engine_with(
             **settings,
         )
 
-    yield make
+    return make
 
 
 async def notes(pool: asyncpg.Pool, task_id: str) -> list[str]:

@@ -23,11 +23,12 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
         yield running
 
 
-def one_llm_step(models: list[str]) -> TaskRequest:
+def one_llm_step(models: list[str], **step: Any) -> TaskRequest:
+    draft = {"name": "draft", "kind": "llm", "model": models, "prompt": "Draft it", **step}
     pipeline = Pipeline.model_validate(
         {
             "name": "routed",
-            "steps": [{"name": "draft", "kind": "llm", "model": models, "prompt": "Draft it"}],
+            "steps": [draft],
             "outputs": {"reply": "{draft}"},
         }
     )
@@ -103,3 +104,18 @@ async def test_every_model_failing_names_each_model_and_why(
     assert "openai/secondary: retries exhausted" in error and "HTTP 429" in error
     assert (server.calls("primary"), server.calls("secondary")) == (2, 2)
     assert any(n.startswith("model openai/primary failed") for n in log), log
+
+
+async def test_the_chain_shares_the_steps_time_limit(engine_factory, server: ModelServer) -> None:
+    server.script("primary", then=503)
+    settings = {**SETTINGS, "fallback_attempts": 20}  # the primary alone outlasts the step
+    async with engine_factory({"rules": []}, **settings) as engine:
+        handle = await engine.start(
+            one_llm_step(["openai/primary", "openai/secondary"], timeout_s=4)
+        )
+        state = await engine.wait_for(handle, lambda s: s.status.is_terminal, timeout_s=60)
+
+    assert state.status == TaskStatus.FAILED
+    assert state.subtask("draft").result.error == "step timed out after 4s"
+    assert server.calls("primary") >= 2
+    assert server.calls("secondary") == 0  # no time was left for it
