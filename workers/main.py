@@ -21,6 +21,8 @@ from temporalio.worker import Worker
 from mahsm.activities.blobs import BlobStore
 from mahsm.activities.engine import EngineActivities
 from mahsm.activities.llm.activity import LLMActivities
+from mahsm.activities.llm.middleware.activity import MiddlewareActivities
+from mahsm.activities.llm.middleware.registry import MiddlewareRegistry
 from mahsm.activities.llm.registry import ProviderRegistry
 from mahsm.activities.store import StoreActivities
 from mahsm.activities.tools.activity import ToolActivities
@@ -59,14 +61,17 @@ def build_workers(
     store = StoreActivities(pool=pool, blobs=blobs)
     # One tool catalogue feeds both the tools offered to the model and the tools run.
     catalogue = tools if tools is not None else default_registry()
+    middleware = MiddlewareRegistry.from_settings(settings)  # fails at start on unknown names
     llm = LLMActivities(
         settings=settings,
         blobs=blobs,
         registry=providers,
         tools=catalogue,
         projection=store.projection,
+        middleware=middleware,
     )
-    engine = EngineActivities(settings=settings, client=client)
+    engine = EngineActivities(settings=settings, client=client, middleware=middleware)
+    hooks = MiddlewareActivities(registry=middleware)
     tool_activities = ToolActivities(
         pool=pool, settings=settings, blobs=blobs, registry=catalogue, sql_pool=sql_pool
     )
@@ -88,6 +93,7 @@ def build_workers(
                     store.blob_put_text,
                     engine.engine_defaults,
                     engine.resolve_pool,
+                    hooks.run_hook,
                 ],
                 **common,  # type: ignore[arg-type]
             )
