@@ -23,7 +23,7 @@ from mahsm.activities.llm.middleware.chain import Logger, MiddlewareChain
 from mahsm.activities.llm.middleware.injection_guard import InjectionGuard
 from mahsm.activities.llm.middleware.pii import PIIMiddleware
 from mahsm.contracts.task import MIDDLEWARE_NAME_PATTERN
-from mahsm.settings import Settings
+from mahsm.settings import Settings, SettingsError
 
 ENTRY_POINT_GROUP = "mahsm.middleware"
 UNKNOWN = "UnknownMiddleware"
@@ -33,7 +33,7 @@ _NAME = re.compile(MIDDLEWARE_NAME_PATTERN)
 _log = logging.getLogger(__name__)
 
 
-class MiddlewareConfigError(RuntimeError):
+class MiddlewareConfigError(SettingsError):
     """A setting names middleware that cannot be loaded; the message names the setting."""
 
 
