@@ -8,6 +8,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from mahsm.activities.llm.middleware.registry import MiddlewareRegistry
 from mahsm.contracts.engine import DefaultsRequest, EngineDefaults, PoolChoice, PoolRequest
 from mahsm.pool_liveness import PoolDirectory
 from mahsm.queues import candidate_pools
@@ -17,10 +18,15 @@ from mahsm.settings import Settings
 class EngineActivities:
     """Activities that read the worker's configuration and Temporal's view of the pools."""
 
-    def __init__(self, *, settings: Settings, client: Client) -> None:
+    def __init__(
+        self, *, settings: Settings, client: Client, middleware: MiddlewareRegistry | None = None
+    ) -> None:
         self.settings = settings
         self.client = client
         self.pools = PoolDirectory(client)
+        self.middleware = (
+            middleware if middleware is not None else MiddlewareRegistry.from_settings(settings)
+        )
 
     @activity.defn(name="engine_defaults")
     async def engine_defaults(self, _: DefaultsRequest) -> EngineDefaults:
@@ -38,6 +44,8 @@ class EngineActivities:
             inline_history_bytes=s.inline_history_bytes,
             llm_retry_s=s.llm_retry_s,
             fallback_attempts=s.fallback_attempts,
+            middleware=list(self.middleware.default),
+            hooked_middleware=self.middleware.hooked(),
         )
 
     @activity.defn(name="resolve_pool")

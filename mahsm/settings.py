@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from mahsm.contracts.task import MODEL_ID_PATTERN, Capability
+from mahsm.contracts.task import MIDDLEWARE_NAME_PATTERN, MODEL_ID_PATTERN, Capability
 
 
 class SettingsError(RuntimeError):
@@ -240,6 +240,33 @@ class Settings(BaseSettings):
     breaker_skip_providers: str = Field(
         default="scripted", description="comma-separated providers no breaker guards"
     )
+
+    # Middleware around every LLM call (docs/middleware.md): the worker default, and modules
+    # whose Middleware subclasses are registered besides the built-ins and entry points.
+    middleware: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated middleware names run around every LLM call of a task"
+        " that chooses none, e.g. 'pii,injection_guard:block'",
+    )
+    middleware_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated modules whose Middleware subclasses are registered",
+    )
+
+    @field_validator("middleware", "middleware_modules", mode="before")
+    @classmethod
+    def _parse_comma_list(cls, raw: object) -> object:
+        if isinstance(raw, str):
+            return [item.strip() for item in raw.split(",") if item.strip()]
+        return raw
+
+    @field_validator("middleware")
+    @classmethod
+    def _check_middleware_names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not re.fullmatch(MIDDLEWARE_NAME_PATTERN, name)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: expected names like 'pii' or 'pii:block'")
+        return value
 
 
 def _describe(error: ValidationError) -> str:

@@ -22,6 +22,8 @@ from mahsm.activities.blobs import BlobStore
 from mahsm.activities.engine import EngineActivities
 from mahsm.activities.llm.activity import LLMActivities
 from mahsm.activities.llm.breaker import BreakerConfig, CircuitBreakers
+from mahsm.activities.llm.middleware.activity import MiddlewareActivities
+from mahsm.activities.llm.middleware.registry import MiddlewareRegistry
 from mahsm.activities.llm.registry import ProviderRegistry
 from mahsm.activities.store import StoreActivities
 from mahsm.activities.tools.activity import ToolActivities
@@ -61,6 +63,7 @@ def build_workers(
     store = StoreActivities(pool=pool, blobs=blobs)
     # One tool catalogue feeds both the tools offered to the model and the tools run.
     catalogue = tools if tools is not None else default_registry()
+    middleware = MiddlewareRegistry.from_settings(settings)  # fails at start on unknown names
     llm = LLMActivities(
         settings=settings,
         blobs=blobs,
@@ -68,8 +71,10 @@ def build_workers(
         tools=catalogue,
         projection=store.projection,
         breakers=CircuitBreakers(pool, BreakerConfig.from_settings(settings)),
+        middleware=middleware,
     )
-    engine = EngineActivities(settings=settings, client=client)
+    engine = EngineActivities(settings=settings, client=client, middleware=middleware)
+    hooks = MiddlewareActivities(registry=middleware)
     tool_activities = ToolActivities(
         pool=pool, settings=settings, blobs=blobs, registry=catalogue, sql_pool=sql_pool
     )
@@ -92,6 +97,7 @@ def build_workers(
                     engine.engine_defaults,
                     engine.resolve_pool,
                     TransformActivities().run,
+                    hooks.run_hook,
                 ],
                 **common,  # type: ignore[arg-type]
             )

@@ -30,6 +30,7 @@ from mahsm.activities.blobs import BlobStore
 from mahsm.activities.llm.breaker import CircuitBreakers
 from mahsm.activities.llm.claim_check import RESPONSE_INLINE_BUDGET, offload_response, resolve_refs
 from mahsm.activities.llm.errors import LLMCallError, check_hint, timeout_error
+from mahsm.activities.llm.middleware.registry import MiddlewareRegistry
 from mahsm.activities.llm.pricing import cost
 from mahsm.activities.llm.provider import CallContext, PricedProvider
 from mahsm.activities.llm.registry import ProviderRegistry
@@ -63,6 +64,8 @@ class LLMActivities:
             is reported unwritten and the workflow writes it later.
         breakers: The circuit breakers per model (`mahsm.activities.llm.breaker`); none
             when omitted.
+        middleware: The middleware a request may name (`request.middleware`, else the
+            worker default); `MiddlewareRegistry.from_settings(settings)` when omitted.
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class LLMActivities:
         tools: ToolRegistry | None = None,
         projection: ProjectionWriter | None = None,
         breakers: CircuitBreakers | None = None,
+        middleware: MiddlewareRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.blobs = blobs
@@ -81,6 +85,9 @@ class LLMActivities:
         self.tools = tools if tools is not None else default_registry()
         self.projection = projection
         self.breakers = breakers if breakers is not None else CircuitBreakers(None)
+        self.middleware = (
+            middleware if middleware is not None else MiddlewareRegistry.from_settings(settings)
+        )
         register_settings(settings)  # secrets read from a .env file are redacted too
 
     @activity.defn(name="llm_complete")
@@ -96,7 +103,8 @@ class LLMActivities:
         Raises:
             ApplicationError: `type="LLM<Kind>Error"` (see `mahsm.activities.llm.errors`),
                 non-retryable for errors a retry cannot fix, with `next_retry_delay` when the
-                provider sent `retry-after`.
+                provider sent `retry-after`; or a middleware's `UnknownMiddleware`,
+                `AbortedByMiddleware` (non-retryable) or `MiddlewareFailed` (retryable).
         """
         info = activity.info()
         started = time.monotonic()
@@ -115,7 +123,9 @@ class LLMActivities:
             else None
         )
         try:
+            chain = self.middleware.chain(request.middleware)  # unknown names fail here
             resolved = self._offer_tools(await resolve_refs(request, self.blobs))
+            resolved = await chain.before_llm_call(resolved)  # may redact, or abort
             # Building a provider imports its SDK (seconds on a busy machine): off the loop.
             provider, model = await self._heartbeating(
                 asyncio.to_thread(self.registry.resolve, request.model), request, info
@@ -131,6 +141,7 @@ class LLMActivities:
             response = await self._heartbeating(
                 provider.complete(resolved, model=model, context=context), request, info
             )
+            response = await chain.after_llm_call(resolved, response)  # adds detections
             price = provider.price(model) if isinstance(provider, PricedProvider) else None
             # A plan is parsed by the workflow: it stays inline up to the response budget.
             threshold = (

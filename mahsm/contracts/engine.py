@@ -29,6 +29,14 @@ class EngineDefaults(BaseModel):
     inline_history_bytes: int = 16 * 1024 * 1024
     llm_retry_s: float = 600.0
     fallback_attempts: int = 3
+    middleware: list[str] = Field(
+        default_factory=list, description="the worker's default middleware (MAHSM_MIDDLEWARE)"
+    )
+    hooked_middleware: list[str] = Field(
+        default_factory=list,
+        description="registered middleware defining a run or step hook: only a chosen one of"
+        " these makes the workflow schedule `middleware_hook`",
+    )
 
 
 class DefaultsRequest(BaseModel):
