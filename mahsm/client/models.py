@@ -79,12 +79,17 @@ def task_state_from_api(task: dict[str, Any], subtasks: list[dict[str, Any]]) ->
             description=item.get("description") or item["id"],
             required_capabilities=item.get("required_capabilities") or ["data_analysis"],
             depends_on=item.get("depends_on") or [],
+            kind=item.get("kind") or "agent",
         )
         result = SubtaskResult.model_validate(
             {k: v for k, v in item.items() if k in SubtaskResult.model_fields and v is not None}
         )
         states.append(SubtaskState(subtask=definition, result=result))
-    extra = {k: task[k] for k in ("options", "model", "version") if task.get(k) is not None}
+    extra = {
+        k: task[k]
+        for k in ("options", "model", "version", "pipeline", "outputs")
+        if task.get(k) is not None
+    }
     return TaskState(
         task_id=task["id"],
         description=task["description"],
