@@ -15,9 +15,10 @@ from pydantic import ValidationError
 from mahsm.api.deps import ApiError, Backends
 from mahsm.api.pipeline_checks import invalid, pipeline_problems
 from mahsm.api.pipeline_registry import find, versions
-from mahsm.api.pipeline_schemas import TaskSubmission, run_description
+from mahsm.api.pipeline_schemas import TaskSubmission
 from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.task import TaskRequest
+from mahsm.pipelines.files import run_description
 
 
 def _problem(field: str, msg: str, kind: str = "value_error") -> dict[str, Any]:

@@ -10,9 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from mahsm.contracts.common import INPUT, Text
 from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.task import Plan, TaskOptions
-
-PIPELINE_REF_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,63}(@[A-Za-z0-9_.\-]{1,32})?$"
-"""`name` or `name@version` of a registered pipeline."""
+from mahsm.pipelines.files import PIPELINE_REF_PATTERN
 
 
 class TaskSubmission(BaseModel):
@@ -100,9 +98,3 @@ class PipelinePage(BaseModel):
 
     pipelines: list[PipelineSummary]
     next_cursor: str | None
-
-
-def run_description(pipeline: Pipeline) -> str:
-    """A run's task description: the pipeline's own when long enough, else 'Run pipeline <name>'."""
-    own = pipeline.description or ""
-    return own if len(own.strip()) >= 10 else f"Run pipeline {pipeline.name}"

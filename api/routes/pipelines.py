@@ -12,7 +12,6 @@ from mahsm.api.json_body import Utf8JsonRoute
 from mahsm.api.pipeline_checks import invalid, pipeline_problems
 from mahsm.api.pipeline_registry import StoredPipeline, find, names, register, versions
 from mahsm.api.pipeline_schemas import (
-    PIPELINE_REF_PATTERN,
     PipelinePage,
     PipelineSummary,
     PipelineVersionView,
@@ -21,6 +20,7 @@ from mahsm.api.pipeline_schemas import (
 from mahsm.api.routes.tasks import error_responses
 from mahsm.api.text_guard import reject_unstorable_body, reject_unstorable_params
 from mahsm.contracts.pipeline import PIPELINE_NAME_PATTERN, Pipeline
+from mahsm.pipelines.files import PIPELINE_REF_PATTERN
 
 router = APIRouter(
     prefix="/pipelines",

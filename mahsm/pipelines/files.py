@@ -17,6 +17,9 @@ from pydantic import ValidationError
 
 from mahsm.contracts.pipeline import Pipeline, StepKind
 
+PIPELINE_REF_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,63}(@[A-Za-z0-9_.\-]{1,32})?$"
+"""`name` or `name@version` of a registered pipeline."""
+
 _KINDS = frozenset(StepKind)
 # Errors of the step union whose tag is wrong or missing: they concern the `kind` field.
 _TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
@@ -34,6 +37,15 @@ class PipelineFileError(ValueError):
         self.path = path
         self.problems = problems
         super().__init__(f"{path}: " + "; ".join(problems))
+
+
+def run_description(pipeline: Pipeline) -> str:
+    """A run's task description: the pipeline's own when long enough, else 'Run pipeline <name>'.
+
+    Runs need no description of their own, but a task has one of at least 10 characters.
+    """
+    own = pipeline.description or ""
+    return own if len(own.strip()) >= 10 else f"Run pipeline {pipeline.name}"
 
 
 def name_steps(loc: Sequence[Any], document: Any) -> list[Any]:
