@@ -15,12 +15,3 @@ CREATE TABLE IF NOT EXISTS pipelines (
 );
 CREATE INDEX IF NOT EXISTS pipelines_name_seq ON pipelines (name, seq DESC);
 
--- What a pipeline run adds to the task projection: the pipeline's name[@version] and its
--- rendered outputs on the task; each step's kind, JSON value, serving model and middleware
--- detections on its subtask row.
-ALTER TABLE tasks ADD COLUMN IF NOT EXISTS pipeline TEXT;
-ALTER TABLE tasks ADD COLUMN IF NOT EXISTS outputs JSONB;
-ALTER TABLE subtasks ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'agent';
-ALTER TABLE subtasks ADD COLUMN IF NOT EXISTS value JSONB;
-ALTER TABLE subtasks ADD COLUMN IF NOT EXISTS model TEXT;
-ALTER TABLE subtasks ADD COLUMN IF NOT EXISTS detections JSONB NOT NULL DEFAULT '{}'::jsonb;
