@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -13,28 +16,31 @@ from mahsm.contracts.task import BlobRef, SubtaskState, TaskState
 
 _UPSERT_TASK = """
 INSERT INTO tasks (id, user_id, description, status, model, options, plan, result, result_ref,
-                   error, usage, version, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                   error, usage, version, created_at, updated_at, pipeline, outputs)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 ON CONFLICT (id) DO UPDATE SET
     status = EXCLUDED.status, model = EXCLUDED.model, options = EXCLUDED.options,
     plan = COALESCE(EXCLUDED.plan, tasks.plan), result = EXCLUDED.result,
     result_ref = EXCLUDED.result_ref,
     error = EXCLUDED.error, usage = EXCLUDED.usage, version = EXCLUDED.version,
-    updated_at = EXCLUDED.updated_at
+    updated_at = EXCLUDED.updated_at, pipeline = EXCLUDED.pipeline, outputs = EXCLUDED.outputs
 WHERE tasks.version < EXCLUDED.version
 """
 
 _UPSERT_SUBTASK = """
 INSERT INTO subtasks (task_id, id, description, required_capabilities, depends_on, priority,
                       status, output, output_ref, error, agent, pool, attempts, usage,
-                      started_at, finished_at, version, waiting_for)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+                      started_at, finished_at, version, waiting_for, kind, value, model,
+                      detections)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+        $19, $20, $21, $22)
 ON CONFLICT (task_id, id) DO UPDATE SET
     status = EXCLUDED.status, output = EXCLUDED.output, output_ref = EXCLUDED.output_ref,
     error = EXCLUDED.error, agent = EXCLUDED.agent, pool = EXCLUDED.pool,
     attempts = EXCLUDED.attempts, usage = EXCLUDED.usage, started_at = EXCLUDED.started_at,
     finished_at = EXCLUDED.finished_at, version = EXCLUDED.version,
-    waiting_for = EXCLUDED.waiting_for
+    waiting_for = EXCLUDED.waiting_for, value = EXCLUDED.value, model = EXCLUDED.model,
+    detections = EXCLUDED.detections
 WHERE subtasks.version < EXCLUDED.version
 """
 
@@ -48,6 +54,14 @@ ON CONFLICT (task_id, seq) DO NOTHING
 def _text(value: str | None) -> str | None:
     """Postgres text cannot hold NUL; model outputs occasionally do."""
     return value.replace("\x00", "\ufffd") if value else value
+
+
+def _json(value: Any) -> Any:
+    """A JSON value Postgres' jsonb accepts (it cannot hold NUL either)."""
+    if value is None:
+        return None
+    text = json.dumps(value, ensure_ascii=False)
+    return json.loads(text.replace("\\u0000", "\\ufffd")) if "\\u0000" in text else value
 
 
 def _dump(ref: BlobRef | None) -> object:
@@ -70,6 +84,8 @@ def _task_row(state: TaskState) -> tuple[object, ...]:
         state.version,
         state.created_at,
         state.updated_at,
+        state.pipeline,
+        _json(state.outputs),
     )
 
 
@@ -94,6 +110,10 @@ def _subtask_row(task_id: str, version: int, item: SubtaskState) -> tuple[object
         result.finished_at,
         version,
         _text(result.waiting_for),
+        subtask.kind.value,
+        _json(result.value),
+        result.model,
+        result.detections,
     )
 
 

@@ -26,6 +26,7 @@ from mahsm.activities.store import StoreActivities
 from mahsm.activities.tools.activity import ToolActivities
 from mahsm.activities.tools.registry import ToolRegistry, default_registry
 from mahsm.activities.tools.sql import create_sql_pool
+from mahsm.activities.transform import TransformActivities
 from mahsm.contracts.task import Capability
 from mahsm.db.migrate import migrate
 from mahsm.db.pool import create_pool
@@ -88,6 +89,7 @@ def build_workers(
                     store.blob_put_text,
                     engine.engine_defaults,
                     engine.resolve_pool,
+                    TransformActivities().run,
                 ],
                 **common,  # type: ignore[arg-type]
             )

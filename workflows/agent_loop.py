@@ -88,6 +88,7 @@ async def run_agent_loop(request: AgentInput, steps: AgentSteps) -> AgentResult:
         response = await steps.llm(
             LLMRequest(
                 model=request.model,
+                fallback=request.fallback,
                 purpose=LLMPurpose.AGENT_STEP,
                 messages=messages,
                 tools=tools,

@@ -105,7 +105,7 @@ class DagRunner:
                         finished_at=workflow.now(),
                     )
             return
-        done = {i.subtask.id for i in state.subtasks if i.result.status == SubtaskStatus.COMPLETED}
+        done = self._settled()
         ready = [
             item.subtask
             for item in state.subtasks
@@ -118,6 +118,14 @@ class DagRunner:
         for subtask in ready[: max(free, 0)]:
             self._running[subtask.id] = asyncio.create_task(self._run_subtask(subtask))
 
+    def _settled(self) -> set[str]:
+        """Subtasks whose dependents may start."""
+        return {
+            item.subtask.id
+            for item in self._recorder.state.subtasks
+            if item.result.status == SubtaskStatus.COMPLETED
+        }
+
     def _budget_reason(self) -> str | None:
         budget = self._request.options.budget
         return budget.exceeded_by(self._recorder.state.usage) if budget else None
@@ -126,7 +134,7 @@ class DagRunner:
         failed = [
             f"subtask '{i.subtask.id}' failed: {i.result.error}"
             for i in self._recorder.state.subtasks
-            if i.result.status == SubtaskStatus.FAILED
+            if i.result.status == SubtaskStatus.FAILED and i.subtask.is_critical
         ]
         failed += [f"subtask '{sid}' was cancelled" for sid in self._cancelled_outside]
         if self._budget_stop:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import (
@@ -23,7 +23,6 @@ from temporalio.exceptions import (
     ApplicationError,
     ChildWorkflowError,
     FailureError,
-    TimeoutType,
     is_cancelled_exception,
 )
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
@@ -31,6 +30,7 @@ from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 with workflow.unsafe.imports_passed_through():
     from mahsm.contracts.engine import AgentInput, AgentResult, EngineDefaults
     from mahsm.contracts.llm import LLMRequest, LLMResponse
+    from mahsm.contracts.pipeline import AgentStep, StepKind, model_chain
     from mahsm.contracts.task import MAX_PARALLEL, Subtask, SubtaskStatus, TaskRequest, Usage
     from mahsm.contracts.tools import ToolInvocation, ToolOutcome
     from mahsm.workflows.agent_loop import budget_stop, run_agent_loop
@@ -38,8 +38,15 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.workflows.dag_runner import DagRunner
     from mahsm.workflows.failures import failure_message, usage_of_failure
     from mahsm.workflows.payloads import OUTPUT_INLINE_BYTES, store_text
-    from mahsm.workflows.pool_router import POOL_PICKUP_S, Need, PoolRouter
-    from mahsm.workflows.task_calls import BudgetSpent, SubtaskDeadline, TaskCalls, timeout_type
+    from mahsm.workflows.pipeline_steps import (
+        PipelineSteps,
+        PipelineValues,
+        StepFailed,
+        StepOutput,
+    )
+    from mahsm.workflows.pool_calls import on_pool
+    from mahsm.workflows.pool_router import Need, PoolRouter
+    from mahsm.workflows.task_calls import BudgetSpent, SubtaskDeadline, TaskCalls
     from mahsm.workflows.task_recorder import TaskRecorder
 
 
@@ -85,6 +92,8 @@ class InlineAgentSteps:
         self.queue = queue
         self.deadline = deadline
         self.usage = Usage()
+        self.model: str | None = None
+        self.detections: dict[str, int] = {}
         self._need: Need = frozenset(request.subtask.required_capabilities)
 
     def before_iteration(self, progress: AgentInput) -> None:
@@ -106,6 +115,9 @@ class InlineAgentSteps:
             )
         )
         self.usage = self.usage + response.usage
+        self.model = response.model
+        for key, count in response.detections.items():
+            self.detections[key] = self.detections.get(key, 0) + count
         return response
 
     def after_llm(self, usage: Usage) -> None:
@@ -132,22 +144,10 @@ class InlineAgentSteps:
         return outcome
 
     async def _on_pool(self, call: Callable[[str, str], Awaitable[T]]) -> T:
-        """Run `call(queue, id_suffix)`; when no worker took it in time, re-route and retry."""
-        rerouted = 0
-        while True:
-            try:
-                result = await call(self.queue, f".r{rerouted}" if rerouted else "")
-            except ActivityError as error:
-                if timeout_type(error) != TimeoutType.SCHEDULE_TO_START:
-                    raise
-            else:
-                if rerouted:  # a worker took it: the subtask no longer waits
-                    self.router.worked(self.request.subtask.id)
-                return result
-            rerouted += 1
-            self.queue = await self.router.replace(
-                self.request.subtask.id, self._need, self.queue, POOL_PICKUP_S
-            )
+        result, self.queue = await on_pool(
+            self.router, self.request.subtask.id, self._need, self.queue, call
+        )
+        return result
 
 
 class GraphRunner(DagRunner):
@@ -166,24 +166,53 @@ class GraphRunner(DagRunner):
         self._router = PoolRouter(recorder=recorder, wait_s=self._wait_s, busy=calls.running)
         self._pools = self._router  # type: ignore[assignment]  # cancel_all() stops lookups
         self._max_parallel = request.options.max_parallel or MAX_PARALLEL
+        self._models = model_chain(request.options.model) or [defaults.model]
+        self._pipeline: PipelineSteps | None = None
+        if request.pipeline is not None:
+            self._pipeline = PipelineSteps(
+                values=PipelineValues(request.pipeline, request.inputs),
+                calls=calls,
+                router=self._router,
+                task_id=recorder.state.task_id,
+                models=self._models,
+                tool_timeout_s=defaults.tool_timeout_s,
+            )
+
+    def pipeline_outputs(self) -> dict[str, Any]:
+        """A pipeline run's declared outputs (raises `StepFailed` when one cannot be filled)."""
+        assert self._pipeline is not None
+        return self._pipeline.values.outputs()
+
+    def _settled(self) -> set[str]:
+        """Completed subtasks, and failed ones that are not critical (dependents get null)."""
+        return super()._settled() | {
+            item.subtask.id
+            for item in self._recorder.state.subtasks
+            if item.result.status == SubtaskStatus.FAILED and not item.subtask.is_critical
+        }
 
     def _budget_reason(self) -> str | None:
         return self._calls.budget.spent()
 
-    async def _run_subtask(self, subtask: Subtask) -> None:
-        recorder, defaults = self._recorder, self._defaults
-        sid = subtask.id
-        try:
-            queue = await self._router.queue_for(sid, frozenset(subtask.required_capabilities))
-        except asyncio.CancelledError:
-            self._cancelled(sid)
-            raise
-        except FailureError as error:  # the lookup's local activity failed
-            if is_cancelled_exception(error):
+    async def _start(self, subtask: Subtask) -> tuple[str | None, float] | None:
+        """Find the subtask's pool (agents and tools) and mark it running; None if it failed.
+
+        Returns its queue (None: the task's own) and its timeout in seconds.
+        """
+        recorder, sid = self._recorder, subtask.id
+        queue: str | None = None
+        if subtask.kind in (StepKind.AGENT, StepKind.TOOL):
+            try:
+                queue = await self._router.queue_for(sid, frozenset(subtask.required_capabilities))
+            except asyncio.CancelledError:
                 self._cancelled(sid)
-                raise asyncio.CancelledError() from error
-            self._finish_failed(sid, f"{failure_message(error)} (waited {self._wait_s:g}s)")
-            return
+                raise
+            except FailureError as error:  # the lookup's local activity failed
+                if is_cancelled_exception(error):
+                    self._cancelled(sid)
+                    raise asyncio.CancelledError() from error
+                self._finish_failed(sid, f"{failure_message(error)} (waited {self._wait_s:g}s)")
+                return None
         recorder.update_subtask(
             sid,
             status=SubtaskStatus.RUNNING,
@@ -192,9 +221,30 @@ class GraphRunner(DagRunner):
             attempts=recorder.state.subtask(sid).result.attempts + 1,
             waiting_for=None,
         )
-        timeout_s = self._request.options.subtask_timeout_s or defaults.subtask_timeout_s
+        step_timeout = subtask.step.timeout_s if subtask.step is not None else None
+        timeout_s = (
+            step_timeout
+            or self._request.options.subtask_timeout_s
+            or self._defaults.subtask_timeout_s
+        )
+        return queue, timeout_s
+
+    async def _run_subtask(self, subtask: Subtask) -> None:
+        if subtask.kind != StepKind.AGENT:
+            await self._run_step(subtask)
+            return
+        defaults, sid = self._defaults, subtask.id
+        started = await self._start(subtask)
+        if started is None:
+            return
+        queue, timeout_s = started
+        assert queue is not None
         deadline = workflow.now() + timedelta(seconds=timeout_s)
-        agent = self._agent_input(subtask)
+        try:
+            agent = self._agent_input(subtask)
+        except StepFailed as error:
+            self._finish_failed(sid, str(error))
+            return
         steps = InlineAgentSteps(
             calls=self._calls,
             router=self._router,
@@ -230,18 +280,31 @@ class GraphRunner(DagRunner):
         except asyncio.CancelledError:
             self._cancelled(sid)
             raise
+        if steps.detections:
+            found = ", ".join(f"{k} x{n}" for k, n in sorted(steps.detections.items()))
+            self._recorder.note(f"middleware detections: {found}", subtask_id=sid)
+        self._recorder.update_subtask(sid, model=steps.model, detections=steps.detections)
         if result is not None:
             await self._finish_completed(sid, result, usage)
 
     def _agent_input(self, subtask: Subtask) -> AgentInput:
         state, options, defaults = self._recorder.state, self._request.options, self._defaults
+        models, max_iterations = self._models, options.max_iterations
+        step = subtask.step
+        if isinstance(step, AgentStep):  # a pipeline's agent: its own template and options
+            assert self._pipeline is not None
+            description = self._pipeline.render_text("description", step.name, step.description)
+            subtask = subtask.model_copy(update={"description": description})
+            models = model_chain(step.model) or models
+            max_iterations = step.max_iterations or max_iterations
         return AgentInput(
             task_id=state.task_id,
             task_description=state.description,
             subtask=subtask,
             dependencies=self._dependencies(subtask),
-            model=state.model,
-            max_iterations=options.max_iterations,
+            model=models[0],
+            fallback=models[1:],
+            max_iterations=max_iterations,
             llm_timeout_s=defaults.llm_timeout_s,
             tool_timeout_s=defaults.tool_timeout_s,
             budget=options.budget,
@@ -307,7 +370,10 @@ class GraphRunner(DagRunner):
             waiting_for=None,
             usage=usage if usage is not None else Usage(),
         )
-        self._block_descendants(subtask_id)
+        if self._recorder.state.subtask(subtask_id).subtask.is_critical:
+            self._block_descendants(subtask_id)
+        elif self._pipeline is not None:  # the run goes on; dependents get null
+            self._pipeline.values.failed(subtask_id, message)
 
     async def _finish_completed(self, subtask_id: str, result: AgentResult, usage: Usage) -> None:
         output: str | None = result.answer
@@ -327,3 +393,60 @@ class GraphRunner(DagRunner):
             agent=result.agent,
             finished_at=workflow.now(),
         )
+        if self._pipeline is not None:
+            self._pipeline.values.completed(subtask_id, result.answer, output_ref)
+
+    async def _run_step(self, node: Subtask) -> None:
+        """A pipeline step that is one call (llm, tool, transform) or a group (parallel)."""
+        assert self._pipeline is not None
+        sid = node.id
+        started = await self._start(node)
+        if started is None:
+            return
+        queue, timeout_s = started
+        deadline = workflow.now() + timedelta(seconds=timeout_s)
+        try:
+            output = await self._pipeline.run(node, deadline, queue)
+        except StepFailed as error:
+            self._finish_failed(sid, str(error))
+            return
+        except SubtaskDeadline:
+            self._finish_failed(sid, f"step timed out after {timeout_s:g}s")
+            return
+        except BudgetSpent as spent:
+            self._finish_failed(sid, f"step '{sid}' stopped: {spent}")
+            return
+        except ApplicationError as error:  # e.g. LLMRetriesExhausted
+            self._finish_failed(sid, error.message)
+            return
+        except ActivityError as error:
+            if is_cancelled_exception(error):
+                self._cancelled(sid)
+                raise asyncio.CancelledError() from error
+            self._finish_failed(sid, failure_message(error))
+            return
+        except asyncio.CancelledError:
+            self._cancelled(sid)
+            raise
+        await self._finish_step(node, output)
+
+    async def _finish_step(self, node: Subtask, output: StepOutput) -> None:
+        assert self._pipeline is not None
+        text, output_ref = output.text, None
+        if len(text.encode("utf-8")) > min(self._defaults.claim_check_bytes, OUTPUT_INLINE_BYTES):
+            output_ref = await store_text(text)
+        if output.detections:
+            found = ", ".join(f"{k} x{n}" for k, n in sorted(output.detections.items()))
+            self._recorder.note(f"middleware detections: {found}", subtask_id=node.id)
+        self._recorder.update_subtask(
+            node.id,
+            status=SubtaskStatus.COMPLETED,
+            output=None if output_ref else text,
+            output_ref=output_ref,
+            value=None if output_ref or isinstance(output.value, str) else output.value,
+            usage=output.usage,
+            model=output.model,
+            detections=output.detections,
+            finished_at=workflow.now(),
+        )
+        self._pipeline.values.completed(node.id, output.value, output_ref)

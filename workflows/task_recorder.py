@@ -107,6 +107,9 @@ class TaskRecorder:
         attempts: int | _Keep = KEEP,
         usage: Usage | _Keep = KEEP,
         waiting_for: str | None | _Keep = KEEP,
+        value: Any | _Keep = KEEP,
+        model: str | None | _Keep = KEEP,
+        detections: dict[str, int] | _Keep = KEEP,
     ) -> None:
         """Change fields of a subtask's result (typed; `KEEP` leaves one as it is).
 
@@ -124,6 +127,9 @@ class TaskRecorder:
             "attempts": attempts,
             "usage": usage,
             "waiting_for": waiting_for,
+            "value": value,
+            "model": model,
+            "detections": detections,
         }
         changes = {name: value for name, value in fields.items() if value is not KEEP}
         item = self.state.subtask(subtask_id)

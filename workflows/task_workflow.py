@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 from temporalio import workflow
@@ -29,10 +30,13 @@ with workflow.unsafe.imports_passed_through():
         TaskState,
         TaskStatus,
     )
+    from mahsm.pipelines import compile_pipeline, validate_inputs, validate_pipeline
     from mahsm.workflows import prompts
     from mahsm.workflows.dag_runner import DagRunner
     from mahsm.workflows.failures import failure_message
     from mahsm.workflows.graph_runner import GraphRunner
+    from mahsm.workflows.payloads import OUTPUT_INLINE_BYTES, store_text
+    from mahsm.workflows.pipeline_steps import StepFailed, registered_tool_capabilities
     from mahsm.workflows.retry import LLM_RETRY, STORE_RETRY
     from mahsm.workflows.task_calls import TaskCalls
     from mahsm.workflows.task_recorder import TaskRecorder
@@ -180,7 +184,12 @@ class TaskWorkflow:
 
     async def _phases(self, request: TaskRequest, defaults: EngineDefaults) -> None:
         recorder = self._recorder
-        plan = request.plan or await self._plan(request)
+        if request.pipeline is not None:
+            plan = self._pipeline_plan(request)
+            if plan is None:
+                return
+        else:
+            plan = request.plan or await self._plan(request)
         recorder.set_plan(plan)
         if request.options.require_approval and not await self._await_approval(request.options):
             return
@@ -195,11 +204,46 @@ class TaskWorkflow:
         if failure:
             recorder.set_status(TaskStatus.FAILED, error=failure)
             return
+        if isinstance(self._dag, GraphRunner) and request.pipeline is not None:
+            await self._pipeline_outputs(self._dag)
+            return
         if self._calls is not None and len(recorder.state.subtasks) == 1:
             only = recorder.state.subtasks[0].result  # its answer is the task's result
             recorder.state.result, recorder.state.result_ref = only.output, only.output_ref
         else:
             await self._aggregate(plan)
+        recorder.set_status(TaskStatus.COMPLETED)
+
+    def _pipeline_plan(self, request: TaskRequest) -> Plan | None:
+        """The plan of a pipeline run, or None (the task failed) when it cannot run."""
+        pipeline, recorder = request.pipeline, self._recorder
+        assert pipeline is not None
+        recorder.state.pipeline = pipeline.name + (
+            f"@{pipeline.version}" if pipeline.version else ""
+        )
+        problems = validate_pipeline(pipeline) + validate_inputs(pipeline, request.inputs)
+        if problems:
+            recorder.set_status(
+                TaskStatus.FAILED,
+                error="invalid pipeline: " + "; ".join(str(p) for p in problems),
+            )
+            return None
+        return compile_pipeline(pipeline, registered_tool_capabilities)
+
+    async def _pipeline_outputs(self, dag: GraphRunner) -> None:
+        """Fill the pipeline's outputs; they are the task's result (as JSON text)."""
+        recorder = self._recorder
+        try:
+            outputs = dag.pipeline_outputs()
+        except StepFailed as error:
+            recorder.set_status(TaskStatus.FAILED, error=str(error))
+            return
+        text = json.dumps(outputs, ensure_ascii=False)
+        if len(text.encode("utf-8")) > OUTPUT_INLINE_BYTES:
+            recorder.state.result_ref = await store_text(text)
+            recorder.state.outputs = None
+        else:
+            recorder.state.result, recorder.state.outputs = text, outputs
         recorder.set_status(TaskStatus.COMPLETED)
 
     async def _record_cancellation(self, request: TaskRequest, defaults: EngineDefaults) -> None:

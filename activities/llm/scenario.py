@@ -79,7 +79,7 @@ class Rule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    purpose: Literal["plan", "agent_step", "aggregate", "any"] = "any"
+    purpose: Literal["plan", "agent_step", "aggregate", "step", "any"] = "any"
     match: str | None = Field(default=None, description="regex over system+user contents")
     subtask: str | None = Field(default=None, description="regex, full match on subtask_id")
     step: int | None = Field(default=None, ge=0, description="assistant messages so far")

@@ -67,6 +67,9 @@ class AgentInput(BaseModel):
         default=False,
         description="offer tools by capability, expanded by the worker's own tool catalogue",
     )
+    fallback: list[str] = Field(
+        default_factory=list, description="models tried after `model` (a fallback chain)"
+    )
 
 
 class AgentResult(BaseModel):

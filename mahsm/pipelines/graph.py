@@ -105,7 +105,9 @@ def _capabilities(step: Step, tool_capabilities: ToolCapabilities) -> list[Capab
         if step.capabilities:
             return list(step.capabilities)
         registered = tool_capabilities(step.tool)
-        return sorted(registered)[:1] if registered else [DEFAULT_TOOL_CAPABILITY]
+        if registered and DEFAULT_TOOL_CAPABILITY not in registered:
+            return sorted(registered)[:1]
+        return [DEFAULT_TOOL_CAPABILITY]
     return []  # llm, transform and group nodes run on the task's own queue
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*)\}")
@@ -19,6 +20,20 @@ _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9
 
 class TemplateError(ValueError):
     """A placeholder names no value, or a key its value does not have."""
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """The value of a non-critical step that failed: `{step}` is null, `{step.error}` why."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class LargeOutput:
+    """A step output stored by claim check: too large to write into a template."""
+
+    size_bytes: int
 
 
 def placeholders(template: str) -> Iterator[list[str]]:
@@ -46,6 +61,14 @@ def lookup(path: list[str], values: Mapping[str, Any]) -> Any:
     if head not in values:
         raise TemplateError(f"{{{'.'.join(path)}}}: no input or step named '{head}'")
     current = values[head]
+    if isinstance(current, StepFailure):
+        return current.error if keys == ["error"] else None
+    if isinstance(current, LargeOutput):
+        raise TemplateError(
+            f"{{{'.'.join(path)}}}: the output of '{head}' is {current.size_bytes} bytes, too"
+            " large to write into a template; have the step return less, or use an agent step"
+            " (it reads large dependency outputs)"
+        )
     for depth, key in enumerate(keys, start=1):
         if isinstance(current, Mapping) and key in current:
             current = current[key]
@@ -56,6 +79,15 @@ def lookup(path: list[str], values: Mapping[str, Any]) -> Any:
             shown = type(current).__name__ if current is not None else "null"
             raise TemplateError(f"{{{'.'.join(path)}}}: {where} ({shown}) has no '{key}'")
     return current
+
+
+def plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` as JSON: failed steps are null (their errors under `_errors`), large ones too."""
+    result = {k: None if isinstance(v, StepFailure | LargeOutput) else v for k, v in values.items()}
+    errors = {k: v.error for k, v in values.items() if isinstance(v, StepFailure)}
+    if errors:
+        result["_errors"] = errors
+    return result
 
 
 def as_text(value: Any) -> str:
