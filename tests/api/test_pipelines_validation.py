@@ -30,7 +30,12 @@ VALID: dict[str, Any] = {
             "kind": "parallel",
             "steps": [
                 {"name": "tone", "kind": "llm", "prompt": "Rate the tone of {draft}"},
-                {"name": "total", "kind": "tool", "tool": "calculator", "args": {"expression": "6*7"}},
+                {
+                    "name": "total",
+                    "kind": "tool",
+                    "tool": "calculator",
+                    "args": {"expression": "6*7"},
+                },
             ],
         },
         {"name": "final", "kind": "transform", "function": "examples.pipelines.shape_reply"},
@@ -198,9 +203,7 @@ CASES: list[tuple[str, dict[str, Any], list[Any], str]] = [
 
 
 @pytest.fixture
-async def refusing_api(
-    temporal_env: WorkflowEnvironment, database_url: str
-) -> Any:
+async def refusing_api(temporal_env: WorkflowEnvironment, database_url: str) -> Any:
     prefix = f"pv{uuid.uuid4().hex[:8]}"
     app = create_app(api_settings(temporal_env, database_url, queue_prefix=prefix))
     async with asgi_client(app) as http:
