@@ -31,18 +31,31 @@ def temporal_ui_link(ui_url: str, namespace: str, task_id: str) -> str:
     return f"{ui_url.rstrip('/')}/namespaces/{namespace}/workflows/{task_id}"
 
 
+def _model_text(model: str | list[str] | None) -> str:
+    if model is None:
+        return "the worker default (shown in the task details)"
+    return model if isinstance(model, str) else " then ".join(model) + " (fallback chain)"
+
+
 def _details(request: TaskRequest) -> str:
     options = request.options
     lines = [
         f"**Task** {request.description[:1000]}",
         f"- user: {request.user_id or '-'}",
-        f"- model: {options.model or 'the worker default (shown in the task details)'}",
+        f"- model: {_model_text(options.model)}",
         f"- max parallel: {options.max_parallel or 'every ready subtask'},"
         f" max iterations: {options.max_iterations}",
         f"- approval required: {'yes' if options.require_approval else 'no'}",
     ]
     if request.plan is not None:
         lines.append(f"- explicit plan: {len(request.plan.subtasks)} subtasks")
+    if request.pipeline is not None:
+        version = f"@{request.pipeline.version}" if request.pipeline.version else ""
+        inputs = ", ".join(sorted(request.inputs)) or "none"
+        lines.append(
+            f"- pipeline: {request.pipeline.name}{version}, {len(request.pipeline.steps)} steps,"
+            f" inputs: {inputs}"
+        )
     return "\n".join(lines)
 
 

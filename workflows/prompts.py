@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from functools import cache
 
 from pydantic import ValidationError
 
@@ -26,7 +28,13 @@ for the user. Be faithful to the results; say plainly if a part is missing."""
 
 
 def plan_schema() -> dict[str, object]:
-    """JSON schema of `Plan`, given to providers for structured output."""
+    """JSON schema of `Plan`, given to providers for structured output (a fresh copy)."""
+    return copy.deepcopy(_plan_schema())
+
+
+@cache
+def _plan_schema() -> dict[str, object]:
+    # Generating it costs about a millisecond of CPU per planning call; it never changes.
     return Plan.model_json_schema()
 
 

@@ -44,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
 PLAN_REPAIR_ATTEMPTS = 2
 # Inline agents, projection writes carried by LLM calls, no aggregation of a single subtask.
 # Histories recorded before it replay on the v1 path (child workflows, store activities).
+# New tasks say so in their input (`TaskRequest.engine`) and record no marker: the marker and
+# the `TemporalChangeVersion` search attribute it sets cost every task two events.
 ENGINE_V2 = "engine-v2"
 # A flush waits this many turns of the workflow's event loop, so that calls started in the
 # same activation carry the change instead of a write of its own.
@@ -100,7 +102,9 @@ class TaskWorkflow:
     async def run(self, request: TaskRequest) -> TaskState:
         """Run the task; it fails (as a workflow) unless the task completes or is rejected."""
         recorder = self._recorder
-        v2 = workflow.patched(ENGINE_V2)
+        # A request that names its engine ran on it from the start; one that does not was
+        # recorded before that field: the patch marker tells engine v2 from v1.
+        v2 = "engine" in request.model_fields_set or workflow.patched(ENGINE_V2)
         flusher = asyncio.create_task(self._flush_v2() if v2 else self._flush_loop())
         recorder.set_status(TaskStatus.PENDING, upsert=not v2)
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -217,6 +217,10 @@ class TaskRequest(BaseModel):
     inputs: dict[str, Any] = Field(
         default_factory=dict, description="the pipeline's inputs, by name"
     )
+    # Which engine runs the task. Every request made now carries it (defaults are serialized),
+    # so the workflow tells new tasks from histories recorded before it without a patch
+    # marker; those recorded before it carry none (see `TaskWorkflow.run`).
+    engine: SkipJsonSchema[Literal[2]] = 2
 
     @field_validator("description")
     @classmethod

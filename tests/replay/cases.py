@@ -14,6 +14,7 @@ from typing import Any
 
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 
+from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.task import (
     ApprovalDecision,
     SubtaskStatus,
@@ -174,13 +175,69 @@ class Case:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+PIPELINE = {
+    "rules": [{"purpose": "step", "subtask": "tone", "respond": {"content": '{"score": 4}'}}]
+}
+
+PIPELINE_RUN = Pipeline.model_validate(
+    {
+        "name": "replay-pipeline",
+        "inputs": {"ticket": "str"},
+        "steps": [
+            {"name": "draft", "kind": "llm", "prompt": "Draft a reply to: {ticket}"},
+            {
+                "name": "checks",
+                "kind": "parallel",
+                "steps": [
+                    {
+                        "name": "tone",
+                        "kind": "llm",
+                        "prompt": "Rate the tone of: {draft}",
+                        "response_schema": {"type": "object"},
+                    },
+                    {
+                        "name": "total",
+                        "kind": "tool",
+                        "tool": "calculator",
+                        "args": {"expression": "6*7"},
+                    },
+                ],
+            },
+            {
+                "name": "final",
+                "kind": "transform",
+                "function": "tests.workflows.pipeline_transforms.shape",
+                "args": {"tone": "{checks.tone.score}", "total": "{checks.total}"},
+            },
+        ],
+        "outputs": {"count": "{final.count}"},
+    }
+)
+
+
+async def _pipeline(engine: Engine) -> Handle:
+    handle = await engine.start(
+        TaskRequest(
+            description="Run the replay pipeline",
+            pipeline=PIPELINE_RUN,
+            inputs={"ticket": "late parcel"},
+        )
+    )
+    state = await handle.result()
+    assert state.status == TaskStatus.COMPLETED and state.outputs == {"count": 2}, state.error
+    return handle
+
+
 CASES = [
     Case("simple", SIMPLE, _simple),
     Case("dag_failure", DAG_FAILURE, _dag_failure),
     Case("cancelled", CANCELLED, _cancelled),
     Case("approval", APPROVAL, _approval),
+    Case("pipeline", PIPELINE, _pipeline),
     # The agent runs in a child workflow, as when a task's history reaches its inline bound.
     Case("handoff", SIMPLE, _simple, settings={"inline_history_events": 0}),
 ]
 # Cases recorded before engine-v2 (histories/v1/).
 V1_CASES = ("simple", "dag_failure", "cancelled", "approval")
+# Engine v2 recorded while new tasks still carried the `engine-v2` patch marker.
+V2_PATCHED_CASES = ("simple", "dag_failure", "cancelled", "approval", "handoff")

@@ -19,7 +19,7 @@ from temporalio.worker import Replayer
 
 from mahsm.workflows.agent_workflow import AgentWorkflow
 from mahsm.workflows.task_workflow import TaskWorkflow
-from tests.replay.cases import CASES, V1_CASES
+from tests.replay.cases import CASES, V1_CASES, V2_PATCHED_CASES
 from tests.replay.record import CURRENT, HISTORIES, SEPARATOR, record, workflow_id_of
 
 FIXTURES = sorted(HISTORIES.glob("*/*.json"))
@@ -50,6 +50,9 @@ def test_every_case_has_fixtures_of_both_engine_versions() -> None:
     for case in CASES:  # engine v2: agents inline, a child only where one is handed off
         types = _types(CURRENT, case.name)
         assert types.count("TaskWorkflow") == 1, f"case {case.name!r}: run tests.replay.record"
+    for case in V2_PATCHED_CASES:  # inline agents, told apart by the engine-v2 patch marker
+        types = _types(HISTORIES / "v2-patched", case)
+        assert types.count("TaskWorkflow") == 1, f"v2-patched case {case!r} has no task history"
     assert "AgentWorkflow" in _types(CURRENT, "handoff")
     assert "AgentWorkflow" not in _types(CURRENT, "simple")
 

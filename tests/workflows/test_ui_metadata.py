@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from mahsm.contracts.task import TaskRequest, TaskStatus
+from mahsm.contracts.pipeline import Pipeline
+from mahsm.contracts.task import TaskOptions, TaskRequest, TaskStatus
 from mahsm.tasks import start_task
 
 SCENARIO = {
@@ -74,3 +75,34 @@ async def test_tasks_are_searchable_by_status_and_user_and_carry_summaries(
     assert "ui-alice" in (await description.static_details() or "")
     assert any("tool calculator" in s for s in activity_summaries)
     assert any("LLM step 1: sum" in s for s in activity_summaries)
+
+
+async def test_pipeline_runs_name_their_pipeline_and_steps_in_the_ui(engine_factory) -> None:
+    pipeline = Pipeline.model_validate(
+        {
+            "name": "ui-pipeline",
+            "version": "3",
+            "inputs": {"topic": "str"},
+            "steps": [{"name": "write", "kind": "llm", "prompt": "Write about {topic}"}],
+        }
+    )
+    request = TaskRequest(
+        description="Run pipeline ui-pipeline",
+        pipeline=pipeline,
+        inputs={"topic": "owls"},
+        options=TaskOptions(model=["scripted/test", "scripted/other"]),
+    )
+    async with engine_factory(SCENARIO) as engine:
+        handle = await start_task(engine.client, request, queue_prefix=engine.settings.queue_prefix)
+        assert (await handle.result()).status == TaskStatus.COMPLETED
+        description = await handle.describe()
+        summaries = [
+            event.user_metadata.summary.data.decode()
+            async for event in handle.fetch_history_events()
+            if event.HasField("activity_task_scheduled_event_attributes")
+        ]
+
+    details = await description.static_details() or ""
+    assert "pipeline: ui-pipeline@3, 1 steps, inputs: topic" in details
+    assert "scripted/test then scripted/other (fallback chain)" in details
+    assert any("step write: llm" in s for s in summaries)
