@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from mahsm.contracts.common import INPUT, Text
 from mahsm.contracts.pipeline import Pipeline
@@ -43,6 +44,8 @@ class TaskSubmission(BaseModel):
     inputs: dict[str, Any] = Field(
         default_factory=dict, description="the pipeline's inputs, by name"
     )
+    # Sent by clients that serialize a whole `TaskRequest` (its only value; not documented).
+    engine: SkipJsonSchema[Literal[2]] = 2
 
     @field_validator("description")
     @classmethod
