@@ -8,7 +8,7 @@ workflow (`bench.floor_workflows.FloorTask`), on the same server, workers tuned 
 Runs alternate between the two (load drifts; alternating spreads it). Per run: the client's
 wall time from start to result. Reported: medians and p90s, their ratio, and the engine's
 overhead per step, (MAHSM - floor) / N. A second phase runs `--concurrent` runs of each at
-once and reports the wall time of the batch.
+once, `--batches` times alternating, and reports the median wall time of a batch.
 
     python -m bench.pipeline_overhead               # N = 10, 20 runs each
     python -m bench.pipeline_overhead --steps 10 --runs 40 --concurrent 20
@@ -127,19 +127,24 @@ async def main_async(args: argparse.Namespace) -> None:
             for _ in range(args.runs):
                 pipeline_s.append(await run_pipeline(stack, prefix, pipeline))
                 floor_s.append(await run_floor(stack, queues[0], args.steps))
-            start = time.perf_counter()
-            await asyncio.gather(
-                *(run_pipeline(stack, prefix, pipeline) for _ in range(args.concurrent))
-            )
-            batch_pipeline_s = time.perf_counter() - start
-            start = time.perf_counter()
-            await asyncio.gather(
-                *(run_floor(stack, queues[0], args.steps) for _ in range(args.concurrent))
-            )
-            batch_floor_s = time.perf_counter() - start
+            batches_pipeline: list[float] = []
+            batches_floor: list[float] = []
+            for _ in range(args.batches):  # alternating, like the sequential runs
+                start = time.perf_counter()
+                await asyncio.gather(
+                    *(run_pipeline(stack, prefix, pipeline) for _ in range(args.concurrent))
+                )
+                batches_pipeline.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                await asyncio.gather(
+                    *(run_floor(stack, queues[0], args.steps) for _ in range(args.concurrent))
+                )
+                batches_floor.append(time.perf_counter() - start)
+            batch_pipeline_s, batch_floor_s = median(batches_pipeline), median(batches_floor)
     figures = summary(pipeline_s, floor_s, args.steps)
     figures |= {
         "concurrent": args.concurrent,
+        "batches": args.batches,
         "batch_mahsm_s": batch_pipeline_s,
         "batch_floor_s": batch_floor_s,
         "batch_ratio": batch_pipeline_s / batch_floor_s,
@@ -160,7 +165,8 @@ async def main_async(args: argparse.Namespace) -> None:
         f" {figures['overhead_per_step_ms']:.1f} ms"
     )
     print(
-        f"{args.concurrent} concurrent runs: MAHSM {batch_pipeline_s:.2f} s, bare"
+        f"{args.concurrent} concurrent runs (median of {args.batches} batches):"
+        f" MAHSM {batch_pipeline_s:.2f} s, bare"
         f" {batch_floor_s:.2f} s (ratio {figures['batch_ratio']:.2f})"
     )
     path = write_results(
@@ -185,6 +191,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="llm steps in the chain")
     parser.add_argument("--runs", type=int, default=20, help="sequential runs of each")
     parser.add_argument("--concurrent", type=int, default=10, help="runs of each at once")
+    parser.add_argument("--batches", type=int, default=3, help="concurrent batches of each")
     add_stack_arguments(parser)
     asyncio.run(main_async(parser.parse_args()))
 
