@@ -169,3 +169,13 @@ async def names(pool: asyncpg.Pool, *, after: str | None, limit: int) -> list[di
         )
 
     return [dict(row) for row in await guarded(read)]
+
+
+async def known_names(pool: asyncpg.Pool, *, shown: int = 20) -> str:
+    """The registered names for an error message: up to `shown`, alphabetically."""
+    rows = await names(pool, after=None, limit=shown + 1)
+    listed = ", ".join(row["name"] for row in rows[:shown])
+    if not rows:
+        return "none is registered yet"
+    more = " and more (GET /pipelines)" if len(rows) > shown else ""
+    return f"registered: {listed}{more}"

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from mahsm.api.deps import ApiError, Backends
 from mahsm.api.pipeline_checks import invalid, pipeline_problems
-from mahsm.api.pipeline_registry import find, versions
+from mahsm.api.pipeline_registry import find, known_names, versions
 from mahsm.api.pipeline_schemas import TaskSubmission
 from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.task import TaskRequest
@@ -77,9 +77,8 @@ async def resolve_ref(backends: Backends, ref: str) -> Pipeline:
         [
             _problem(
                 "pipeline_ref",
-                f"no pipeline named '{name}' is registered;"
-                " register it with POST /pipelines (`mahsm pipelines register`),"
-                " list them with GET /pipelines",
+                f"no pipeline named '{name}' ({await known_names(pool)}); register it with"
+                " POST /pipelines (`mahsm pipelines register`)",
             )
         ]
     )

@@ -10,7 +10,14 @@ from mahsm.api.auth import CallerDep, authenticate
 from mahsm.api.deps import ApiError, DbPoolDep
 from mahsm.api.json_body import Utf8JsonRoute
 from mahsm.api.pipeline_checks import invalid, pipeline_problems
-from mahsm.api.pipeline_registry import StoredPipeline, find, names, register, versions
+from mahsm.api.pipeline_registry import (
+    StoredPipeline,
+    find,
+    known_names,
+    names,
+    register,
+    versions,
+)
 from mahsm.api.pipeline_schemas import (
     PipelinePage,
     PipelineSummary,
@@ -126,7 +133,7 @@ async def get_pipeline(
         hint = (
             "versions: " + ", ".join(str(v["version"]) for v in known)
             if known
-            else "list the registered pipelines with GET /pipelines"
+            else await known_names(pool)
         )
         raise ApiError(
             404,

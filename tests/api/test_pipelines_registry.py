@@ -128,6 +128,7 @@ async def test_unknown_names_and_versions_are_404_naming_what_exists(
     no_version = await http.get(f"/pipelines/{name}@7", headers=ANN)
     anonymous = await http.get(f"/pipelines/{name}")
     assert missing.status_code == 404 and missing.json()["code"] == "pipeline_not_found"
+    assert "registered: " in missing.json()["message"]  # the names that exist
     assert no_version.status_code == 404 and "versions: 1" in no_version.json()["message"]
     assert anonymous.status_code == 401
 
@@ -159,6 +160,9 @@ async def test_a_run_by_ref_embeds_the_registered_definition(
     no_version = await http.post(
         "/tasks", json={"pipeline_ref": f"{name}@9", "inputs": {"text": "abc"}}, headers=ANN
     )
+    no_name = await http.post(
+        "/tasks", json={"pipeline_ref": "never-registered", "inputs": {}}, headers=ANN
+    )
     assert latest.status_code == 202 and pinned.status_code == 202, (latest.text, pinned.text)
     first = await _started_request(temporal_env, latest.json()["task_id"])
     second = await _started_request(temporal_env, pinned.json()["task_id"])
@@ -171,6 +175,9 @@ async def test_a_run_by_ref_embeds_the_registered_definition(
     assert bad_inputs.json()["details"][0]["loc"] == ["body", "inputs", "text"]
     assert no_version.status_code == 422
     assert "versions: 2, 1" in no_version.json()["message"]
+    assert no_name.status_code == 422
+    assert no_name.json()["details"][0]["loc"] == ["body", "pipeline_ref"]
+    assert "registered: " in no_name.json()["message"]
     for response in (latest, pinned):
         handle = temporal_env.client.get_workflow_handle(response.json()["task_id"])
         await handle.terminate("test over")
