@@ -6,6 +6,7 @@ Real Postgres and the real Temporal dev server; runs go to a queue prefix no wor
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -181,3 +182,22 @@ async def test_a_run_by_ref_embeds_the_registered_definition(
     for response in (latest, pinned):
         handle = temporal_env.client.get_workflow_handle(response.json()["task_id"])
         await handle.terminate("test over")
+
+
+async def test_concurrent_registrations_of_one_name_take_distinct_versions(
+    http: httpx.AsyncClient,
+) -> None:
+    async def register_all(bodies: list[dict[str, Any]]) -> list[httpx.Response]:
+        return await asyncio.gather(
+            *(http.post("/pipelines", json=body, headers=ANN) for body in bodies)
+        )
+
+    name = _name()
+    same = await register_all([pipeline(name) for _ in range(4)])
+    assert sorted(a.status_code for a in same) == [200, 200, 200, 201], [a.text for a in same]
+    assert {a.json()["version"] for a in same} == {"1"}
+
+    other = _name()
+    different = await register_all([pipeline(other, f"Variant {i} of {{text}}") for i in range(4)])
+    assert all(a.status_code == 201 for a in different), [a.text for a in different]
+    assert sorted(a.json()["version"] for a in different) == ["1", "2", "3", "4"]
