@@ -157,6 +157,7 @@ def run(
         values = _typed_inputs(resolved, inputs)
         source: Pipeline | str = definition if definition is not None else str(ref)
         task_id = await client.run_pipeline(source, values, options=options)
+        submitted.append(task_id)
         link = task_link(client, settings, task_id)
         if not wait:
             if as_json:
@@ -175,4 +176,15 @@ def run(
             final = await follow(client, task_id)
         return exit_code_of(final)
 
-    raise typer.Exit(int(run_client(api, api_key, action)))
+    submitted: list[str] = []
+    try:
+        code = run_client(api, api_key, action)
+    except KeyboardInterrupt:  # as `submit --wait`: stop following, the run goes on
+        if submitted:
+            say(
+                f"\nStopped following [bold]{submitted[0]}[/bold]; the run goes on. Follow it"
+                f" with `mahsm status {submitted[0]}`, cancel it with"
+                f" `mahsm cancel {submitted[0]}`."
+            )
+        code = ExitCode.INTERRUPTED
+    raise typer.Exit(int(code))
