@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mahsm.api.body_limit import BodyLimitMiddleware
 from mahsm.api.deps import Backends
 from mahsm.api.docs_ui import add_docs
-from mahsm.api.routes import agents, events, health, providers, tasks
+from mahsm.api.routes import agents, events, health, pipelines, providers, tasks
+from mahsm.pipelines.files import named_errors
 from mahsm.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -75,11 +76,11 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    found = named_errors(exc.errors(), exc.body)  # pipeline steps by name, not position
     problems = [
-        f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
-        for error in exc.errors()
+        f"{'.'.join(str(part) for part in error['loc'])}: {error.get('msg', '')}" for error in found
     ]
-    body = error_body("validation_error", "Invalid request: " + "; ".join(problems), exc.errors())
+    body = error_body("validation_error", "Invalid request: " + "; ".join(problems), found)
     return JSONResponse(_encodable(jsonable_encoder(body)), status_code=422)
 
 
@@ -129,5 +130,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(agents.router)
     app.include_router(providers.router)
+    app.include_router(pipelines.router)
     add_docs(app)
     return app

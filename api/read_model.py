@@ -26,11 +26,12 @@ QUERY_TIMEOUT_S = 10.0
 
 _TASK_COLUMNS = (
     "id, user_id, description, status, model, plan, result, result_ref, error, usage,"
-    " created_at, updated_at, version"
+    " created_at, updated_at, version, pipeline, outputs"
 )
 
 
-async def _guard(action: Callable[[], Awaitable[_T]]) -> _T:
+async def guarded(action: Callable[[], Awaitable[_T]]) -> _T:
+    """Run a read or write; database failures become 503 `database_unavailable`."""
     try:
         return await action()
     except _DATABASE_ERRORS as error:
@@ -54,6 +55,8 @@ def _task_view(row: asyncpg.Record) -> TaskView:
         error=row["error"],
         usage=Usage.model_validate(row["usage"] or {}),
         model=row["model"] or None,
+        pipeline=row["pipeline"],
+        outputs=row["outputs"],
     )
 
 
@@ -72,6 +75,10 @@ def _subtask_view(row: asyncpg.Record) -> SubtaskView:
         attempts=row["attempts"],
         usage=Usage.model_validate(row["usage"] or {}),
         waiting_for=row["waiting_for"],
+        kind=row["kind"],
+        value=row["value"],
+        model=row["model"],
+        detections=row["detections"] or {},
     )
 
 
@@ -114,7 +121,7 @@ async def load_task(pool: asyncpg.Pool, task_id: str) -> TaskSnapshot | None:
             version=row["version"],
         )
 
-    return await _guard(read)
+    return await guarded(read)
 
 
 async def read_blob_text(pool: asyncpg.Pool, blob_id: str) -> str | None:
@@ -126,7 +133,7 @@ async def read_blob_text(pool: asyncpg.Pool, blob_id: str) -> str | None:
         )
         return None if content is None else bytes(content).decode("utf-8", errors="replace")
 
-    return await _guard(read)
+    return await guarded(read)
 
 
 async def resolve_blobs(pool: asyncpg.Pool, snapshot: TaskSnapshot) -> TaskDetail:
@@ -218,7 +225,7 @@ async def list_tasks(
     async def read() -> list[asyncpg.Record]:
         return list(await pool.fetch(sql, *params, timeout=QUERY_TIMEOUT_S))
 
-    rows = await _guard(read)
+    rows = await guarded(read)
     page = rows[:limit]
     more = len(rows) > limit
     next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mahsm.contracts.pipeline import StepKind
 from mahsm.contracts.task import (
     Capability,
     Plan,
@@ -60,6 +62,10 @@ class TaskView(BaseModel):
     waiting_for: str | None = Field(
         default=None, description="a planning or aggregation call being retried, and why"
     )
+    pipeline: str | None = Field(default=None, description="name[@version] of the pipeline run")
+    outputs: dict[str, Any] | None = Field(
+        default=None, description="a pipeline run's declared outputs, rendered"
+    )
 
 
 class SubtaskView(BaseModel):
@@ -78,6 +84,14 @@ class SubtaskView(BaseModel):
     attempts: int
     usage: Usage
     waiting_for: str | None
+    kind: StepKind = Field(default=StepKind.AGENT, description="what the step does")
+    value: Any = Field(
+        default=None, description="a pipeline step's output as JSON; `output` holds it as text"
+    )
+    model: str | None = Field(default=None, description="the model that served its last call")
+    detections: dict[str, int] = Field(
+        default_factory=dict, description="middleware detections, '<middleware>.<kind>' -> count"
+    )
 
 
 class TaskDetail(BaseModel):
@@ -144,6 +158,10 @@ def subtask_view(item: SubtaskState) -> SubtaskView:
         attempts=result.attempts,
         usage=result.usage,
         waiting_for=result.waiting_for,
+        kind=subtask.kind,
+        value=result.value,
+        model=result.model,
+        detections=result.detections,
     )
 
 
@@ -162,4 +180,6 @@ def task_view(state: TaskState) -> TaskView:
         usage=state.usage,
         model=state.model or None,
         waiting_for=state.waiting_for,
+        pipeline=state.pipeline,
+        outputs=state.outputs,
     )

@@ -13,6 +13,8 @@ from temporalio.service import RPCError
 from mahsm.api.auth import CallerDep, authenticate
 from mahsm.api.deps import ApiError, BackendsDep, DbPoolDep, SettingsDep, TemporalClientDep
 from mahsm.api.json_body import Utf8JsonRoute
+from mahsm.api.pipeline_runs import task_request
+from mahsm.api.pipeline_schemas import TaskSubmission
 from mahsm.api.read_model import TaskFilter, decode_cursor, list_tasks
 from mahsm.api.schemas import (
     ErrorBody,
@@ -24,7 +26,7 @@ from mahsm.api.schemas import (
 )
 from mahsm.api.task_access import approve_task, cancel_task, find_task, raise_unavailable
 from mahsm.api.text_guard import reject_unstorable_body, reject_unstorable_params
-from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskStatus
+from mahsm.contracts.task import ApprovalDecision, TaskStatus
 from mahsm.tasks import start_task, temporal_ui_link
 
 TASK_ID_PATTERN = r"^task-[A-Za-z0-9_.\-]{1,120}$"
@@ -78,13 +80,21 @@ def links(task_id: str, *, ui_url: str, namespace: str) -> TaskLinks:
     responses=error_responses(400, 403, 413),
 )
 async def submit_task(
-    request: TaskRequest, caller: CallerDep, client: TemporalClientDep, settings: SettingsDep
+    body: TaskSubmission,
+    caller: CallerDep,
+    client: TemporalClientDep,
+    settings: SettingsDep,
+    backends: BackendsDep,
 ) -> TaskAccepted:
     """Start a task and return at once; follow it with `links.self` or `links.events`.
 
-    With API keys the task belongs to the key's user: a `user_id` naming someone else is 403.
+    A pipeline run gives `pipeline` or `pipeline_ref` with `inputs` (docs/pipelines.md); it is
+    checked completely first, and every problem is answered in one 422 naming the step and
+    field, before anything starts. With API keys the task belongs to the key's user: a
+    `user_id` naming someone else is 403.
     """
-    reject_unstorable_body(request)
+    reject_unstorable_body(body)
+    request = await task_request(body, backends)
     if caller.user is not None:
         if request.user_id not in (None, caller.user):
             raise ApiError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
@@ -12,6 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from mahsm.contracts.pipeline import StepKind
 from mahsm.contracts.task import SubtaskResult, SubtaskStatus, TaskState, TaskStatus, Usage
 
 STATUS_STYLES: dict[str, str] = {
@@ -87,8 +89,9 @@ def task_table(state: TaskState) -> Table:
     table.add_column("Note", overflow="fold", max_width=60)
     for index, item in enumerate(state.subtasks):
         result = item.result
+        kind = item.subtask.kind
         table.add_row(
-            item.subtask.id,
+            item.subtask.id if kind == StepKind.AGENT else f"{item.subtask.id} ({kind.value})",
             styled_status(result.status),
             _agent(result),
             _usage(result, tokens),
@@ -113,6 +116,9 @@ def task_view(state: TaskState) -> RenderableType:
 
 def outcome(state: TaskState) -> RenderableType:
     """The final result (green) or the reason the task did not complete (red)."""
+    if state.status == TaskStatus.COMPLETED and state.outputs is not None:
+        shown = json.dumps(state.outputs, indent=2, ensure_ascii=False)
+        return Panel(Text(shown), title="Outputs", border_style="green", title_align="left")
     if state.status == TaskStatus.COMPLETED:
         return Panel(state.result or "(empty result)", title="Result", border_style="green")
     reason = state.error or f"task {state.status.value}"

@@ -12,7 +12,16 @@ from mahsm.client.errors import (
     ServiceUnavailable,
     TaskNotFound,
 )
-from mahsm.client.models import AgentPool, AgentPools, TaskPage, Worker
+from mahsm.client.models import (
+    AgentPool,
+    AgentPools,
+    PipelinePage,
+    PipelineSummary,
+    PipelineVersion,
+    RegisteredPipeline,
+    TaskPage,
+    Worker,
+)
 from mahsm.client.sync import SyncMahsmClient
 
 __all__ = [
@@ -23,7 +32,11 @@ __all__ = [
     "InvalidRequest",
     "MahsmClient",
     "MahsmError",
+    "PipelinePage",
+    "PipelineSummary",
+    "PipelineVersion",
     "ProgressCallback",
+    "RegisteredPipeline",
     "ServiceUnavailable",
     "SyncMahsmClient",
     "TaskNotFound",

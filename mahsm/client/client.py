@@ -22,8 +22,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from mahsm.client.errors import ServiceUnavailable
-from mahsm.client.models import AgentPools, TaskFilter, TaskPage
+from mahsm.client.models import (
+    AgentPools,
+    PipelinePage,
+    PipelineRun,
+    RegisteredPipeline,
+    TaskFilter,
+    TaskPage,
+)
+from mahsm.client.pipelines import PipelineMethods
 from mahsm.client.rest import RestBackend
+from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.task import (
     ApprovalDecision,
     Plan,
@@ -43,6 +52,10 @@ ProgressCallback = Callable[[TaskState], Awaitable[object] | object]
 
 class _Backend(Protocol):
     async def submit(self, request: TaskRequest) -> str: ...
+    async def submit_pipeline(self, run: PipelineRun) -> str: ...
+    async def register_pipeline(self, pipeline: Pipeline) -> RegisteredPipeline: ...
+    async def get_pipeline(self, ref: str) -> RegisteredPipeline: ...
+    async def list_pipelines(self, *, limit: int, cursor: str | None) -> PipelinePage: ...
     async def get(self, task_id: str) -> TaskState: ...
     async def cancel(self, task_id: str) -> None: ...
     async def approve(self, task_id: str, decision: ApprovalDecision) -> TaskStatus: ...
@@ -53,11 +66,13 @@ class _Backend(Protocol):
     async def close(self) -> None: ...
 
 
-class MahsmClient:
+class MahsmClient(PipelineMethods):
     """Async client of MAHSM. Build it with `rest`, `temporal` or `from_temporal_client`.
 
     Use it as an async context manager (or call `close`) to release its connections.
     """
+
+    _backend: _Backend
 
     def __init__(self, backend: _Backend) -> None:
         self._backend = backend

@@ -1,4 +1,4 @@
-"""What `MahsmClient` returns besides `TaskState`: pages of tasks and the agent pools."""
+"""What `MahsmClient` returns besides `TaskState`: pages of tasks, agent pools, pipelines."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.task import (
     Plan,
     Subtask,
     SubtaskResult,
     SubtaskState,
+    TaskOptions,
     TaskState,
     TaskStatus,
     Usage,
@@ -79,12 +81,17 @@ def task_state_from_api(task: dict[str, Any], subtasks: list[dict[str, Any]]) ->
             description=item.get("description") or item["id"],
             required_capabilities=item.get("required_capabilities") or ["data_analysis"],
             depends_on=item.get("depends_on") or [],
+            kind=item.get("kind") or "agent",
         )
         result = SubtaskResult.model_validate(
             {k: v for k, v in item.items() if k in SubtaskResult.model_fields and v is not None}
         )
         states.append(SubtaskState(subtask=definition, result=result))
-    extra = {k: task[k] for k in ("options", "model", "version") if task.get(k) is not None}
+    extra = {
+        k: task[k]
+        for k in ("options", "model", "version", "pipeline", "outputs")
+        if task.get(k) is not None
+    }
     return TaskState(
         task_id=task["id"],
         description=task["description"],
@@ -99,3 +106,57 @@ def task_state_from_api(task: dict[str, Any], subtasks: list[dict[str, Any]]) ->
         usage=Usage.model_validate(task.get("usage") or {}),
         **extra,
     )
+
+
+class PipelineRun(BaseModel):
+    """A run of a pipeline as the client submits it: a definition or a registered name."""
+
+    pipeline: Pipeline | None = None
+    pipeline_ref: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    options: TaskOptions = Field(default_factory=TaskOptions)
+    user_id: str | None = None
+    description: str | None = None
+
+
+class PipelineVersion(BaseModel):
+    """One registered version of a pipeline."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: str
+    created_at: datetime
+    created_by: str | None = None
+
+
+class RegisteredPipeline(BaseModel):
+    """`GET /pipelines/{name}`: one version's definition and every version of the name."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    version: str
+    description: str | None = None
+    definition: Pipeline
+    created_at: datetime
+    created_by: str | None = None
+    versions: list[PipelineVersion] = Field(default_factory=list)
+
+
+class PipelineSummary(BaseModel):
+    """A registered pipeline name with its latest version."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    latest_version: str
+    description: str | None = None
+    versions: int = 1
+    updated_at: datetime
+
+
+class PipelinePage(BaseModel):
+    """One page of `GET /pipelines`; pass `next_cursor` back for the next page."""
+
+    pipelines: list[PipelineSummary]
+    next_cursor: str | None = None

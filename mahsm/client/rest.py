@@ -14,7 +14,16 @@ from mahsm.client.errors import (
     ServiceUnavailable,
     TaskNotFound,
 )
-from mahsm.client.models import AgentPools, TaskFilter, TaskPage, task_state_from_api
+from mahsm.client.models import (
+    AgentPools,
+    PipelinePage,
+    PipelineRun,
+    RegisteredPipeline,
+    TaskFilter,
+    TaskPage,
+    task_state_from_api,
+)
+from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskState, TaskStatus
 
 _ERRORS: dict[int, type[MahsmError]] = {
@@ -69,9 +78,28 @@ class RestBackend:
 
     async def submit(self, request: TaskRequest) -> str:
         """POST /tasks; returns the task id."""
-        body = await self._call(
-            "POST", "/tasks", json=request.model_dump(mode="json", exclude_none=True)
-        )
+        return await self._start(request.model_dump(mode="json", exclude_none=True))
+
+    async def submit_pipeline(self, run: PipelineRun) -> str:
+        """POST /tasks with `pipeline` or `pipeline_ref` and `inputs`; returns the task id."""
+        return await self._start(run.model_dump(mode="json", exclude_none=True))
+
+    async def register_pipeline(self, pipeline: Pipeline) -> RegisteredPipeline:
+        """POST /pipelines."""
+        body = pipeline.model_dump(mode="json", exclude_none=True)
+        return RegisteredPipeline.model_validate(await self._call("POST", "/pipelines", json=body))
+
+    async def get_pipeline(self, ref: str) -> RegisteredPipeline:
+        """GET /pipelines/{name} or /pipelines/{name}@{version}."""
+        return RegisteredPipeline.model_validate(await self._call("GET", f"/pipelines/{ref}"))
+
+    async def list_pipelines(self, *, limit: int, cursor: str | None) -> PipelinePage:
+        """GET /pipelines."""
+        params: dict[str, str | int] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+        return PipelinePage.model_validate(await self._call("GET", "/pipelines", params=params))
+
+    async def _start(self, body: dict[str, Any]) -> str:
+        body = await self._call("POST", "/tasks", json=body)
         task_id = str(body["task_id"])
         link = (body.get("links") or {}).get("temporal_ui")
         if link:

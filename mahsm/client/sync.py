@@ -10,11 +10,14 @@ import asyncio
 import threading
 from collections.abc import Callable, Coroutine
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mahsm.client.client import MahsmClient
-from mahsm.client.models import AgentPools, TaskPage
+from mahsm.client.models import AgentPools, PipelinePage, RegisteredPipeline, TaskPage
+from mahsm.client.pipelines import PipelineSource
+from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.task import TaskRequest, TaskState, TaskStatus
 
 if TYPE_CHECKING:
@@ -89,6 +92,35 @@ class SyncMahsmClient:
     def submit(self, task: TaskRequest | str, **kwargs: Any) -> str:
         """See `MahsmClient.submit`."""
         return self._loop.run(self._client.submit(task, **kwargs))
+
+    def run_pipeline(
+        self,
+        pipeline_or_name: PipelineSource,
+        inputs: dict[str, Any] | None = None,
+        *,
+        wait: bool = False,
+        **kwargs: Any,
+    ) -> str | TaskState:
+        """See `MahsmClient.run_pipeline`: the task id, or with `wait=True` the final state."""
+        if wait:
+            return self._loop.run(
+                self._client.run_pipeline(pipeline_or_name, inputs, wait=True, **kwargs)
+            )
+        return self._loop.run(
+            self._client.run_pipeline(pipeline_or_name, inputs, wait=False, **kwargs)
+        )
+
+    def register_pipeline(self, pipeline: Pipeline | str | Path) -> RegisteredPipeline:
+        """See `MahsmClient.register_pipeline`."""
+        return self._loop.run(self._client.register_pipeline(pipeline))
+
+    def get_pipeline(self, ref: str) -> RegisteredPipeline:
+        """See `MahsmClient.get_pipeline`."""
+        return self._loop.run(self._client.get_pipeline(ref))
+
+    def list_pipelines(self, *, limit: int = 20, cursor: str | None = None) -> PipelinePage:
+        """See `MahsmClient.list_pipelines`."""
+        return self._loop.run(self._client.list_pipelines(limit=limit, cursor=cursor))
 
     def get(self, task_id: str) -> TaskState:
         """See `MahsmClient.get`."""

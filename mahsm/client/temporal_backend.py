@@ -19,9 +19,19 @@ from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowExecut
 from temporalio.service import RPCError
 
 from mahsm import search_attributes
-from mahsm.client.models import AgentPools, TaskFilter, TaskPage
+from mahsm.client.models import (
+    AgentPools,
+    PipelinePage,
+    PipelineRun,
+    RegisteredPipeline,
+    TaskFilter,
+    TaskPage,
+)
+from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskState, TaskStatus
 from mahsm.errors import InvalidRequest, MahsmError, ServiceUnavailable
+from mahsm.pipelines import validate_inputs, validate_pipeline
+from mahsm.pipelines.files import run_description
 from mahsm.queues import tasks_queue
 from mahsm.task_driver import (
     TaskDriver,
@@ -79,6 +89,43 @@ class TemporalBackend:
         async with _translated():
             handle = await start_task(self.client, request, queue_prefix=self.queue_prefix)
         return handle.id
+
+    async def submit_pipeline(self, run: PipelineRun) -> str:
+        """Start `TaskWorkflow` with the pipeline; its structure and inputs checked first.
+
+        Registered pipelines live behind the API: a `pipeline_ref` needs the REST mode.
+        Tools, transforms and providers are checked by the workers when the run starts.
+        """
+        if run.pipeline is None:
+            raise _needs_api(f"running the registered pipeline '{run.pipeline_ref}'")
+        problems = validate_pipeline(run.pipeline) + validate_inputs(run.pipeline, run.inputs)
+        if problems:
+            raise InvalidRequest(
+                "Invalid request: " + "; ".join(f"pipeline.{p}" for p in problems),
+                code="validation_error",
+                status=422,
+                details=[{"loc": p.field.split("."), "msg": p.message} for p in problems],
+            )
+        request = TaskRequest(
+            description=run.description or run_description(run.pipeline),
+            user_id=run.user_id,
+            options=run.options,
+            pipeline=run.pipeline,
+            inputs=run.inputs,
+        )
+        return await self.submit(request)
+
+    async def register_pipeline(self, pipeline: Pipeline) -> RegisteredPipeline:
+        """Not offered in this mode: the registry is the API's (`POST /pipelines`)."""
+        raise _needs_api("registering pipelines")
+
+    async def get_pipeline(self, ref: str) -> RegisteredPipeline:
+        """Not offered in this mode: the registry is the API's (`GET /pipelines/{name}`)."""
+        raise _needs_api("reading registered pipelines")
+
+    async def list_pipelines(self, *, limit: int, cursor: str | None) -> PipelinePage:
+        """Not offered in this mode: the registry is the API's (`GET /pipelines`)."""
+        raise _needs_api("listing registered pipelines")
 
     async def get(self, task_id: str) -> TaskState:
         """The `state` query's answer."""
@@ -158,6 +205,14 @@ class TemporalBackend:
         must be current", temporalio/sdk-python#300). A short pause at close avoids it.
         """
         await asyncio.sleep(_SETTLE_S)
+
+
+def _needs_api(what: str) -> MahsmError:
+    return MahsmError(
+        f"{what} needs the REST API (the registry is in its database); use"
+        " MahsmClient.rest(...), or pass the pipeline itself (a Pipeline or a YAML file)",
+        code="unsupported",
+    )
 
 
 def _utc(value: datetime) -> str:

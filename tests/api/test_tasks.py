@@ -91,7 +91,10 @@ async def test_submit_returns_202_with_links_and_the_task_reads_live_then_from_p
         "usage",
         "model",
         "waiting_for",
+        "pipeline",
+        "outputs",
     }
+    assert task["pipeline"] is None and task["outputs"] is None
     assert task["status"] == "completed" and "sum=3" in task["result"]
     assert task["usage"]["input_tokens"] > 0
     assert [s["id"] for s in task["plan"]["subtasks"]] == ["fetch", "sum"]
@@ -110,7 +113,12 @@ async def test_submit_returns_202_with_links_and_the_task_reads_live_then_from_p
         "attempts",
         "usage",
         "waiting_for",
+        "kind",
+        "value",
+        "model",
+        "detections",
     }
+    assert fetch["kind"] == "agent" and fetch["value"] is None
     assert fetch["id"] == "fetch" and fetch["output"] == "figures=[1, 2]"
     assert total["depends_on"] == ["fetch"] and total["required_capabilities"] == ["data_analysis"]
     assert total["status"] == "completed" and total["agent"] and total["attempts"] >= 1

@@ -1,0 +1,1 @@
+"""Runnable examples on the scripted model (see docs/pipelines.md)."""
