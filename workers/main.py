@@ -34,6 +34,7 @@ from mahsm.logging import configure_logging
 from mahsm.queues import pool_queue, tasks_queue
 from mahsm.settings import Settings, SettingsError, get_settings
 from mahsm.temporal_client import connect
+from mahsm.workers.sandbox import workflow_runner
 from mahsm.workflows.agent_workflow import AgentWorkflow
 from mahsm.workflows.task_workflow import TaskWorkflow
 
@@ -83,6 +84,7 @@ def build_workers(
                 client,
                 task_queue=tasks_queue(settings.queue_prefix),
                 workflows=[TaskWorkflow],
+                workflow_runner=workflow_runner(),  # DSPy passes through (signature steps)
                 activities=[
                     llm.complete,
                     store.store_task,
