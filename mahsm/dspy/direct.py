@@ -18,15 +18,25 @@ from mahsm.contracts.llm import LLMRequest, LLMResponse
 from mahsm.settings import Settings, load_settings
 
 
+_registries: dict[int, tuple[Settings, ProviderRegistry]] = {}
+
+
 @cache
-def _registry() -> tuple[Settings, ProviderRegistry]:
-    settings = load_settings()
-    return settings, ProviderRegistry(settings)
+def _default_settings() -> Settings:
+    return load_settings()
 
 
-async def complete(request: LLMRequest) -> LLMResponse:
+def _registry(settings: Settings | None) -> tuple[Settings, ProviderRegistry]:
+    settings = settings if settings is not None else _default_settings()
+    found = _registries.get(id(settings))
+    if found is None or found[0] is not settings:
+        found = _registries[id(settings)] = (settings, ProviderRegistry(settings))
+    return found
+
+
+async def complete(request: LLMRequest, settings: Settings | None = None) -> LLMResponse:
     """Run `request` on its model, then on each fallback model while errors are retryable."""
-    settings, registry = await asyncio.to_thread(_registry)
+    settings, registry = await asyncio.to_thread(_registry, settings)
     last: LLMCallError | None = None
     for model_id in [request.model, *request.fallback]:
         try:

@@ -23,6 +23,7 @@ import dspy
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse
 from mahsm.contracts.pipeline import ModelChoice, model_chain
 from mahsm.contracts.task import Usage
+from mahsm.settings import Settings
 
 LMCall = Callable[[LLMRequest], Awaitable[LLMResponse]]
 """Runs one LLM call (in a workflow: as an activity)."""
@@ -42,6 +43,8 @@ class MahsmLM(dspy.BaseLM):
         purpose: Recorded on each request; scripted scenarios may match on it.
         task_id: Set on each request (the task it belongs to).
         subtask_id: Set on each request (the step it belongs to).
+        settings: Outside a workflow, the settings providers are built from (default: the
+            environment's, `load_settings()`).
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class MahsmLM(dspy.BaseLM):
         purpose: LLMPurpose = LLMPurpose.STEP,
         task_id: str | None = None,
         subtask_id: str | None = None,
+        settings: Settings | None = None,
     ) -> None:
         chain = model_chain(model)
         super().__init__(
@@ -68,6 +72,7 @@ class MahsmLM(dspy.BaseLM):
         self.task_id = task_id
         self.subtask_id = subtask_id
         self._call = call
+        self._settings = settings
         self.usage = Usage()
         """Usage of every call made so far."""
         self.served_by: str | None = None
@@ -101,7 +106,12 @@ class MahsmLM(dspy.BaseLM):
         if messages is None:
             messages = [{"role": "user", "content": prompt or ""}]
         request = self.request(messages, kwargs)
-        response = await (self._call or _direct)(request)
+        if self._call is not None:
+            response = await self._call(request)
+        else:
+            from mahsm.dspy.direct import complete
+
+            response = await complete(request, self._settings)
         self.calls += 1
         self.usage = self.usage + response.usage
         self.served_by = response.model
@@ -136,6 +146,7 @@ class MahsmLM(dspy.BaseLM):
             purpose=self.purpose,
             task_id=self.task_id,
             subtask_id=self.subtask_id,
+            settings=self._settings,
         )
         new.kwargs.update(kwargs)
         return new
@@ -150,9 +161,3 @@ def _message(message: dict[str, Any]) -> ChatMessage:
         role = "user"
     return ChatMessage(role=role, content=str(content) if content is not None else "")
 
-
-async def _direct(request: LLMRequest) -> LLMResponse:
-    """A call outside any workflow: the worker's provider layer, in this process."""
-    from mahsm.dspy.direct import complete
-
-    return await complete(request)
