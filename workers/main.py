@@ -22,6 +22,7 @@ from mahsm.activities.blobs import BlobStore
 from mahsm.activities.engine import EngineActivities
 from mahsm.activities.llm.activity import LLMActivities
 from mahsm.activities.llm.registry import ProviderRegistry
+from mahsm.activities.prompt_artifacts import PromptActivities
 from mahsm.activities.store import StoreActivities
 from mahsm.activities.tools.activity import ToolActivities
 from mahsm.activities.tools.registry import ToolRegistry, default_registry
@@ -92,6 +93,7 @@ def build_workers(
                     engine.engine_defaults,
                     engine.resolve_pool,
                     TransformActivities().run,
+                    PromptActivities(pool=pool, tools=catalogue).get,
                 ],
                 **common,  # type: ignore[arg-type]
             )

@@ -18,15 +18,17 @@ import itertools
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     import dspy
     from dspy.utils.exceptions import AdapterParseError
 
+    from mahsm.activities.prompt_artifacts import ArtifactRequest, PromptActivities
     from mahsm.activities.tools.registry import default_registry
     from mahsm.contracts.common import Capability
     from mahsm.contracts.llm import LLMRequest, LLMResponse, ToolCall
@@ -42,9 +44,12 @@ with workflow.unsafe.imports_passed_through():
         step_signature,
         type_name,
     )
+    from mahsm.prompt.store import parse_ref
+    from mahsm.workflows.failures import failure_message
     from mahsm.workflows.pool_calls import on_pool
     from mahsm.workflows.pool_router import PoolRouter
-    from mahsm.workflows.task_calls import TaskCalls
+    from mahsm.workflows.retry import STORE_RETRY
+    from mahsm.workflows.task_calls import SubtaskDeadline, TaskCalls, out_of_time
 
 DEFAULT_TOOL_CAPABILITY = Capability.DATA_ANALYSIS
 _FAILED_FIELD = re.compile(r"Failed to parse field (\w+) with value")
@@ -96,6 +101,8 @@ class SignatureRunner:
             program = self._program(step, signature)
         except SignatureError as error:
             raise SignatureStepFailed(f"steps.{step.name}.{error.field}: {error.message}") from None
+        if step.artifact is not None:
+            await self._load_artifact(step, program)
         lm = MahsmLM(
             list(step.model) if isinstance(step.model, list) else step.model or self._models,
             temperature=step.temperature,
@@ -136,6 +143,37 @@ class SignatureRunner:
             model=lm.served_by,
             detections=lm.detections,
         )
+
+    async def _load_artifact(self, step: SignatureStep, program: Any) -> None:
+        """Load the artifact's instructions and demos into the program, before any LM call."""
+        assert step.artifact is not None
+        name, version = parse_ref(step.artifact)
+        remaining = (self._deadline - workflow.now()).total_seconds()
+        try:
+            result = await workflow.execute_activity_method(
+                PromptActivities.get,
+                ArtifactRequest(name=name, version=version, tools=step.tools),
+                activity_id=f"{step.name}/artifact",
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(seconds=max(1.0, remaining)),
+                retry_policy=STORE_RETRY,
+                summary=f"step {step.name}: artifact {step.artifact}",
+            )
+        except ActivityError as error:
+            if out_of_time(error):
+                raise SubtaskDeadline() from error
+            raise SignatureStepFailed(
+                f"steps.{step.name}.artifact: {failure_message(error)}"
+            ) from None
+        spec = result.artifact["program"]
+        try:
+            program.load_state(spec["state"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise SignatureStepFailed(
+                f"steps.{step.name}.artifact: {step.artifact} holds a"
+                f" {spec.get('module') or spec.get('class')} program, which does not fit this"
+                f" step's {step.module} program ({type(error).__name__}: {error})"
+            ) from None
 
     def _program(self, step: SignatureStep, signature: type[dspy.Signature] | None) -> Any:
         if signature is None:

@@ -17,7 +17,6 @@ from mahsm.activities.llm.registry import ProviderRegistry
 from mahsm.contracts.llm import LLMRequest, LLMResponse
 from mahsm.settings import Settings, load_settings
 
-
 _registries: dict[int, tuple[Settings, ProviderRegistry]] = {}
 
 
@@ -36,7 +35,7 @@ def _registry(settings: Settings | None) -> tuple[Settings, ProviderRegistry]:
 
 async def complete(request: LLMRequest, settings: Settings | None = None) -> LLMResponse:
     """Run `request` on its model, then on each fallback model while errors are retryable."""
-    settings, registry = await asyncio.to_thread(_registry, settings)
+    used, registry = await asyncio.to_thread(_registry, settings)
     last: LLMCallError | None = None
     for model_id in [request.model, *request.fallback]:
         try:
@@ -53,7 +52,7 @@ async def complete(request: LLMRequest, settings: Settings | None = None) -> LLM
             continue
         price = provider.price(model) if isinstance(provider, PricedProvider) else None
         response.usage.cost_usd = cost(
-            model_id, response.usage, overrides=settings.prices, provider_price=price
+            model_id, response.usage, overrides=used.prices, provider_price=price
         )
         return response
     assert last is not None

@@ -160,4 +160,3 @@ def _message(message: dict[str, Any]) -> ChatMessage:
     if role not in ("system", "user", "assistant"):
         role = "user"
     return ChatMessage(role=role, content=str(content) if content is not None else "")
-

@@ -116,7 +116,6 @@ async def _store(pool: asyncpg.Pool | None) -> AsyncIterator[ArtifactStore]:
     if url is None:
         raise RuntimeError(
             "no database: pass pool=..., or set MAHSM_DATABASE_URL to MAHSM's Postgres"
-            ""
         )
     own = await create_pool(url.get_secret_value(), max_size=2)
     try:

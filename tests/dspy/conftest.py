@@ -37,9 +37,7 @@ def fake_llm_server() -> Iterator[FakeLLMServer]:
 
 
 @pytest.fixture
-def openai_server(
-    fake_llm_server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
-) -> FakeLLMServer:
+def openai_server(fake_llm_server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> FakeLLMServer:
     """The fake server, empty, with the openai provider pointed at it."""
     fake_llm_server.reset()
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789")

@@ -17,8 +17,9 @@ from tests.dspy.programs import DraftThenCheck
 
 def _program(instructions: str = "Answer briefly.") -> dspy.ChainOfThought:
     program = dspy.ChainOfThought(
-        dspy.Signature("question: str, context: list[str] -> answer: str, confidence: float")
-        .with_instructions(instructions)
+        dspy.Signature(
+            "question: str, context: list[str] -> answer: str, confidence: float"
+        ).with_instructions(instructions)
     )
     program.predict.demos = [
         dspy.Example(question=f"q{i}", context=["c"], reasoning="r", answer=f"a{i}", confidence=0.5)
@@ -44,7 +45,9 @@ SEARCH = _tool("search", query="string", limit="integer")
 
 async def test_save_then_load_gives_an_equal_program(db_pool) -> None:
     program = _program()
-    ref = await prompt.save(program, "qa", tools=[SEARCH, "calculator"], model="openai/x", pool=db_pool)
+    ref = await prompt.save(
+        program, "qa", tools=[SEARCH, "calculator"], model="openai/x", pool=db_pool
+    )
     loaded = await prompt.load("qa", ref.version, tools=[SEARCH, "calculator"], pool=db_pool)
 
     assert isinstance(loaded, dspy.ChainOfThought)
@@ -80,12 +83,15 @@ async def test_a_custom_module_is_rebuilt_from_its_class(db_pool) -> None:
     ("given", "problem"),
     [
         ([], "tool 'search' is missing"),
-        ([_tool("search", query="string", limit="integer", lang="string")],
-         "new required parameter 'lang'"),
-        ([_tool("search", query="string", limit="string")],
-         "parameter 'limit' changed type from \"integer\" to \"string\""),
-        ([_tool("search", q="string", limit="integer")],
-         "parameter 'query' was renamed to 'q'"),
+        (
+            [_tool("search", query="string", limit="integer", lang="string")],
+            "new required parameter 'lang'",
+        ),
+        (
+            [_tool("search", query="string", limit="string")],
+            'parameter \'limit\' changed type from "integer" to "string"',
+        ),
+        ([_tool("search", q="string", limit="integer")], "parameter 'query' was renamed to 'q'"),
         ([_tool("search", limit="integer")], "parameter 'query' is missing"),
     ],
 )
