@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from mahsm.cli import demo, stack, tasks
+from mahsm.cli import artifacts, demo, stack, tasks
 
 app = typer.Typer(
     name="mahsm",
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.add_typer(stack.app)
 app.add_typer(tasks.app)
 app.add_typer(demo.app)
+app.add_typer(artifacts.app)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from typing import Any
 
-import dspy
-
 from mahsm.activities.tools.registry import RegisteredTool, default_registry
 from mahsm.contracts.llm import ToolSpec
-from mahsm.dspy.signatures import import_object, parse_signature, type_name
+
+# DSPy is imported by the functions that need it: the API reads and writes artifacts
+# (hashes, files) without paying for DSPy's import.
 
 FORMAT = "mahsm.prompt/1"
 ToolLike = str | ToolSpec | RegisteredTool | dict[str, Any] | Any
@@ -58,6 +58,8 @@ def tool_schema(tool: ToolLike) -> dict[str, Any]:
     if isinstance(tool, dict):
         spec = tool.get("function", tool)  # {"type": "function", "function": {...}} too
         return ToolSpec.model_validate(spec).model_dump()
+    import dspy
+
     if isinstance(tool, dspy.Tool):
         required = [name for name, schema in (tool.args or {}).items() if "default" not in schema]
         parameters = {"type": "object", "properties": dict(tool.args or {}), "required": required}
@@ -113,6 +115,8 @@ def _type(schema: dict[str, Any]) -> str:
 
 def program_spec(program: Any) -> dict[str, Any]:
     """How to rebuild `program`: its module kind and typed signature, or its class path."""
+    import dspy
+
     kinds = {dspy.Predict: "predict", dspy.ChainOfThought: "chain_of_thought"}
     kind = kinds.get(type(program))
     if kind is None:
@@ -127,8 +131,9 @@ def program_spec(program: Any) -> dict[str, Any]:
     return {"module": kind, "signature": signature_text(signature)}
 
 
-def signature_text(signature: type[dspy.Signature]) -> str | None:
+def signature_text(signature: Any) -> str | None:
     """The signature's string form with types, when DSPy parses it back to the same types."""
+    from mahsm.dspy.signatures import parse_signature, type_name
 
     def side(fields: dict[str, Any]) -> str:
         return ", ".join(f"{name}: {type_name(f.annotation)}" for name, f in fields.items())
@@ -148,6 +153,10 @@ def signature_text(signature: type[dspy.Signature]) -> str | None:
 
 def rebuild(spec: dict[str, Any]) -> Any:
     """A fresh program from `program_spec`'s output (its state is loaded afterwards)."""
+    import dspy
+
+    from mahsm.dspy.signatures import import_object, parse_signature
+
     if spec.get("signature"):
         module = {"predict": dspy.Predict, "chain_of_thought": dspy.ChainOfThought}
         return module[spec["module"]](parse_signature(spec["signature"]))
