@@ -22,6 +22,7 @@ from mahsm.activities.blobs import BlobStore
 from mahsm.activities.engine import EngineActivities
 from mahsm.activities.llm.activity import LLMActivities
 from mahsm.activities.llm.registry import ProviderRegistry
+from mahsm.activities.optimize import OptimizeActivities
 from mahsm.activities.prompt_artifacts import PromptActivities
 from mahsm.activities.store import StoreActivities
 from mahsm.activities.tools.activity import ToolActivities
@@ -37,6 +38,7 @@ from mahsm.settings import Settings, SettingsError, get_settings
 from mahsm.temporal_client import connect
 from mahsm.workers.sandbox import workflow_runner
 from mahsm.workflows.agent_workflow import AgentWorkflow
+from mahsm.workflows.optimize_workflow import OptimizeWorkflow
 from mahsm.workflows.task_workflow import TaskWorkflow
 
 log = structlog.get_logger(__name__)
@@ -84,7 +86,7 @@ def build_workers(
             Worker(
                 client,
                 task_queue=tasks_queue(settings.queue_prefix),
-                workflows=[TaskWorkflow],
+                workflows=[TaskWorkflow, OptimizeWorkflow],
                 workflow_runner=workflow_runner(),  # DSPy passes through (signature steps)
                 activities=[
                     llm.complete,
@@ -94,6 +96,7 @@ def build_workers(
                     engine.resolve_pool,
                     TransformActivities().run,
                     PromptActivities(pool=pool, tools=catalogue).get,
+                    OptimizeActivities(pool=pool, client=client, settings=settings).run,
                 ],
                 **common,  # type: ignore[arg-type]
             )

@@ -34,3 +34,17 @@ class DraftThenCheck(dspy.Module):
         draft = await self.draft.acall(topic=topic)
         check = await self.check.acall(draft=draft.draft)
         return dspy.Prediction(draft=draft.draft, ok=check.ok)
+
+
+class Answerer(dspy.Module):
+    """A one-predictor program for optimization runs (sync path for DSPy's optimizers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = dspy.Predict("question -> answer")
+
+    def forward(self, question: str) -> dspy.Prediction:
+        return self.answer(question=question)
+
+    async def aforward(self, question: str) -> dspy.Prediction:
+        return await self.answer.acall(question=question)
