@@ -52,6 +52,7 @@ class OptimizeActivities:
         pending: list[asyncio.Future[Any]] = []
 
         async def call(lm_request: LLMRequest) -> LLMResponse:
+            lm_request = lm_request.model_copy(update={"task_id": run_id})  # in call logs
             digest = hashlib.sha256(lm_request.model_dump_json().encode()).hexdigest()
             seen[digest] += 1
             occurrence = seen[digest]
