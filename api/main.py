@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mahsm.api.body_limit import BodyLimitMiddleware
 from mahsm.api.deps import Backends
 from mahsm.api.docs_ui import add_docs
-from mahsm.api.routes import agents, artifacts, events, health, tasks
+from mahsm.api.routes import agents, artifacts, events, health, optimizations, tasks
 from mahsm.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -129,5 +129,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(agents.router)
     app.include_router(artifacts.router)
+    app.include_router(optimizations.router)
     add_docs(app)
     return app

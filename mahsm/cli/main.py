@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from mahsm.cli import artifacts, demo, stack, tasks
+from mahsm.cli import artifacts, demo, optimize, stack, tasks
 
 app = typer.Typer(
     name="mahsm",
@@ -20,6 +20,7 @@ app.add_typer(stack.app)
 app.add_typer(tasks.app)
 app.add_typer(demo.app)
 app.add_typer(artifacts.app)
+app.add_typer(optimize.app)
 
 
 if __name__ == "__main__":

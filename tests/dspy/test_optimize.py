@@ -57,3 +57,40 @@ async def test_bootstrap_fewshot_saves_demos_and_scores(engine_factory) -> None:
     assert query.progress.best_score == 1.0 and query.progress.done == query.progress.planned
     assert artifact["scores"] == {"dev": 1.0, "baseline": 0.0, "metric": "exact_match"}
     assert program.answer.demos and "train-" in program.answer.demos[0]["question"]
+
+
+async def test_cli_optimize_waits_and_reports_the_saved_artifact(
+    engine_factory, temporal_env, database_url, tmp_path
+) -> None:
+    import asyncio
+    import json
+
+    from typer.testing import CliRunner
+
+    from mahsm.api.main import create_app
+    from mahsm.cli.main import app as cli
+    from tests.api.conftest import api_settings, served
+
+    request = optimize_request("cli-colours")
+    train, dev = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+    train.write_text("\n".join(json.dumps(row) for row in request.trainset))
+    dev.write_text("\n".join(json.dumps(row) for row in request.devset))
+    args = ["optimize", "--program", "tests.dspy.programs:Answerer", "--trainset", str(train)]
+    args += ["--devset", str(dev), "--save", "cli-colours", "--wait"]
+
+    async with engine_factory(optimize_scenario()) as engine:
+        settings = api_settings(
+            temporal_env, database_url, queue_prefix=engine.settings.queue_prefix
+        )
+        async with served(create_app(settings)) as url:
+            result = await asyncio.to_thread(CliRunner().invoke, cli, [*args, "--api", url])
+            missing = await asyncio.to_thread(
+                CliRunner().invoke, cli, ["artifacts", "show", "nope", "--api", url]
+            )
+        stored = await prompt.ArtifactStore(engine.pool).get("cli-colours")
+
+    assert result.exit_code == 0, result.output
+    assert "saved cli-colours@1: score 1.0 (baseline 0.0)" in result.output
+    assert "evaluations, best score" in result.output
+    assert stored["scores"]["dev"] == 1.0
+    assert missing.exit_code == 3
