@@ -20,8 +20,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from mahsm.activities.dspy_lm import complete
 from mahsm.contracts.llm import LLMRequest, LLMResponse
-from mahsm.dspy.direct import complete
 from mahsm.optimize.models import OptimizeProgress, OptimizeRequest, OptimizeResult
 from mahsm.prompt.artifact import body
 from mahsm.prompt.store import ArtifactStore
@@ -41,7 +41,7 @@ class OptimizeActivities:
     @activity.defn(name="optimize_run")
     async def run(self, request: OptimizeRequest) -> OptimizeResult:
         """Optimize, evaluate, save the artifact; see the module docstring."""
-        from mahsm.optimize.runner import optimize
+        from mahsm.activities.optimize_runner import optimize
 
         info = activity.info()
         run_id = info.workflow_id or info.activity_id

@@ -34,8 +34,8 @@ def warm_up() -> None:
         return
     import dspy
 
+    from mahsm.activities.dspy_lm import MahsmLM
     from mahsm.contracts.llm import LLMRequest, LLMResponse
-    from mahsm.dspy.lm import MahsmLM
 
     async def canned(request: LLMRequest) -> LLMResponse:
         return LLMResponse(content="[[ ## b ## ]]\n1\n\n[[ ## completed ## ]]", model="x/y")

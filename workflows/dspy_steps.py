@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     import dspy
     from dspy.utils.exceptions import AdapterParseError
 
+    from mahsm.activities.dspy_lm import MahsmLM
     from mahsm.activities.prompt_artifacts import ArtifactRequest, PromptActivities
     from mahsm.activities.tools.registry import default_registry
     from mahsm.contracts.common import Capability
@@ -35,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.contracts.pipeline import SignatureStep
     from mahsm.contracts.task import Usage
     from mahsm.contracts.tools import ToolInvocation
-    from mahsm.dspy.lm import MahsmLM
     from mahsm.dspy.signatures import (
         MODULE_KINDS,
         SignatureError,

@@ -14,7 +14,8 @@ import os
 
 import dspy
 from mahsm import prompt
-from mahsm.dspy import MahsmLM
+from mahsm.activities.dspy_lm import MahsmLM
+from mahsm.activities.tools.registry import default_registry
 
 
 def classify(ticket: str, model: str = "scripted/example") -> dspy.Prediction:
@@ -33,8 +34,9 @@ def classify(ticket: str, model: str = "scripted/example") -> dspy.Prediction:
 async def save_and_load() -> None:
     """Save the classifier as an artifact, then load it back with its tools checked."""
     program = dspy.Predict("ticket -> category")
-    ref = await prompt.save(program, "ticket-classifier", tools=["calculator"])
-    loaded = await prompt.load(ref.name, ref.version, tools=["calculator"])
+    calculator = default_registry().get("calculator")
+    ref = await prompt.save(program, "ticket-classifier", tools=[calculator])
+    loaded = await prompt.load(ref.name, ref.version, tools=[calculator])
     print(f"saved {ref}; loaded {type(loaded).__name__}")  # noqa: T201
 
 

@@ -1,9 +1,9 @@
-"""DSPy programs on MAHSM: `MahsmLM`, and the signatures of `signature` steps.
+"""DSPy signatures of `signature` steps (parsed by DSPy, cached, checked before a run).
 
-See docs/dspy.md. Importing this package imports DSPy (about a second).
+DSPy's LM for MAHSM, `MahsmLM`, is `mahsm.activities.dspy_lm.MahsmLM` (it calls the provider
+layer). See docs/dspy.md. Importing this package imports DSPy (about a second).
 """
 
-from mahsm.dspy.lm import MahsmLM
 from mahsm.dspy.signatures import SignatureError, parse_signature
 
-__all__ = ["MahsmLM", "SignatureError", "parse_signature"]
+__all__ = ["SignatureError", "parse_signature"]

@@ -16,16 +16,16 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from typing import Any
 
-from mahsm.activities.tools.registry import RegisteredTool, default_registry
 from mahsm.contracts.llm import ToolSpec
 
 # DSPy is imported by the functions that need it: the API reads and writes artifacts
 # (hashes, files) without paying for DSPy's import.
 
 FORMAT = "mahsm.prompt/1"
-ToolLike = str | ToolSpec | RegisteredTool | dict[str, Any] | Any
-"""A tool name (from the worker's registry), a ToolSpec, a registered tool, an OpenAI
-function schema (`{name, description, parameters}`) or a `dspy.Tool`."""
+ToolLike = ToolSpec | dict[str, Any] | Any
+"""A ToolSpec, a registered tool (`default_registry().get(name)`: its `spec`), an OpenAI
+function schema (`{name, description, parameters}`) or a `dspy.Tool`. Names are resolved by
+the caller that has the tool registry (the worker resolves a step's tool names)."""
 
 
 class PromptValidationError(ValueError):
@@ -47,12 +47,13 @@ class ArtifactNotFound(LookupError):
 def tool_schema(tool: ToolLike) -> dict[str, Any]:
     """The OpenAI function schema of a tool: `{name, description, parameters}`."""
     if isinstance(tool, str):
-        registered = default_registry().get(tool)
-        if registered is None:
-            raise ValueError(f"no tool named {tool!r} is registered; register it or pass its spec")
-        tool = registered
-    if isinstance(tool, RegisteredTool):
-        tool = tool.spec
+        raise TypeError(
+            f"tool {tool!r}: pass the tool, not its name, e.g."
+            f" mahsm.activities.tools.registry.default_registry().get({tool!r})"
+        )
+    registered_spec = getattr(tool, "spec", None)
+    if isinstance(registered_spec, ToolSpec):  # a registered tool
+        tool = registered_spec
     if isinstance(tool, ToolSpec):
         return tool.model_dump()
     if isinstance(tool, dict):

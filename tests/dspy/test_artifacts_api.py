@@ -9,15 +9,18 @@ import dspy
 from temporalio.testing import WorkflowEnvironment
 
 from mahsm import prompt
+from mahsm.activities.tools.registry import default_registry
 from mahsm.api.main import create_app
 from tests.api.conftest import api_settings, asgi_client
+
+CALCULATOR = default_registry().get("calculator")
 
 
 async def test_upload_list_and_read_artifacts(
     temporal_env: WorkflowEnvironment, database_url: str, db_pool, tmp_path
 ) -> None:
     program = dspy.Predict(dspy.Signature("q -> a").with_instructions("Be exact."))
-    await prompt.save(program, "exact", tools=["calculator"], pool=db_pool)
+    await prompt.save(program, "exact", tools=[CALCULATOR], pool=db_pool)
     exported = await prompt.export("exact", 1, tmp_path, pool=db_pool)
     upload = json.loads(exported.read_text())
     app = create_app(api_settings(temporal_env, database_url))

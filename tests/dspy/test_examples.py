@@ -45,8 +45,8 @@ def test_the_notebook_example_runs_outside_a_workflow(monkeypatch, data_dir: Pat
     monkeypatch.setenv("MAHSM_SCRIPTED_SCENARIO", str(EXAMPLES / "scenario.yaml"))
     monkeypatch.setenv("MAHSM_DATA_DIR", str(data_dir))
     from examples.dspy.notebook import classify
-    from mahsm.dspy import direct
+    from mahsm.activities import dspy_lm
 
-    direct._default_settings.cache_clear()
+    dspy_lm._default_settings.cache_clear()
     result = classify("I was charged twice")
     assert (result.category, result.urgent, result.confidence) == ("billing", True, 0.9)

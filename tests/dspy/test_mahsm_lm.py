@@ -7,8 +7,8 @@ from pathlib import Path
 import dspy
 import yaml
 
+from mahsm.activities.dspy_lm import MahsmLM
 from mahsm.contracts.task import TaskStatus
-from mahsm.dspy.lm import MahsmLM
 from mahsm.settings import Settings
 from tests.activities.llm.llm_fake_server import FakeLLMServer, Reply, openai_completion
 from tests.dspy.helpers import chat, pipeline, rule, run

@@ -10,9 +10,12 @@ import dspy
 import pytest
 
 from mahsm import prompt
+from mahsm.activities.tools.registry import default_registry
 from mahsm.contracts.llm import ToolSpec
 from mahsm.prompt import ArtifactNotFound, PromptValidationError
 from tests.dspy.programs import DraftThenCheck
+
+CALCULATOR = default_registry().get("calculator")
 
 
 def _program(instructions: str = "Answer briefly.") -> dspy.ChainOfThought:
@@ -46,9 +49,9 @@ SEARCH = _tool("search", query="string", limit="integer")
 async def test_save_then_load_gives_an_equal_program(db_pool) -> None:
     program = _program()
     ref = await prompt.save(
-        program, "qa", tools=[SEARCH, "calculator"], model="openai/x", pool=db_pool
+        program, "qa", tools=[SEARCH, CALCULATOR], model="openai/x", pool=db_pool
     )
-    loaded = await prompt.load("qa", ref.version, tools=[SEARCH, "calculator"], pool=db_pool)
+    loaded = await prompt.load("qa", ref.version, tools=[SEARCH, CALCULATOR], pool=db_pool)
 
     assert isinstance(loaded, dspy.ChainOfThought)
     assert loaded.dump_state() == json.loads(json.dumps(program.dump_state()))
@@ -104,7 +107,7 @@ async def test_each_tool_mismatch_is_reported(db_pool, given: list[Any], problem
 
 
 async def test_every_mismatch_is_listed_at_once(db_pool) -> None:
-    await prompt.save(_program(), "two", tools=[SEARCH, "calculator"], pool=db_pool)
+    await prompt.save(_program(), "two", tools=[SEARCH, CALCULATOR], pool=db_pool)
     with pytest.raises(PromptValidationError) as raised:
         await prompt.load("two", tools=[_tool("search", q="string", limit="string")], pool=db_pool)
     assert len(raised.value.problems) == 3

@@ -1,5 +1,8 @@
 """`MahsmLM`: a `dspy.BaseLM` that makes DSPy's LM calls through MAHSM.
 
+It lives with the activities because outside a workflow it calls the provider layer
+(`mahsm.activities.llm`) in the process.
+
 Inside a workflow the runner gives it a `call` that runs each LM call as its own
 `llm_complete` activity (`mahsm.workflows.dspy_steps`), so a crashed worker resumes without
 repeating a finished call. Outside a workflow (a notebook, a script) it calls the provider
@@ -16,14 +19,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any
 
 import dspy
 
+from mahsm.activities.llm.errors import LLMCallError
+from mahsm.activities.llm.pricing import cost
+from mahsm.activities.llm.provider import CallContext, PricedProvider
+from mahsm.activities.llm.registry import ProviderRegistry
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse
 from mahsm.contracts.pipeline import ModelChoice, model_chain
 from mahsm.contracts.task import Usage
-from mahsm.settings import Settings
+from mahsm.settings import Settings, load_settings
 
 LMCall = Callable[[LLMRequest], Awaitable[LLMResponse]]
 """Runs one LLM call (in a workflow: as an activity)."""
@@ -109,8 +117,6 @@ class MahsmLM(dspy.BaseLM):
         if self._call is not None:
             response = await self._call(request)
         else:
-            from mahsm.dspy.direct import complete
-
             response = await complete(request, self._settings)
         self.calls += 1
         self.usage = self.usage + response.usage
@@ -160,3 +166,50 @@ def _message(message: dict[str, Any]) -> ChatMessage:
     if role not in ("system", "user", "assistant"):
         role = "user"
     return ChatMessage(role=role, content=str(content) if content is not None else "")
+
+
+# ---- calls outside any workflow (a notebook, a script, an optimization run) ----------------
+# The same providers, prices and model ids as the worker's `llm_complete`, in this process:
+# no Temporal, so no durability, middleware or shared circuit breakers (those live in the
+# activity). A fallback chain is tried in order on retryable errors.
+
+_registries: dict[int, tuple[Settings, ProviderRegistry]] = {}
+
+
+@cache
+def _default_settings() -> Settings:
+    return load_settings()
+
+
+def _registry(settings: Settings | None) -> tuple[Settings, ProviderRegistry]:
+    settings = settings if settings is not None else _default_settings()
+    found = _registries.get(id(settings))
+    if found is None or found[0] is not settings:
+        found = _registries[id(settings)] = (settings, ProviderRegistry(settings))
+    return found
+
+
+async def complete(request: LLMRequest, settings: Settings | None = None) -> LLMResponse:
+    """Run `request` on its model, then on each fallback model while errors are retryable."""
+    used, registry = await asyncio.to_thread(_registry, settings)
+    last: LLMCallError | None = None
+    for model_id in [request.model, *request.fallback]:
+        try:
+            provider, model = await asyncio.to_thread(registry.resolve, model_id)
+            response = await provider.complete(
+                request.model_copy(update={"model": model_id}),
+                model=model,
+                context=CallContext(task_id=request.task_id, subtask_id=request.subtask_id),
+            )
+        except LLMCallError as error:
+            if not error.retryable:
+                raise
+            last = error
+            continue
+        price = provider.price(model) if isinstance(provider, PricedProvider) else None
+        response.usage.cost_usd = cost(
+            model_id, response.usage, overrides=used.prices, provider_price=price
+        )
+        return response
+    assert last is not None
+    raise last

@@ -13,8 +13,8 @@ from typing import Any
 
 import dspy
 
+from mahsm.activities.dspy_lm import MahsmLM
 from mahsm.contracts.llm import LLMRequest, LLMResponse
-from mahsm.dspy.lm import MahsmLM
 from mahsm.dspy.signatures import import_object
 from mahsm.optimize.metrics import resolve_metric
 from mahsm.optimize.models import OptimizeProgress, OptimizeRequest
