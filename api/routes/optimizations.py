@@ -32,7 +32,7 @@ class OptimizationAccepted(BaseModel):
     id: str
 
 
-@router.post("/optimizations", status_code=202, responses=error_responses(401, 413, 422, 503))
+@router.post("/optimizations", status_code=202, responses=error_responses(400, 401, 413, 422, 503))
 async def start_optimization(
     body: OptimizeRequest, client: TemporalClientDep, settings: SettingsDep
 ) -> OptimizationAccepted:
