@@ -17,7 +17,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mahsm.api.body_limit import BodyLimitMiddleware
 from mahsm.api.deps import Backends
 from mahsm.api.docs_ui import add_docs
-from mahsm.api.routes import agents, events, health, pipelines, providers, tasks
+from mahsm.api.routes import (
+    agents,
+    artifacts,
+    events,
+    health,
+    optimizations,
+    pipelines,
+    providers,
+    tasks,
+)
 from mahsm.pipelines.files import named_errors
 from mahsm.settings import Settings, get_settings
 
@@ -131,5 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(agents.router)
     app.include_router(providers.router)
     app.include_router(pipelines.router)
+    app.include_router(artifacts.router)
+    app.include_router(optimizations.router)
     add_docs(app)
     return app

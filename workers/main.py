@@ -25,6 +25,8 @@ from mahsm.activities.llm.breaker import BreakerConfig, CircuitBreakers
 from mahsm.activities.llm.middleware.activity import MiddlewareActivities
 from mahsm.activities.llm.middleware.registry import MiddlewareRegistry
 from mahsm.activities.llm.registry import ProviderRegistry
+from mahsm.activities.optimize import OptimizeActivities
+from mahsm.activities.prompt_artifacts import PromptActivities
 from mahsm.activities.store import StoreActivities
 from mahsm.activities.tools.activity import ToolActivities
 from mahsm.activities.tools.registry import ToolRegistry, default_registry
@@ -37,7 +39,9 @@ from mahsm.logging import configure_logging
 from mahsm.queues import pool_queue, tasks_queue
 from mahsm.settings import Settings, SettingsError, get_settings
 from mahsm.temporal_client import connect
+from mahsm.workers.sandbox import workflow_runner
 from mahsm.workflows.agent_workflow import AgentWorkflow
+from mahsm.workflows.optimize_workflow import OptimizeWorkflow
 from mahsm.workflows.task_workflow import TaskWorkflow
 
 log = structlog.get_logger(__name__)
@@ -89,7 +93,8 @@ def build_workers(
             Worker(
                 client,
                 task_queue=tasks_queue(settings.queue_prefix),
-                workflows=[TaskWorkflow],
+                workflows=[TaskWorkflow, OptimizeWorkflow],
+                workflow_runner=workflow_runner(),  # DSPy passes through (signature steps)
                 activities=[
                     llm.complete,
                     store.store_task,
@@ -98,6 +103,8 @@ def build_workers(
                     engine.resolve_pool,
                     TransformActivities().run,
                     hooks.run_hook,
+                    PromptActivities(pool=pool, tools=catalogue).get,
+                    OptimizeActivities(pool=pool, client=client, settings=settings).run,
                 ],
                 **common,  # type: ignore[arg-type]
             )

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.contracts.pipeline import (
         LLMStep,
         Pipeline,
+        SignatureStep,
         StepKind,
         ToolStep,
         TransformStep,
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from mahsm.contracts.task import BlobRef, Subtask, Usage
     from mahsm.contracts.tools import ToolInvocation
+    from mahsm.dspy.signatures import input_templates, step_signature
     from mahsm.pipelines.templates import (
         LargeOutput,
         StepFailure,
@@ -42,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         render,
         render_args,
     )
+    from mahsm.workflows.dspy_steps import SignatureRunner, SignatureStepFailed
     from mahsm.workflows.pool_calls import on_pool
     from mahsm.workflows.pool_router import PoolRouter
     from mahsm.workflows.retry import TOOL_RETRY
@@ -142,6 +145,8 @@ class PipelineSteps:
             return await self._tool(node, step, deadline, queue)
         if isinstance(step, TransformStep):
             return await self._transform(step, deadline)
+        if isinstance(step, SignatureStep):
+            return await self._signature(step, deadline)
         raise StepFailed(f"step '{node.id}' of kind '{node.kind}' is not run here")
 
     def render_text(self, field: str, step_name: str, template: str) -> str:
@@ -206,6 +211,22 @@ class PipelineSteps:
             model=response.model,
             detections=dict(response.detections),
         )
+
+    async def _signature(self, step: SignatureStep, deadline: datetime) -> StepOutput:
+        """A DSPy program (`mahsm.workflows.dspy_steps`); its value is its output fields."""
+        inputs = self._render("inputs", step.name, input_templates(step, step_signature(step)))
+        runner = SignatureRunner(
+            calls=self._calls,
+            router=self._router,
+            task_id=self._task_id,
+            models=self._models,
+            deadline=deadline,
+        )
+        try:
+            out = await runner.run(step, inputs)
+        except SignatureStepFailed as error:
+            raise StepFailed(str(error)) from None
+        return StepOutput(out.value, out.usage, out.model, out.detections)
 
     def _ref_of(self, name: str) -> BlobRef | None:
         return self.values.refs.get(name)

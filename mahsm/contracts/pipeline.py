@@ -35,6 +35,7 @@ class StepKind(StrEnum):
     TOOL = "tool"
     TRANSFORM = "transform"
     PARALLEL = "parallel"
+    SIGNATURE = "signature"
 
 
 ModelId = Annotated[str, Field(pattern=MODEL_ID_PATTERN)]
@@ -128,6 +129,41 @@ class TransformStep(StepBase):
     args: dict[str, Any] | None = None
 
 
+ARTIFACT_REF_PATTERN = r"^[a-z0-9][a-z0-9_\-.]{0,63}(@[1-9][0-9]{0,8})?$"
+
+
+class SignatureStep(StepBase):
+    """A DSPy program: a typed signature run by `module`, every LM call its own activity.
+
+    Exactly one of `signature` (DSPy's string form), `signature_class` (import path of a
+    `dspy.Signature`) or `program` (import path of a `dspy.Module` subclass, built without
+    arguments). Its value is an object of the output fields (`{step.field}`). See docs/dspy.md.
+    """
+
+    kind: Literal["signature"] = "signature"
+    signature: str | None = Field(
+        default=None, max_length=5000, description="e.g. 'question: str -> answer: str'"
+    )
+    signature_class: str | None = Field(default=None, max_length=256)
+    program: str | None = Field(default=None, max_length=256)
+    instructions: Text | None = Field(default=None, max_length=20_000)
+    module: Literal["predict", "chain_of_thought", "react"] = "predict"
+    tools: list[str] = Field(default_factory=list, max_length=32, description="react's tools")
+    inputs: dict[str, Any] | None = Field(
+        default=None,
+        description="input field -> template; unset: each input field from '{field}'",
+    )
+    max_parse_retries: int = Field(default=2, ge=0, le=5)
+    max_iters: int = Field(default=5, ge=1, le=50, description="react's most tool calls")
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0, le=200_000)
+    artifact: str | None = Field(
+        default=None,
+        pattern=ARTIFACT_REF_PATTERN,
+        description="a prompt artifact 'name@version' (or 'name': its latest) to load",
+    )
+
+
 class ParallelStep(StepBase):
     """Steps that run concurrently; their outputs are collected under the group's name."""
 
@@ -136,11 +172,11 @@ class ParallelStep(StepBase):
 
 
 Step = Annotated[
-    AgentStep | LLMStep | ToolStep | TransformStep | ParallelStep,
+    AgentStep | LLMStep | ToolStep | TransformStep | SignatureStep | ParallelStep,
     Field(discriminator="kind"),
 ]
 LeafStep = Annotated[
-    AgentStep | LLMStep | ToolStep | TransformStep,
+    AgentStep | LLMStep | ToolStep | TransformStep | SignatureStep,
     Field(discriminator="kind"),
 ]
 """A step that does work itself (a plan node's `step`); a group's members are nodes too."""

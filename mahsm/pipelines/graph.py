@@ -18,6 +18,7 @@ from mahsm.contracts.pipeline import (
     LLMStep,
     ParallelStep,
     Pipeline,
+    SignatureStep,
     Step,
     StepKind,
     ToolStep,
@@ -120,4 +121,8 @@ def _summary(step: Step) -> str:
         return f"tool: {step.tool}"
     if isinstance(step, TransformStep):
         return f"transform: {step.function}"
+    if isinstance(step, SignatureStep):
+        return (
+            f"signature ({step.module}): {step.signature or step.signature_class or step.program}"
+        )
     return "parallel: " + ", ".join(member.name for member in step.steps)

@@ -11,12 +11,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from temporalio import workflow
+
 from mahsm.contracts.pipeline import (
     MAX_STEPS,
     AgentStep,
     LLMStep,
     ParallelStep,
     Pipeline,
+    SignatureStep,
     Step,
     ToolStep,
     TransformStep,
@@ -188,6 +191,8 @@ def _check_step(
         reason = catalogue.transforms(step.function) if catalogue.transforms else None
         if reason:
             problems.append(PipelineProblem(f"{where}.function", reason))
+    elif isinstance(step, SignatureStep):
+        problems += _check_signature(step, catalogue, templates)
     elif isinstance(step, ParallelStep):
         pass
     for model in model_chain(step.model):
@@ -203,6 +208,26 @@ def _check_step(
     for field, value in templates.items():
         for template in template_strings(value):
             problems += _check_template(f"{where}.{field}", template, pipeline, upstream, step.name)
+    return problems
+
+
+def _check_signature(
+    step: SignatureStep, catalogue: Catalogue, templates: dict[str, Any]
+) -> list[PipelineProblem]:
+    # DSPy loads on the first signature step (API: once; it is slow to import). A workflow
+    # runs this too: its sandbox must reuse the worker's DSPy, not import a second copy.
+    with workflow.unsafe.imports_passed_through():
+        from mahsm.dspy.signatures import input_templates, signature_problems, step_signature
+
+    where = f"steps.{step.name}"
+    problems = [PipelineProblem(f"{where}.{f}", m) for f, m in signature_problems(step)]
+    if not problems:
+        templates["inputs"] = input_templates(step, step_signature(step))
+    for tool in step.tools:
+        if catalogue.tools is not None and not catalogue.tools(tool):
+            problems.append(
+                PipelineProblem(f"{where}.tools", f"no tool named '{tool}' is registered")
+            )
     return problems
 
 

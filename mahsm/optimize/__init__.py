@@ -1,0 +1,1 @@
+"""Optimization runs: a DSPy optimizer on a program, durable, saved as a prompt artifact."""
