@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
-from typing import Any
 
 import asyncpg
 from temporalio import activity
@@ -49,7 +48,18 @@ class OptimizeActivities:
         counts = {"calls": 0, "replayed": 0}
         loop = asyncio.get_running_loop()
         handle = self._client.get_workflow_handle(run_id)
-        pending: list[asyncio.Future[Any]] = []
+        # Progress goes out one signal at a time, in order: the last report (planned = done)
+        # must not be overtaken by an earlier one.
+        reports: asyncio.Queue[OptimizeProgress | None] = asyncio.Queue()
+
+        async def send_reports() -> None:
+            while (progress := await reports.get()) is not None:
+                try:
+                    await handle.signal("progress", progress)
+                except Exception as error:  # progress is best effort; the run goes on
+                    activity.logger.warning("progress signal failed: %s", error)
+
+        sender = asyncio.ensure_future(send_reports())
 
         async def call(lm_request: LLMRequest) -> LLMResponse:
             lm_request = lm_request.model_copy(update={"task_id": run_id})  # in call logs
@@ -78,21 +88,23 @@ class OptimizeActivities:
             )
             return response
 
-        def report(progress: OptimizeProgress) -> None:
-            future = asyncio.run_coroutine_threadsafe(handle.signal("progress", progress), loop)
-            pending.append(asyncio.wrap_future(future, loop=loop))
+        def report(progress: OptimizeProgress) -> None:  # called on the optimizer's thread
+            loop.call_soon_threadsafe(reports.put_nowait, progress)
 
         work = asyncio.ensure_future(asyncio.to_thread(optimize, request, call, loop, report))
-        while not work.done():
-            activity.heartbeat(counts["calls"])
-            await asyncio.wait({work}, timeout=HEARTBEAT_S)
+        try:
+            while not work.done():
+                activity.heartbeat(counts["calls"])
+                await asyncio.wait({work}, timeout=HEARTBEAT_S)
+        finally:
+            reports.put_nowait(None)  # the sender stops after what was reported
+        await sender
         try:
             compiled, score, baseline = work.result()
         except (ValueError, ImportError, TypeError) as error:
             raise ApplicationError(
                 f"optimization failed: {error}", type="OptimizeError", non_retryable=True
             ) from None
-        await asyncio.gather(*pending, return_exceptions=True)
         content = body(compiled, (), request.model if isinstance(request.model, str) else None)
         content["scores"] = {"dev": score, "baseline": baseline, "metric": request.metric}
         ref = await ArtifactStore(self._pool).save(request.save, content)

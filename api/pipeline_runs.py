@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from mahsm.activities.llm.middleware import middleware_problems
 from mahsm.api.deps import ApiError, Backends
 from mahsm.api.pipeline_checks import invalid, pipeline_problems
 from mahsm.api.pipeline_registry import find, known_names, versions
@@ -19,6 +20,7 @@ from mahsm.api.pipeline_schemas import TaskSubmission
 from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.task import TaskRequest
 from mahsm.pipelines.files import run_description
+from mahsm.settings import Settings
 
 
 def _problem(field: str, msg: str, kind: str = "value_error") -> dict[str, Any]:
@@ -54,6 +56,16 @@ def _exclusive(body: TaskSubmission) -> list[dict[str, Any]]:
     return found
 
 
+def _middleware(body: TaskSubmission, settings: Settings) -> list[dict[str, Any]]:
+    """Unknown middleware (or modes) in `options.middleware`: the worker would refuse them."""
+    names = body.options.middleware or []
+    problems = middleware_problems(names, modules=settings.middleware_modules)
+    return [
+        {"loc": ["body", "options", "middleware"], "msg": problem, "type": "value_error"}
+        for problem in problems
+    ]
+
+
 async def resolve_ref(backends: Backends, ref: str) -> Pipeline:
     """The registered definition `ref` (`name` or `name@version`) names; 422 naming it if none."""
     name, _, version = ref.partition("@")
@@ -86,7 +98,7 @@ async def resolve_ref(backends: Backends, ref: str) -> Pipeline:
 
 async def task_request(body: TaskSubmission, backends: Backends) -> TaskRequest:
     """The request to start, every problem of a pipeline run answered as one 422 first."""
-    found = _exclusive(body)
+    found = _exclusive(body) + _middleware(body, backends.settings)
     if found:
         raise invalid(found)
     pipeline = body.pipeline

@@ -253,7 +253,16 @@ class Settings(BaseSettings):
         description="comma-separated modules whose Middleware subclasses are registered",
     )
 
-    @field_validator("middleware", "middleware_modules", mode="before")
+    # Code a pipeline names by import path (transforms, DSPy signatures and programs) runs on
+    # the workers: only modules under these packages may be imported for it (entry points,
+    # installed by the operator, always may).
+    code_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["examples"],
+        description="comma-separated packages whose functions and classes pipelines may name"
+        " by import path",
+    )
+
+    @field_validator("middleware", "middleware_modules", "code_modules", mode="before")
     @classmethod
     def _parse_comma_list(cls, raw: object) -> object:
         if isinstance(raw, str):

@@ -33,6 +33,8 @@ from mahsm.devstack.temporal import temporal_cli_path, temporal_test_server_path
 # a timeout or a cancellation). The shutdown grace is tested with a worker process in
 # tests/devstack/test_worker_shutdown.py.
 os.environ.setdefault("MAHSM_WORKER_SHUTDOWN_GRACE_S", "0")
+# Transforms and DSPy programs of the tests and examples are named by import path.
+os.environ.setdefault("MAHSM_CODE_MODULES", "examples,tests")
 
 
 @pytest.fixture(scope="session")

@@ -38,12 +38,14 @@ def warm_up() -> None:
     from mahsm.contracts.llm import LLMRequest, LLMResponse
 
     async def canned(request: LLMRequest) -> LLMResponse:
-        return LLMResponse(content="[[ ## b ## ]]\n1\n\n[[ ## completed ## ]]", model="x/y")
+        fields = "[[ ## reasoning ## ]]\nr\n\n[[ ## b ## ]]\n1\n\n[[ ## completed ## ]]"
+        return LLMResponse(content=fields, model="x/y")
 
     async def run() -> None:
         lm = MahsmLM("scripted/warm-up", call=canned)
         with dspy.context(lm=lm, adapter=dspy.ChatAdapter(), trace=None):
-            await dspy.ChainOfThought("a -> b: int").acall(a="x")
+            prediction = await dspy.ChainOfThought("a -> b: int").acall(a="x")
+        assert prediction.b == 1, prediction  # the warm-up ran the whole program
 
     try:
         asyncio.get_running_loop()

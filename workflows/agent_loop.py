@@ -89,6 +89,7 @@ async def run_agent_loop(request: AgentInput, steps: AgentSteps) -> AgentResult:
             LLMRequest(
                 model=request.model,
                 fallback=request.fallback,
+                middleware=request.middleware,
                 purpose=LLMPurpose.AGENT_STEP,
                 messages=messages,
                 tools=tools,

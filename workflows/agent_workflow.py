@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from mahsm.activities.llm.activity import LLMActivities
@@ -19,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.contracts.task import Usage
     from mahsm.contracts.tools import ToolInvocation, ToolOutcome
     from mahsm.workflows.agent_loop import budget_stop, run_agent_loop
+    from mahsm.workflows.model_fallback import serve_on_chain
     from mahsm.workflows.retry import LLM_RETRY, TOOL_RETRY, llm_heartbeat_timeout
 
 TOOL_TIMEOUT_MARGIN_S = 10.0
@@ -52,13 +54,32 @@ class _ChildSteps:
             workflow.continue_as_new(progress)
 
     async def llm(self, request: LLMRequest, *, iteration: int) -> LLMResponse:
+        summary = f"LLM step {iteration + 1}: {self._request.subtask.id}"
+        if not request.fallback:
+            return await self._complete(request, summary, LLM_RETRY)
+        # The chain of the task's agent goes on here: each model its own activity. The
+        # child's own run timeout bounds the whole chain; its notes go to the worker log.
+        attempts = self._request.fallback_attempts
+        return await serve_on_chain(
+            request,
+            attempt=lambda single, suffix, _left_s, retry: self._complete(
+                single, f"{summary} ({single.model})" if suffix else summary, retry
+            ),
+            note=lambda text: workflow.logger.info(text),
+            ends_call=lambda _error: False,
+            attempts=attempts,
+            summary=summary,
+            total_s=self._request.llm_timeout_s * attempts * (1 + len(request.fallback)),
+        )
+
+    async def _complete(self, request: LLMRequest, summary: str, retry: RetryPolicy) -> LLMResponse:
         return await workflow.execute_activity_method(
             LLMActivities.complete,
             request,
             start_to_close_timeout=timedelta(seconds=self._request.llm_timeout_s),
             heartbeat_timeout=llm_heartbeat_timeout(self._request.llm_timeout_s),
-            retry_policy=LLM_RETRY,
-            summary=f"LLM step {iteration + 1}: {self._request.subtask.id}",
+            retry_policy=retry,
+            summary=summary,
         )
 
     def after_llm(self, usage: Usage) -> None:

@@ -85,12 +85,14 @@ class SignatureRunner:
         task_id: str,
         models: list[str],
         deadline: datetime,
+        middleware: list[str] | None = None,
     ) -> None:
         self._calls = calls
         self._router = router
         self._task_id = task_id
         self._models = models
         self._deadline = deadline
+        self._middleware = middleware
         self._llm_ids = itertools.count()
         self._tool_ids = itertools.count()
 
@@ -186,7 +188,7 @@ class SignatureRunner:
     async def _llm(self, step: SignatureStep, request: LLMRequest) -> LLMResponse:
         number = next(self._llm_ids)
         return await self._calls.llm(
-            request,
+            request.model_copy(update={"middleware": self._middleware}),
             activity_id=f"{step.name}/dspy-{number}",
             summary=f"step {step.name}: dspy call {number + 1}",
             deadline=self._deadline,

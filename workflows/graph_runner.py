@@ -30,6 +30,7 @@ from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 with workflow.unsafe.imports_passed_through():
     from mahsm.contracts.engine import AgentInput, AgentResult, EngineDefaults
     from mahsm.contracts.llm import LLMRequest, LLMResponse
+    from mahsm.contracts.middleware import MiddlewareHook, StepError, StepInfo
     from mahsm.contracts.pipeline import AgentStep, StepKind, model_chain
     from mahsm.contracts.task import MAX_PARALLEL, Subtask, SubtaskStatus, TaskRequest, Usage
     from mahsm.contracts.tools import ToolInvocation, ToolOutcome
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.workflows.agent_workflow import AgentWorkflow
     from mahsm.workflows.dag_runner import DagRunner
     from mahsm.workflows.failures import failure_message, usage_of_failure
+    from mahsm.workflows.middleware_hooks import hooked_middleware, run_hook, run_info
     from mahsm.workflows.payloads import OUTPUT_INLINE_BYTES, store_text
     from mahsm.workflows.pipeline_steps import (
         PipelineSteps,
@@ -167,6 +169,7 @@ class GraphRunner(DagRunner):
         self._pools = self._router  # type: ignore[assignment]  # cancel_all() stops lookups
         self._max_parallel = request.options.max_parallel or MAX_PARALLEL
         self._models = model_chain(request.options.model) or [defaults.model]
+        self._step_error_hooks: list[asyncio.Task[None]] = []
         self._pipeline: PipelineSteps | None = None
         if request.pipeline is not None:
             self._pipeline = PipelineSteps(
@@ -176,7 +179,13 @@ class GraphRunner(DagRunner):
                 task_id=recorder.state.task_id,
                 models=self._models,
                 tool_timeout_s=defaults.tool_timeout_s,
+                middleware=request.options.middleware,
             )
+
+    async def hooks_done(self) -> None:
+        """Wait for the `on_step_error` hooks of failed steps (their failures are noted)."""
+        while self._step_error_hooks:
+            await self._step_error_hooks.pop(0)
 
     def pipeline_outputs(self) -> dict[str, Any]:
         """A pipeline run's declared outputs (raises `StepFailed` when one cannot be filled)."""
@@ -304,6 +313,8 @@ class GraphRunner(DagRunner):
             dependencies=self._dependencies(subtask),
             model=models[0],
             fallback=models[1:],
+            fallback_attempts=defaults.fallback_attempts,
+            middleware=options.middleware,
             max_iterations=max_iterations,
             llm_timeout_s=defaults.llm_timeout_s,
             tool_timeout_s=defaults.tool_timeout_s,
@@ -374,6 +385,34 @@ class GraphRunner(DagRunner):
             self._block_descendants(subtask_id)
         elif self._pipeline is not None:  # the run goes on; dependents get null
             self._pipeline.values.failed(subtask_id, message)
+        if hooked_middleware(self._defaults, self._request.options.middleware):
+            # Runs beside the graph: an alerting hook must not hold the next step back.
+            hook = self._step_error_hook(subtask_id, message)
+            self._step_error_hooks.append(asyncio.create_task(hook))
+
+    async def _step_error_hook(self, subtask_id: str, message: str) -> None:
+        item = self._recorder.state.subtask(subtask_id)
+        step = StepInfo(
+            task_id=self._recorder.state.task_id,
+            step_id=subtask_id,
+            kind=item.subtask.kind.value,
+            model=item.result.model,
+        )
+        try:
+            await run_hook(
+                self._defaults,
+                self._request.options.middleware,
+                MiddlewareHook.ON_STEP_ERROR,
+                run_info(self._recorder.state),
+                step=step,
+                error=StepError(message=message),
+            )
+        except ActivityError as error:
+            if not is_cancelled_exception(error):
+                self._recorder.note(
+                    f"middleware on_step_error failed: {failure_message(error)}",
+                    subtask_id=subtask_id,
+                )
 
     async def _finish_completed(self, subtask_id: str, result: AgentResult, usage: Usage) -> None:
         output: str | None = result.answer

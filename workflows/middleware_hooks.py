@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         StepError,
         StepInfo,
     )
+    from mahsm.contracts.task import TaskState
 
 HOOK_TIMEOUT = timedelta(seconds=30)
 # A hook may call a service (an audit log, a DLP API): a few quick retries, then the caller
@@ -40,6 +41,17 @@ HOOK_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=3,
 )
+
+
+def run_info(state: TaskState) -> RunInfo:
+    """The task as run hooks see it; its final status and error once it has ended."""
+    return RunInfo(
+        task_id=state.task_id,
+        user_id=state.user_id,
+        pipeline=state.pipeline,
+        status=state.status.value if state.status.is_terminal else None,
+        error=state.error if state.status.is_terminal else None,
+    )
 
 
 def hooked_middleware(defaults: EngineDefaults, chosen: Sequence[str] | None) -> list[str]:

@@ -125,6 +125,7 @@ class PipelineSteps:
         task_id: str,
         models: list[str],
         tool_timeout_s: float,
+        middleware: list[str] | None = None,
     ) -> None:
         self.values = values
         self._calls = calls
@@ -132,6 +133,7 @@ class PipelineSteps:
         self._task_id = task_id
         self._models = models
         self._tool_timeout_s = tool_timeout_s
+        self._middleware = middleware
 
     async def run(self, node: Subtask, deadline: datetime, queue: str | None) -> StepOutput:
         """Run one step; raises `StepFailed`, or the call's own error."""
@@ -183,6 +185,7 @@ class PipelineSteps:
             LLMRequest(
                 model=models[0],
                 fallback=models[1:],
+                middleware=self._middleware,
                 purpose=LLMPurpose.STEP,
                 messages=messages,
                 response_schema=step.response_schema,
@@ -221,6 +224,7 @@ class PipelineSteps:
             task_id=self._task_id,
             models=self._models,
             deadline=deadline,
+            middleware=self._middleware,
         )
         try:
             out = await runner.run(step, inputs)

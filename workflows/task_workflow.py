@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.activities.store import StoreActivities
     from mahsm.contracts.engine import DefaultsRequest, EngineDefaults
     from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse
+    from mahsm.contracts.middleware import MiddlewareHook
     from mahsm.contracts.pipeline import model_chain
     from mahsm.contracts.task import (
         APPROVE_UPDATE,
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.workflows.dag_runner import DagRunner
     from mahsm.workflows.failures import failure_message
     from mahsm.workflows.graph_runner import GraphRunner
+    from mahsm.workflows.middleware_hooks import run_hook, run_info
     from mahsm.workflows.payloads import OUTPUT_INLINE_BYTES, store_text
     from mahsm.workflows.pipeline_steps import StepFailed, registered_tool_capabilities
     from mahsm.workflows.retry import LLM_RETRY, STORE_RETRY
@@ -139,8 +141,10 @@ class TaskWorkflow:
         except asyncio.CancelledError:
             body.cancel()
             await self._settle(body, flusher)
+            await self._run_end_hook(request, defaults)
             raise
         await self._settle(body, flusher)
+        await self._run_end_hook(request, defaults)
         state = recorder.state
         if state.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED):
             return state
@@ -171,6 +175,23 @@ class TaskWorkflow:
         self._closing = True
         await flusher
 
+    async def _run_end_hook(self, request: TaskRequest, defaults: EngineDefaults) -> None:
+        """`on_run_end` of the task's middleware, with the final status; failures are logged.
+
+        The task's outcome is settled and written by then: a hook cannot change it.
+        """
+        if self._calls is None:  # engine v1 histories ran no hooks
+            return
+        try:
+            await run_hook(
+                defaults,
+                request.options.middleware,
+                MiddlewareHook.ON_RUN_END,
+                run_info(self._recorder.state),
+            )
+        except ActivityError as error:
+            workflow.logger.warning("middleware on_run_end failed: %s", failure_message(error))
+
     async def _execute(self, request: TaskRequest, defaults: EngineDefaults) -> None:
         recorder = self._recorder
         try:
@@ -197,6 +218,13 @@ class TaskWorkflow:
         recorder.set_plan(plan)
         if request.options.require_approval and not await self._await_approval(request.options):
             return
+        if self._calls is not None:  # an abort here fails the task before any step runs
+            await run_hook(
+                defaults,
+                request.options.middleware,
+                MiddlewareHook.ON_RUN_START,
+                run_info(recorder.state),
+            )
         recorder.set_status(TaskStatus.RUNNING)
         if self._calls is None:
             self._dag = DagRunner(recorder=recorder, request=request, defaults=defaults)
@@ -205,6 +233,8 @@ class TaskWorkflow:
                 recorder=recorder, request=request, defaults=defaults, calls=self._calls
             )
         failure = await self._dag.run()
+        if isinstance(self._dag, GraphRunner):
+            await self._dag.hooks_done()
         if failure:
             recorder.set_status(TaskStatus.FAILED, error=failure)
             return
@@ -295,6 +325,7 @@ class TaskWorkflow:
                 LLMRequest(
                     model=recorder.state.model,
                     fallback=self._fallback,
+                    middleware=request.options.middleware,
                     purpose=LLMPurpose.PLAN,
                     messages=messages,
                     response_schema=prompts.plan_schema(),
@@ -369,6 +400,7 @@ class TaskWorkflow:
             LLMRequest(
                 model=recorder.state.model,
                 fallback=self._fallback,
+                middleware=recorder.state.options.middleware,
                 purpose=LLMPurpose.AGGREGATE,
                 messages=[
                     ChatMessage(role="system", content=prompts.AGGREGATOR_SYSTEM),

@@ -79,6 +79,10 @@ class AgentInput(BaseModel):
     fallback: list[str] = Field(
         default_factory=list, description="models tried after `model` (a fallback chain)"
     )
+    fallback_attempts: int = Field(default=3, description="attempts per model of the chain")
+    middleware: list[str] | None = Field(
+        default=None, description="the task's `options.middleware` (None: the worker default)"
+    )
 
 
 class AgentResult(BaseModel):

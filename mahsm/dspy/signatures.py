@@ -8,7 +8,6 @@ class is immutable: `with_instructions` makes a new one). Problems come back as
 
 from __future__ import annotations
 
-import importlib
 import types
 import typing
 from functools import lru_cache
@@ -17,6 +16,7 @@ from typing import Any
 import dspy
 from pydantic import BaseModel
 
+from mahsm.code_imports import CodeNotAllowed, import_allowed
 from mahsm.contracts.pipeline import SignatureStep
 
 Problem = tuple[str, str]
@@ -61,10 +61,10 @@ def parse_signature(text: str) -> type[dspy.Signature]:
 
 @lru_cache(maxsize=256)
 def import_object(path: str) -> Any:
-    """The object at `module.name` or `module:name`.
+    """The object at `module.name` or `module:name`, from a package `MAHSM_CODE_MODULES` allows.
 
     Raises:
-        ImportError: with a message saying what was not found.
+        ImportError: with a message saying what was not found or not allowed.
     """
     module_name, sep, name = path.partition(":")
     if not sep:
@@ -72,7 +72,9 @@ def import_object(path: str) -> Any:
     if not module_name or not name:
         raise ImportError(f"{path!r} is not 'module.Name' or 'module:Name'")
     try:
-        module = importlib.import_module(module_name)
+        module = import_allowed(module_name)
+    except CodeNotAllowed:
+        raise
     except ImportError as error:
         raise ImportError(f"cannot import module {module_name!r}: {error}") from None
     try:

@@ -3,19 +3,19 @@
 A transform is a plain Python function taking one dict (its rendered `args`, or every input
 and earlier output by name) and returning a JSON value. Register one either as an entry point
 in the group `mahsm.transforms` (`shape = "mypkg.steps:shape"`, used as `function: shape`) or
-name it by import path (`function: mypkg.steps.shape`). Import paths are looked up from the
-process's working directory too, so `examples.pipelines.shape_reply` works from a checkout.
+name it by import path (`function: mypkg.steps.shape`), from a package allowed by
+`MAHSM_CODE_MODULES` (`mahsm.code_imports`). Import paths are looked up from the process's
+working directory too, so `examples.pipelines.shape_reply` works from a checkout.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from collections.abc import Callable
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
+
+from mahsm.code_imports import CodeNotAllowed, import_allowed
 
 ENTRY_POINT_GROUP = "mahsm.transforms"
 
@@ -39,7 +39,9 @@ def resolve_transform(name: str) -> Transform:
             f" or an entry point in the group '{ENTRY_POINT_GROUP}'"
         )
     try:
-        module = _import(module_name)
+        module = import_allowed(module_name)
+    except CodeNotAllowed as error:
+        raise TransformNotFound(f"transform '{name}': {error}") from None
     except ImportError as error:
         raise TransformNotFound(
             f"transform '{name}': cannot import module '{module_name}' ({error}); install it"
@@ -57,17 +59,6 @@ def transform_problem(name: str) -> str | None:
     except TransformNotFound as error:
         return str(error)
     return None
-
-
-def _import(module_name: str) -> Any:
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError:
-        cwd = os.getcwd()
-        if cwd in sys.path:
-            raise
-        sys.path.append(cwd)  # console scripts do not have the working directory on the path
-        return importlib.import_module(module_name)
 
 
 def _callable(value: object, name: str) -> Transform:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import sys
 import uuid
 from typing import Any
 
@@ -135,6 +136,32 @@ CASES: list[tuple[str, dict[str, Any], list[Any], str]] = [
         "has no 'nope'",
     ),
     (
+        "transform outside MAHSM_CODE_MODULES",
+        {"pipeline": _with(_set(["steps", 2, "function"], "os.system")), "inputs": INPUTS},
+        ["body", "pipeline", "steps", "final", "function"],
+        "not in MAHSM_CODE_MODULES",
+    ),
+    (
+        "DSPy signature class outside MAHSM_CODE_MODULES",
+        {
+            "pipeline": _with(
+                _set(
+                    ["steps", 0],
+                    {"name": "draft", "kind": "signature", "signature_class": "this.S"},
+                )
+            ),
+            "inputs": INPUTS,
+        },
+        ["body", "pipeline", "steps", "draft", "signature_class"],
+        "not in MAHSM_CODE_MODULES",
+    ),
+    (
+        "unknown middleware",
+        {"description": "Summarise the notes", "options": {"middleware": ["pii", "piii"]}},
+        ["body", "options", "middleware"],
+        "unknown middleware 'piii'",
+    ),
+    (
         "unknown model provider",
         {
             "pipeline": _with(_set(["steps", 0, "model"], ["scripted/demo", "acme/gpt-9"])),
@@ -241,6 +268,19 @@ async def test_every_problem_is_one_422_naming_step_and_field_and_nothing_starts
         await asyncio.sleep(0.1)
     assert started == [task_id]
     await temporal_env.client.get_workflow_handle(task_id).terminate("test over")
+
+
+async def test_code_outside_the_allowed_packages_is_not_even_imported(
+    refusing_api: tuple[httpx.AsyncClient, str],
+) -> None:
+    http, _ = refusing_api
+    assert "this" not in sys.modules  # importing `this` prints; the check must come first
+    for function in ("this.s", "this"):
+        pipeline = _with(_set(["steps", 2, "function"], function))
+        response = await http.post("/tasks", json={"pipeline": pipeline, "inputs": INPUTS})
+        assert response.status_code == 422, response.text
+        assert "MAHSM_CODE_MODULES" in response.text or "import path" in response.text
+    assert "this" not in sys.modules
 
 
 async def test_all_problems_of_one_pipeline_come_in_one_answer(

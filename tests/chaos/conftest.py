@@ -99,6 +99,7 @@ class ChaosStack:
             MAHSM_DATA_DIR=str(self.root / "data"),
             MAHSM_LOG_FORMAT="json",
             MAHSM_LOG_LEVEL="WARNING",
+            MAHSM_CODE_MODULES="examples,tests",  # the tests' transforms and DSPy programs
             PYTHONPATH=str(REPO),
         )
         env.update(self.worker_env)

@@ -119,3 +119,42 @@ async def test_the_chain_shares_the_steps_time_limit(engine_factory, server: Mod
     assert state.subtask("draft").result.error == "step timed out after 4s"
     assert server.calls("primary") >= 2
     assert server.calls("secondary") == 0  # no time was left for it
+
+
+async def test_an_agent_in_a_child_workflow_falls_back_too(
+    engine_factory, server: ModelServer
+) -> None:
+    server.script("primary", then=503)
+    pipeline = Pipeline.model_validate(
+        {
+            "name": "routed-agent",
+            "steps": [
+                {
+                    "name": "solve",
+                    "kind": "agent",
+                    "description": "Solve it",
+                    "capabilities": ["data_analysis"],
+                    "model": ["openai/primary", "openai/secondary"],
+                }
+            ],
+            "outputs": {"answer": "{solve}"},
+        }
+    )
+    # inline_history_events=0: every agent runs in a child AgentWorkflow from the start.
+    async with engine_factory({"rules": []}, inline_history_events=0, **SETTINGS) as engine:
+        handle = await engine.start(TaskRequest(description="Run routed-agent", pipeline=pipeline))
+        state = await handle.result()
+        child = engine.client.get_workflow_handle(f"{handle.id}.solve")
+        history = await child.fetch_history()
+
+    assert state.status == TaskStatus.COMPLETED, state.error
+    assert state.outputs == {"answer": "answer from secondary"}
+    assert (server.calls("primary"), server.calls("secondary")) == (2, 1)
+    scheduled = [
+        e for e in history.events if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    attempts = [
+        e.activity_task_scheduled_event_attributes.retry_policy.maximum_attempts for e in scheduled
+    ]
+    assert attempts == [2, 2]  # the primary, then the secondary: each its own activity
+    assert "(openai/secondary)" in scheduled[1].user_metadata.summary.data.decode()
