@@ -298,7 +298,11 @@ class TaskWorkflow:
 
     async def _llm(self, request: LLMRequest, summary: str, activity_id: str) -> LLMResponse:
         if self._calls is not None:
-            return await self._calls.llm(request, activity_id=activity_id, summary=summary)
+            response = await self._calls.llm(request, activity_id=activity_id, summary=summary)
+            if response.detections:  # steps note theirs; planning and aggregation here
+                found = ", ".join(f"{k} x{n}" for k, n in sorted(response.detections.items()))
+                self._recorder.note(f"middleware detections ({activity_id}): {found}")
+            return response
         response = await workflow.execute_activity_method(
             LLMActivities.complete,
             request,

@@ -129,7 +129,7 @@ async def test_a_tasks_own_middleware_replaces_the_worker_default_on_every_call(
     ) as engine:  # fmt: skip
         chosen = await engine.start(
             TaskRequest(
-                description="refund a customer",
+                description=f"refund a customer: {TICKET}",
                 options=TaskOptions(middleware=["injection_guard"]),
             )
         )
@@ -142,7 +142,10 @@ async def test_a_tasks_own_middleware_replaces_the_worker_default_on_every_call(
     assert all(names == ["injection_guard"] for names in by_call.values()), by_call
     refund = state.subtask("refund").result
     assert EMAIL in (refund.output or "")  # pii, the worker default, did not run
-    assert refund.detections == {"injection_guard.override": 1}
+    assert set(refund.detections) == {"injection_guard.override"}  # no pii findings
+    # The planner saw the ticket too (the task's description): its finding is in the log.
+    notes = [(e["data"] or {}).get("message", "") for e in await engine.events(chosen.id)]
+    assert "middleware detections (plan-0): injection_guard.override x1" in notes, notes
 
 
 async def test_run_and_step_hooks_run_for_a_pipeline_run(
