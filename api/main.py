@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mahsm.api.body_limit import BodyLimitMiddleware
+from mahsm.api.dashboard import add_dashboard
 from mahsm.api.deps import Backends
 from mahsm.api.docs_ui import add_docs
 from mahsm.api.routes import (
@@ -22,10 +23,12 @@ from mahsm.api.routes import (
     artifacts,
     events,
     health,
+    logs,
     optimizations,
     pipelines,
     providers,
     tasks,
+    transcripts,
 )
 from mahsm.pipelines.files import named_errors
 from mahsm.settings import Settings, get_settings
@@ -142,5 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pipelines.router)
     app.include_router(artifacts.router)
     app.include_router(optimizations.router)
+    app.include_router(transcripts.router)
+    app.include_router(logs.router)
     add_docs(app)
+    add_dashboard(app)
     return app

@@ -191,6 +191,12 @@ class TaskFilter:
     statuses: Sequence[TaskStatus] = ()
     created_after: datetime | None = None
     created_before: datetime | None = None
+    text: str | None = None
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, its wildcards taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 async def list_tasks(
@@ -212,6 +218,8 @@ async def list_tasks(
         add("created_at >= ?", where.created_after)
     if where.created_before is not None:
         add("created_at < ?", where.created_before)
+    if where.text:
+        add("(description ILIKE ? OR id ILIKE ?)", _like(where.text))
     if after is not None:
         created_at, task_id = after
         params.extend([created_at, task_id])

@@ -143,7 +143,7 @@ def _utc(value: datetime | None, field: str) -> datetime | None:
 
 
 _LIST_PARAMS = frozenset(
-    {"status", "user_id", "created_after", "created_before", "cursor", "limit"}
+    {"status", "user_id", "created_after", "created_before", "cursor", "limit", "q"}
 )
 
 
@@ -169,6 +169,9 @@ async def list_all_tasks(
     created_before: Annotated[IsoDateTime | None, Query(description="exclusive")] = None,
     cursor: Annotated[str | None, Query(max_length=1000, description="next_cursor")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    q: Annotated[
+        str | None, Query(max_length=200, description="text in the description or id")
+    ] = None,
 ) -> TaskPage:
     """Tasks newest first, from Postgres (a task appears a moment after it is started).
 
@@ -183,6 +186,7 @@ async def list_all_tasks(
         statuses=status or (),
         created_after=_utc(created_after, "created_after"),
         created_before=_utc(created_before, "created_before"),
+        text=q,
     )
     return await list_tasks(pool, where=where, after=after, limit=limit)
 

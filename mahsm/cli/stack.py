@@ -52,6 +52,7 @@ def _still_stopping(_signum: int, _frame: FrameType | None) -> None:
 
 def _print_info(info: StackInfo) -> None:
     rows = [
+        ("Dashboard", info.dashboard_url),
         ("API", info.api_url),
         ("API docs", info.docs_url),
         ("Temporal UI", info.temporal_ui_url or "(external Temporal)"),

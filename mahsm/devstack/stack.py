@@ -52,6 +52,11 @@ class StackInfo:
     logs_dir: Path
     default_model: str
 
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard the API serves (docs/dashboard.md)."""
+        return f"{self.api_url}/ui/"
+
 
 @dataclass
 class _Role:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -196,6 +197,25 @@ def test_up_banner_names_the_default_model_and_keeps_urls_whole() -> None:
     output = cli_stack.console.end_capture()
     assert "Default model" in output and "openai/gpt-4o-mini" in output
     assert str(long_dir / "logs") in output
+
+
+def test_up_banner_prints_the_dashboard_url_first() -> None:
+    info = StackInfo(
+        api_url="http://127.0.0.1:8000",
+        docs_url="http://127.0.0.1:8000/docs",
+        temporal_address="127.0.0.1:7233",
+        temporal_ui_url="http://127.0.0.1:8233",
+        database_url="postgresql://postgres@127.0.0.1:5433/mahsm",
+        data_dir=Path("/tmp/data"),
+        logs_dir=Path("/tmp/data/logs"),
+        default_model="scripted/demo",
+    )
+    cli_stack.console.begin_capture()
+    cli_stack._print_info(info)
+    output = cli_stack.console.end_capture()
+    urls = re.findall(r"https?://\S+", output)
+    assert urls[0] == "http://127.0.0.1:8000/ui/"
+    assert output.splitlines()[1].split() == ["Dashboard", "http://127.0.0.1:8000/ui/"]
 
 
 def test_demo_summary_keeps_task_ids_whole() -> None:

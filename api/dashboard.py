@@ -1,0 +1,91 @@
+"""The dashboard at `/ui`: hand-written HTML, CSS and JavaScript served from the package.
+
+Nothing is fetched from the internet; the two small endpoints here are the page's own.
+
+The page calls the same REST API as every client, with the same API key (docs/dashboard.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from fastapi import APIRouter, Body, Depends, FastAPI
+from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from mahsm.api.auth import authenticate
+from mahsm.api.dashboard_schemas import DashboardConfig
+from mahsm.api.deps import ApiError, SettingsDep
+from mahsm.api.routes.tasks import error_responses
+
+UI_URL = "/ui"
+_FILES = Path(__file__).parent / "ui"
+
+router = APIRouter(
+    prefix=UI_URL,
+    tags=["dashboard"],
+    dependencies=[Depends(authenticate)],
+    responses=error_responses(401),
+)
+
+
+@router.get("/config", response_model=DashboardConfig)
+async def dashboard_config(settings: SettingsDep) -> DashboardConfig:
+    """What the page shows in its choices and links; no secrets."""
+    models = sorted({settings.default_model, *settings.prices})
+    return DashboardConfig(
+        auth_required=bool(settings.api_keys),
+        default_model=settings.default_model,
+        models=models,
+        temporal_ui_url=settings.temporal_ui_url,
+        temporal_namespace=settings.temporal_namespace,
+    )
+
+
+class YamlText(BaseModel):
+    """A YAML (or JSON) document typed into the page's plan or pipeline editor."""
+
+    text: str = Field(max_length=200_000)
+
+
+class YamlValue(BaseModel):
+    """The document as JSON."""
+
+    value: Any
+
+
+@router.post("/yaml", response_model=YamlValue, responses=error_responses(422))
+async def parse_yaml(body: Annotated[YamlText, Body()]) -> YamlValue:
+    """Read YAML for the editor (browsers have no YAML parser); 422 names the line."""
+    try:
+        value = yaml.safe_load(body.text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        raise ApiError(
+            422,
+            code="validation_error",
+            message=f"Invalid request: body.text: {where}{problem}; fix the YAML and resend.",
+            details=[{"loc": ["body", "text"], "msg": f"{where}{problem}"}],
+        ) from error
+    return YamlValue(value=value)
+
+
+async def _index() -> FileResponse:
+    return FileResponse(_FILES / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _to_ui() -> RedirectResponse:
+    return RedirectResponse(f"{UI_URL}/", status_code=307)
+
+
+def add_dashboard(app: FastAPI) -> None:
+    """Serve the page at `/ui/`, its files at `/ui/static`, and its two endpoints."""
+    app.include_router(router)
+    app.mount(f"{UI_URL}/static", StaticFiles(directory=str(_FILES)), name="dashboard")
+    app.add_api_route(f"{UI_URL}/", _index, include_in_schema=False)
+    app.add_api_route(UI_URL, _to_ui, include_in_schema=False)

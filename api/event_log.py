@@ -1,0 +1,131 @@
+"""`GET /logs`: the task event log across tasks, newest first, filtered in Postgres.
+
+A log event has no level of its own; it is derived from its kind and status so that a person
+can look for trouble: `error` for a task or subtask that failed or timed out, `warning` for one
+cancelled or blocked and for notes, `info` for everything else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+
+from mahsm.api.dashboard_schemas import LogEntry, LogLevel, LogPage
+from mahsm.api.deps import ApiError
+from mahsm.api.read_model import QUERY_TIMEOUT_S, guarded
+
+_LEVEL_SQL = """CASE
+    WHEN e.status IN ('failed', 'timed_out') THEN 'error'
+    WHEN e.status IN ('cancelled', 'blocked') OR e.kind = 'note' THEN 'warning'
+    ELSE 'info' END"""
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """Filters of `GET /logs`; empty or None means no restriction."""
+
+    user_id: str | None = None
+    task_id: str | None = None
+    kinds: list[str] = field(default_factory=list)
+    levels: list[LogLevel] = field(default_factory=list)
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def encode_log_cursor(at: datetime, task_id: str, seq: int) -> str:
+    """An opaque cursor pointing just after one event in newest-first order."""
+    raw = json.dumps({"t": at.isoformat(), "i": task_id, "s": seq}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_log_cursor(cursor: str) -> tuple[datetime, str, int]:
+    """The position a cursor points at; 422 naming `query.cursor` when it is not ours."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        at = datetime.fromisoformat(data["t"])
+        task_id, seq = data["i"], data["s"]
+        if not isinstance(task_id, str) or "\x00" in task_id or at.tzinfo is None:
+            raise ValueError("malformed cursor")
+        if not isinstance(seq, int) or not 0 <= seq < 2**63:
+            raise ValueError("malformed cursor")
+        task_id.encode("utf-8")
+        return at.astimezone(UTC), task_id, seq
+    except (ValueError, TypeError, KeyError, OverflowError, binascii.Error) as error:
+        raise ApiError(
+            422,
+            code="validation_error",
+            message="Invalid request: query.cursor: not a cursor returned by GET /logs;"
+            " pass the next_cursor of a previous page, or omit it for the first page.",
+            details=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
+        ) from error
+
+
+async def list_log(
+    pool: asyncpg.Pool,
+    *,
+    where: LogFilter,
+    after: tuple[datetime, str, int] | None,
+    limit: int,
+) -> LogPage:
+    """A page of log events, newest first, continuing after the position `after`."""
+    clauses: list[str] = []
+    params: list[object] = []
+
+    def add(clause: str, value: object) -> None:
+        params.append(value)
+        clauses.append(clause.replace("?", f"${len(params)}"))
+
+    if where.user_id is not None:
+        add("t.user_id = ?", where.user_id)
+    if where.task_id is not None:
+        add("e.task_id = ?", where.task_id)
+    if where.kinds:
+        add("e.kind = ANY(?::text[])", where.kinds)
+    if where.levels:
+        add(f"({_LEVEL_SQL}) = ANY(?::text[])", [level.value for level in where.levels])
+    if where.since is not None:
+        add("e.created_at >= ?", where.since)
+    if where.until is not None:
+        add("e.created_at < ?", where.until)
+    if after is not None:
+        params.extend(after)
+        n = len(params)
+        clauses.append(f"(e.created_at, e.task_id, e.seq) < (${n - 2}, ${n - 1}, ${n})")
+    sql = (
+        f"SELECT e.task_id, e.seq, e.kind, e.subtask_id, e.status, e.data, e.created_at,"
+        f" {_LEVEL_SQL} AS level FROM task_events e JOIN tasks t ON t.id = e.task_id"
+    )
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    params.append(limit + 1)
+    sql += f" ORDER BY e.created_at DESC, e.task_id DESC, e.seq DESC LIMIT ${len(params)}"
+
+    async def read() -> list[asyncpg.Record]:
+        return list(await pool.fetch(sql, *params, timeout=QUERY_TIMEOUT_S))
+
+    rows = await guarded(read)
+    page = rows[:limit]
+    last = page[-1] if len(rows) > limit else None
+    return LogPage(
+        events=[
+            LogEntry(
+                task_id=row["task_id"],
+                seq=row["seq"],
+                kind=row["kind"],
+                level=LogLevel(row["level"]),
+                subtask_id=row["subtask_id"],
+                status=row["status"],
+                message=(row["data"] or {}).get("message"),
+                at=row["created_at"],
+            )
+            for row in page
+        ],
+        next_cursor=(
+            encode_log_cursor(last["created_at"], last["task_id"], last["seq"]) if last else None
+        ),
+    )

@@ -1,0 +1,780 @@
+/* MAHSM dashboard: a hash-routed page over the REST API (docs/dashboard.md).
+ * Hand-written, no dependencies. Every text from the API is put in the page with
+ * textContent (never as HTML). */
+"use strict";
+
+const ROOT = location.pathname.replace(/\/ui(\/.*)?$/, "");
+const KEY_STORE = "mahsm.apiKey";
+const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out"]);
+const SUBTASK_DONE = new Set(["completed", "failed", "blocked", "cancelled"]);
+const main = document.getElementById("main");
+let config = null;
+let leave = () => {}; // stops the current page's live updates
+
+// ---- small helpers ----------------------------------------------------------------------
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+    else if (name === "text") el.textContent = value;
+    else el.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+function svg(tag, attrs) {
+  const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [name, value] of Object.entries(attrs || {})) el.setAttribute(name, value);
+  return el;
+}
+
+const badge = (status, prefix = "s") =>
+  h("span", { class: `badge ${prefix}-${status}`, text: String(status).replace("_", " ") });
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "";
+}
+
+function seconds(from, to) {
+  if (!from) return "";
+  const s = ((to ? new Date(to) : new Date()) - new Date(from)) / 1000;
+  return s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
+function tokens(usage) {
+  return usage ? (usage.input_tokens || 0) + (usage.output_tokens || 0) : 0;
+}
+
+function cost(usage) {
+  return usage && usage.cost_usd ? `$${usage.cost_usd.toFixed(4)}` : "$0";
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    for (const one of [].concat(v)) if (one !== "" && one !== null && one !== undefined) q.append(k, one);
+  }
+  const text = q.toString();
+  return text ? `?${text}` : "";
+}
+
+// ---- API calls and errors ---------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const message = body && body.message ? body.message : `The API answered HTTP ${status}.`;
+    super(message);
+    this.status = status;
+    this.code = body && body.code;
+    this.details = body && body.details;
+  }
+}
+
+function authHeaders() {
+  const key = sessionStorage.getItem(KEY_STORE);
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+async function api(path, options = {}) {
+  const headers = { ...authHeaders(), ...(options.headers || {}) };
+  if (options.json !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(ROOT + path, {
+      method: options.method || "GET",
+      headers,
+      body: options.json !== undefined ? JSON.stringify(options.json) : undefined,
+    });
+  } catch (error) {
+    throw new ApiError(0, { message: "The API cannot be reached; is the server running?" });
+  }
+  let body = null;
+  try { body = await response.json(); } catch (_) { body = null; }
+  if (response.status === 401) {
+    askForKey(body && body.message);
+    throw new ApiError(401, body);
+  }
+  if (!response.ok) throw new ApiError(response.status, body);
+  return body;
+}
+
+function showError(where, error) {
+  const box = h("div", { class: "error", role: "alert" }, error.message);
+  if (error.code) box.append(h("span", { class: "muted", text: ` (${error.code})` }));
+  where.replaceChildren(box);
+}
+
+function askForKey(reason) {
+  leave();
+  const input = h("input", { type: "password", id: "api-key", autocomplete: "off", required: true });
+  const form = h("form", { class: "card", "aria-labelledby": "key-title" },
+    h("h1", { id: "key-title", text: "API key needed" }),
+    h("p", { text: "This server has API keys configured. Enter yours; it is kept for this"
+      + " browser tab only (session storage)." }),
+    reason && sessionStorage.getItem(KEY_STORE) ? h("p", { class: "error", text: reason }) : null,
+    h("label", { for: "api-key", text: "API key" }), input,
+    h("div", { class: "actions" }, h("button", { type: "submit", text: "Use this key" })));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY_STORE, input.value.trim());
+    config = null;
+    route();
+  });
+  main.replaceChildren(form);
+  input.focus();
+}
+
+// ---- pages ------------------------------------------------------------------------------
+
+async function loadConfig() {
+  if (!config) config = await api("/ui/config");
+  document.getElementById("forget-key").hidden = !config.auth_required;
+  return config;
+}
+
+async function pageSubmit() {
+  const cfg = await loadConfig();
+  const models = [...new Set([cfg.default_model, ...cfg.models])];
+  const errors = {};
+  const field = (id, label, control, hint) => {
+    errors[id] = h("p", { class: "field-error", id: `${id}-error`, "aria-live": "polite" });
+    control.setAttribute("aria-describedby", `${id}-error`);
+    return h("div", {}, h("label", { for: id, text: label }), control,
+      hint ? h("p", { class: "muted", text: hint }) : null, errors[id]);
+  };
+  const description = h("textarea", { id: "description", rows: 4, maxlength: 5000 });
+  const model = h("select", { id: "model" },
+    models.map((m) => h("option", { value: m, selected: m === cfg.default_model, text: m })));
+  const maxParallel = h("input", { type: "number", id: "max_parallel", min: 1, max: 64 });
+  const approval = h("input", { type: "checkbox", id: "require_approval" });
+  const budget = h("input", { type: "number", id: "max_cost_usd", min: 0, step: "0.01" });
+  const kind = h("select", { id: "definition-kind" },
+    h("option", { value: "", text: "none (the planner makes the plan)" }),
+    h("option", { value: "plan", text: "plan" }),
+    h("option", { value: "pipeline", text: "pipeline" }));
+  const definition = h("textarea", { id: "definition", rows: 10, spellcheck: "false" });
+  const inputs = h("textarea", { id: "inputs", rows: 3, spellcheck: "false" });
+  const summary = h("div", { "aria-live": "polite" });
+  const submit = h("button", { type: "submit", text: "Submit task" });
+  const form = h("form", { class: "card", novalidate: true },
+    field("description", "Description", description, "10 to 5000 characters; optional for a pipeline."),
+    h("div", { class: "row" },
+      field("model", "Model", model),
+      field("max_parallel", "Max parallel subtasks", maxParallel, "empty: every ready subtask"),
+      field("max_cost_usd", "Budget (USD)", budget, "empty: no limit"),
+      h("div", {}, h("label", { class: "inline", for: "require_approval" }, approval,
+        "Require approval of the plan"), (errors.require_approval = h("p", { class: "field-error" })))),
+    field("definition-kind", "Plan or pipeline", kind),
+    field("definition", "Plan or pipeline definition (YAML or JSON)", definition),
+    field("inputs", "Pipeline inputs (YAML or JSON object)", inputs),
+    h("div", { class: "actions" }, submit), summary);
+  main.replaceChildren(h("h1", { text: "Submit a task" }), form);
+
+  const parse = async (text, id) => {
+    const trimmed = text.trim();
+    if (!trimmed) return undefined;
+    if (/^[{[]/.test(trimmed)) {
+      try { return JSON.parse(trimmed); } catch (error) {
+        throw Object.assign(new Error(`${id}: not valid JSON: ${error.message}`), { field: id });
+      }
+    }
+    try { return (await api("/ui/yaml", { method: "POST", json: { text } })).value; } catch (error) {
+      error.field = id;
+      throw error;
+    }
+  };
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    Object.values(errors).forEach((e) => e.replaceChildren());
+    summary.replaceChildren();
+    submit.disabled = true;
+    try {
+      const options = { model: model.value, require_approval: approval.checked };
+      if (maxParallel.value) options.max_parallel = Number(maxParallel.value);
+      if (budget.value) options.budget = { max_cost_usd: Number(budget.value) };
+      const body = { options };
+      if (description.value.trim()) body.description = description.value;
+      const value = await parse(definition.value, "definition");
+      if (kind.value && value !== undefined) body[kind.value] = value;
+      if (kind.value === "pipeline") {
+        const given = await parse(inputs.value, "inputs");
+        body.inputs = given === undefined ? {} : given;
+      }
+      const accepted = await api("/tasks", { method: "POST", json: body });
+      location.hash = `#/task/${accepted.task_id}`;
+    } catch (error) {
+      showFieldErrors(error, errors, summary);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+}
+
+function showFieldErrors(error, errors, summary) {
+  showError(summary, error);
+  if (error.field && errors[error.field]) {
+    errors[error.field].textContent = error.message;
+    return;
+  }
+  for (const problem of Array.isArray(error.details) ? error.details : []) {
+    const loc = (problem.loc || []).slice(1).map(String);
+    let target = "definition";
+    if (loc[0] === "description") target = "description";
+    else if (loc[0] === "options") target = loc[1] === "budget" ? "max_cost_usd" : loc[1];
+    else if (loc[0] === "inputs") target = "inputs";
+    const box = errors[target] || errors.definition;
+    box.append(h("span", { text: `${loc.join(".")}: ${problem.msg}` }), h("br"));
+  }
+}
+
+async function pageTasks(params) {
+  const status = params.get("status") || "";
+  const text = params.get("q") || "";
+  const cursors = (params.get("trail") || "").split(",").filter(Boolean);
+  const statusSelect = h("select", { id: "filter-status" }, h("option", { value: "", text: "any" }),
+    ["pending", "planning", "awaiting_approval", "running", "completed", "failed", "cancelled",
+      "timed_out"].map((s) => h("option", { value: s, selected: s === status, text: s })));
+  const textInput = h("input", { type: "text", id: "filter-text", value: text });
+  const form = h("form", { class: "card row", role: "search" },
+    h("div", {}, h("label", { for: "filter-status", text: "Status" }), statusSelect),
+    h("div", {}, h("label", { for: "filter-text", text: "Text" }), textInput),
+    h("div", { class: "actions" }, h("button", { type: "submit", text: "Filter" })));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    location.hash = `#/tasks${query({ status: statusSelect.value, q: textInput.value })}`;
+  });
+  const body = h("div", { text: "Loading…" });
+  main.replaceChildren(h("h1", { text: "Tasks" }), form, body);
+  try {
+    const cursor = cursors[cursors.length - 1];
+    const page = await api(`/tasks${query({ status, q: text, cursor, limit: 20 })}`);
+    const rows = page.tasks.map((t) => h("tr", { "data-task": t.id },
+      h("td", {}, h("a", { href: `#/task/${t.id}`, text: t.description || t.pipeline || t.id }),
+        h("div", { class: "muted", text: t.id })),
+      h("td", {}, badge(t.status)),
+      h("td", { text: t.user_id || "" }),
+      h("td", { text: when(t.created_at) }),
+      h("td", { class: "num", text: seconds(t.created_at, TERMINAL.has(t.status) ? t.updated_at : null) }),
+      h("td", { class: "num", text: tokens(t.usage) }),
+      h("td", { class: "num", text: cost(t.usage) })));
+    const nav = h("div", { class: "actions" });
+    if (cursors.length) {
+      nav.append(h("a", { href: `#/tasks${query({ status, q: text, trail: cursors.slice(0, -1).join(",") })}`,
+        text: "Newer" }));
+    }
+    if (page.next_cursor) {
+      nav.append(h("a", { href: `#/tasks${query({ status, q: text,
+        trail: [...cursors, page.next_cursor].join(",") })}`, text: "Older" }));
+    }
+    body.replaceChildren(rows.length ? h("div", { class: "table-wrap" }, h("table", {},
+      h("caption", { class: "muted", text: "Newest first" }),
+      h("thead", {}, h("tr", {}, ["Task", "Status", "User", "Created", "Duration", "Tokens", "Cost"]
+        .map((c) => h("th", { scope: "col", text: c })))), h("tbody", {}, rows)))
+      : h("p", { class: "muted", text: "No tasks match." }), nav);
+  } catch (error) {
+    showError(body, error);
+  }
+}
+
+// ---- the task page ----------------------------------------------------------------------
+
+function layout(subtasks) {
+  const depth = {};
+  const byId = Object.fromEntries(subtasks.map((s) => [s.id, s]));
+  const visit = (id, seen) => {
+    if (depth[id] !== undefined) return depth[id];
+    if (seen.has(id)) return 0;
+    seen.add(id);
+    const deps = (byId[id] ? byId[id].depends_on : []).filter((d) => byId[d]);
+    depth[id] = deps.length ? 1 + Math.max(...deps.map((d) => visit(d, seen))) : 0;
+    return depth[id];
+  };
+  subtasks.forEach((s) => visit(s.id, new Set()));
+  const columns = [];
+  subtasks.forEach((s) => (columns[depth[s.id]] = columns[depth[s.id]] || []).push(s.id));
+  const W = 170, H = 34, GX = 60, GY = 12, PAD = 10;
+  const pos = {};
+  columns.forEach((col, x) => col.forEach((id, y) => {
+    pos[id] = { x: PAD + x * (W + GX), y: PAD + y * (H + GY) };
+  }));
+  const width = PAD * 2 + columns.length * (W + GX) - GX;
+  const height = PAD * 2 + Math.max(1, ...columns.map((c) => c.length)) * (H + GY) - GY;
+  return { pos, width, height, W, H };
+}
+
+function drawGraph(subtasks, onSelect) {
+  const { pos, width, height, W, H } = layout(subtasks);
+  const root = svg("svg", { class: "graph", width, height, viewBox: `0 0 ${width} ${height}`,
+    role: "group", "aria-label": "Plan graph: subtasks and their dependencies" });
+  const nodes = {};
+  for (const s of subtasks) {
+    for (const dep of s.depends_on) {
+      if (!pos[dep]) continue;
+      const a = pos[dep], b = pos[s.id];
+      const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2, mid = (x1 + x2) / 2;
+      root.append(svg("path", { class: "edge", d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`,
+        "data-from": dep, "data-to": s.id }));
+    }
+  }
+  for (const s of subtasks) {
+    const g = svg("g", { class: `node s-${s.status}`, tabindex: "0", role: "button",
+      "data-id": s.id, transform: `translate(${pos[s.id].x},${pos[s.id].y})` });
+    g.append(svg("rect", { width: W, height: H }));
+    const label = svg("text", { x: 10, y: H / 2 + 4 });
+    label.textContent = s.id.length > 22 ? `${s.id.slice(0, 21)}…` : s.id;
+    const title = svg("title", {});
+    title.textContent = `${s.id}: ${s.status}`;
+    g.append(label, title);
+    g.setAttribute("aria-label", `Subtask ${s.id}: ${s.status}`);
+    g.addEventListener("click", () => onSelect(s.id));
+    g.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); onSelect(s.id); }
+    });
+    nodes[s.id] = g;
+    root.append(g);
+  }
+  return { root, nodes };
+}
+
+function setNodeStatus(node, id, status) {
+  node.setAttribute("class", `node s-${status}${node.classList.contains("selected") ? " selected" : ""}`);
+  node.setAttribute("aria-label", `Subtask ${id}: ${status}`);
+  node.querySelector("title").textContent = `${id}: ${status}`;
+}
+
+async function followEvents(taskId, onEvent, signal) {
+  let last = 0;
+  while (!signal.aborted) {
+    const headers = authHeaders();
+    if (last) headers["Last-Event-ID"] = String(last);
+    let response;
+    try {
+      response = await fetch(`${ROOT}/tasks/${taskId}/events`, { headers, signal });
+    } catch (error) {
+      if (signal.aborted) return;
+      await new Promise((r) => setTimeout(r, 2000));
+      continue;
+    }
+    if (response.status === 204) return;
+    if (!response.ok) {
+      let body = null;
+      try { body = await response.json(); } catch (_) { body = null; }
+      onEvent("stream_error", new ApiError(response.status, body));
+      if (response.status === 401 || response.status === 404) return;
+      await new Promise((r) => setTimeout(r, 3000));
+      continue;
+    }
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value.replace(/\r\n/g, "\n");
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          let name = "message", data = "", id = null;
+          for (const line of block.split("\n")) {
+            if (line.startsWith(":")) continue;
+            const [field, ...rest] = line.split(":");
+            const text = rest.join(":").replace(/^ /, "");
+            if (field === "event") name = text;
+            else if (field === "data") data += (data ? "\n" : "") + text;
+            else if (field === "id") id = text;
+          }
+          if (!data) continue;
+          if (id) last = Number(id);
+          onEvent(name, JSON.parse(data));
+          if (name === "task_ended") return;
+        }
+      }
+    } catch (error) {
+      if (signal.aborted) return;
+    }
+  }
+}
+
+async function pageTask(taskId) {
+  const cfg = await loadConfig();
+  const controller = new AbortController();
+  leave = () => controller.abort();
+  let detail;
+  try {
+    detail = await api(`/tasks/${encodeURIComponent(taskId)}`);
+  } catch (error) {
+    main.replaceChildren(h("h1", { text: "Task" }));
+    showError(main.appendChild(h("div")), error);
+    return;
+  }
+  const started = performance.now();
+  const statuses = {};
+  let selected = null;
+  let graph = null;
+  const heading = h("h1", {});
+  const statusBox = h("span", {});
+  const progressBar = h("div", { style: "width:0%" });
+  const progress = h("div", { class: "progress", role: "progressbar", "aria-label": "Subtasks done",
+    "aria-valuemin": 0 }, progressBar);
+  const progressText = h("span", { class: "muted", id: "progress-text" });
+  const actionsBox = h("div", { class: "actions" });
+  const actionError = h("div", { "aria-live": "polite" });
+  const facts = h("dl", { class: "facts" });
+  const graphBox = h("div", { class: "graph-wrap" });
+  const tableBox = h("div", { class: "table-wrap" });
+  const sideBox = h("section", { class: "card", "aria-label": "Subtask details", id: "subtask-panel" },
+    h("p", { class: "muted", text: "Select a subtask in the graph or the table." }));
+  const resultBox = h("section", { class: "card", "aria-label": "Result" });
+  main.replaceChildren(heading,
+    h("div", { class: "card" }, h("div", { class: "actions" }, statusBox, progressText), progress,
+      actionsBox, actionError, facts),
+    h("div", { class: "layout-task" },
+      h("div", {}, h("h2", { text: "Plan" }),
+        h("div", { class: "legend", "aria-hidden": "true" },
+          ["pending", "running", "completed", "failed", "blocked", "cancelled"].map((s) => badge(s))),
+        graphBox, h("h2", { text: "Subtasks" }), tableBox),
+      h("div", {}, h("h2", { text: "Details" }), sideBox, h("h2", { text: "Result" }), resultBox)));
+
+  const temporalLink = (id) =>
+    `${cfg.temporal_ui_url}/namespaces/${encodeURIComponent(cfg.temporal_namespace)}/workflows/${encodeURIComponent(id)}`;
+
+  const updateProgress = () => {
+    const ids = Object.keys(statuses);
+    const done = ids.filter((id) => SUBTASK_DONE.has(statuses[id])).length;
+    progressBar.style.width = ids.length ? `${(100 * done) / ids.length}%` : "0%";
+    progress.setAttribute("aria-valuemax", ids.length);
+    progress.setAttribute("aria-valuenow", done);
+    progressText.textContent = `${done} / ${ids.length} subtasks done`;
+  };
+
+  const renderActions = (task) => {
+    actionsBox.replaceChildren();
+    const act = async (button, path, json) => {
+      button.disabled = true;
+      actionError.replaceChildren();
+      try {
+        await api(path, { method: "POST", json });
+        await refresh();
+      } catch (error) {
+        showError(actionError, error);
+      } finally {
+        button.disabled = false;
+      }
+    };
+    if (task.status === "awaiting_approval") {
+      const comment = h("input", { type: "text", id: "approval-comment", maxlength: 2000 });
+      const approve = h("button", { type: "button", text: "Approve" });
+      const reject = h("button", { type: "button", class: "danger", text: "Reject" });
+      approve.addEventListener("click", () => act(approve, `/tasks/${taskId}/approve`,
+        { approved: true, comment: comment.value || null }));
+      reject.addEventListener("click", () => act(reject, `/tasks/${taskId}/approve`,
+        { approved: false, comment: comment.value || null }));
+      actionsBox.append(h("label", { for: "approval-comment", text: "Comment" }), comment,
+        approve, reject);
+    }
+    if (!TERMINAL.has(task.status)) {
+      const cancel = h("button", { type: "button", class: "secondary", text: "Cancel task" });
+      cancel.addEventListener("click", () => act(cancel, `/tasks/${taskId}/cancel`));
+      actionsBox.append(cancel);
+    }
+  };
+
+  const renderTable = (subtasks) => {
+    tableBox.replaceChildren(h("table", {},
+      h("thead", {}, h("tr", {}, ["Subtask", "Status", "Agent", "Time", "Tokens"]
+        .map((c) => h("th", { scope: "col", text: c })))),
+      h("tbody", {}, subtasks.map((s) => h("tr", { "data-subtask": s.id },
+        h("td", {}, h("button", { type: "button", class: "secondary", text: s.id,
+          "aria-label": `Details of subtask ${s.id}`, onclick: () => select(s.id) })),
+        h("td", { class: "status-cell" }, badge(s.status)),
+        h("td", { text: s.agent || "" }),
+        h("td", { class: "num", text: seconds(s.started_at, s.finished_at) }),
+        h("td", { class: "num", text: tokens(s.usage) }))))));
+  };
+
+  const renderSide = () => {
+    const s = detail.subtask_results.find((x) => x.id === selected);
+    if (!s) return;
+    const transcriptBox = h("div", { id: "transcript" });
+    const show = h("button", { type: "button", text: "Show transcript" });
+    show.addEventListener("click", () => loadTranscript(taskId, s.id, transcriptBox));
+    sideBox.replaceChildren(h("h3", { text: s.id }), h("p", { text: s.description }),
+      h("dl", { class: "facts" },
+        h("dt", { text: "Status" }), h("dd", {}, badge(s.status)),
+        h("dt", { text: "Kind" }), h("dd", { text: s.kind || "agent" }),
+        h("dt", { text: "Pool" }), h("dd", { text: (s.required_capabilities || []).join(" + ") }),
+        h("dt", { text: "Agent" }), h("dd", { text: s.agent || "—" }),
+        h("dt", { text: "Model" }), h("dd", { text: s.model || "—" }),
+        h("dt", { text: "Depends on" }), h("dd", { text: s.depends_on.join(", ") || "—" }),
+        h("dt", { text: "Started" }), h("dd", { text: when(s.started_at) || "—" }),
+        h("dt", { text: "Finished" }), h("dd", { text: when(s.finished_at) || "—" }),
+        h("dt", { text: "Duration" }), h("dd", { text: seconds(s.started_at, s.finished_at) || "—" }),
+        h("dt", { text: "Attempts" }), h("dd", { text: s.attempts ?? "—" }),
+        h("dt", { text: "Usage" }), h("dd", { text: `${s.usage.input_tokens} in, ${s.usage.output_tokens} out, ${cost(s.usage)}` }),
+        s.waiting_for ? [h("dt", { text: "Waiting for" }), h("dd", { text: s.waiting_for })] : null),
+      s.error ? h("div", { class: "error", text: s.error }) : null,
+      s.output ? [h("h4", { text: "Output" }), h("pre", { text: s.output })] : null,
+      h("div", { class: "actions" }, show), transcriptBox);
+  };
+
+  const select = (id) => {
+    selected = id;
+    if (graph) {
+      for (const [nid, node] of Object.entries(graph.nodes)) node.classList.toggle("selected", nid === id);
+    }
+    renderSide();
+    sideBox.scrollIntoView({ block: "nearest" });
+  };
+
+  const render = () => {
+    const task = detail.task;
+    heading.textContent = task.description || task.pipeline || task.id;
+    statusBox.replaceChildren(badge(task.status));
+    facts.replaceChildren(
+      h("dt", { text: "Task" }), h("dd", { text: task.id }),
+      h("dt", { text: "User" }), h("dd", { text: task.user_id || "—" }),
+      h("dt", { text: "Model" }), h("dd", { text: task.model || "—" }),
+      h("dt", { text: "Created" }), h("dd", { text: when(task.created_at) }),
+      h("dt", { text: "Duration" }), h("dd", { text: seconds(task.created_at, TERMINAL.has(task.status) ? task.updated_at : null) }),
+      h("dt", { text: "Usage" }), h("dd", { text: `${tokens(task.usage)} tokens, ${cost(task.usage)}` }),
+      h("dt", { text: "Workflow" }), h("dd", {}, h("a", { href: temporalLink(task.id), target: "_blank",
+        rel: "noopener", text: "Open in the Temporal Web UI" })));
+    renderActions(task);
+    const subtasks = detail.subtask_results;
+    const sameShape = graph && subtasks.length === Object.keys(graph.nodes).length
+      && subtasks.every((s) => graph.nodes[s.id]);
+    if (!sameShape) {
+      graph = drawGraph(subtasks, select);
+      graphBox.replaceChildren(subtasks.length ? graph.root
+        : h("p", { class: "muted", text: "No plan yet." }));
+    }
+    for (const s of subtasks) {
+      statuses[s.id] = s.status;
+      setNodeStatus(graph.nodes[s.id], s.id, s.status);
+    }
+    renderTable(subtasks);
+    updateProgress();
+    if (selected) renderSide();
+    resultBox.replaceChildren(
+      task.error ? h("div", { class: "error", text: task.error }) : null,
+      task.result ? h("pre", { id: "task-result", text: task.result })
+        : task.outputs ? h("pre", { id: "task-result", text: JSON.stringify(task.outputs, null, 2) })
+          : h("p", { class: "muted", text: TERMINAL.has(task.status) ? "No result." : "Not finished yet." }));
+  };
+
+  let pending = null;
+  const refresh = async () => {
+    try {
+      detail = await api(`/tasks/${encodeURIComponent(taskId)}`);
+      render();
+    } catch (error) {
+      showError(actionError, error);
+    }
+  };
+  const refreshSoon = () => {  // at most one read of the task per second while events pour in
+    if (pending) return;
+    pending = setTimeout(async () => { await refresh(); pending = null; }, 1000);
+  };
+
+  render();
+  window.mahsmTaskRender = { firstRenderMs: performance.now() - started };
+  followEvents(taskId, (name, data) => {
+    if (name === "subtask_status" && data.subtask_id && graph && graph.nodes[data.subtask_id]) {
+      statuses[data.subtask_id] = data.status;
+      setNodeStatus(graph.nodes[data.subtask_id], data.subtask_id, data.status);
+      const cell = tableBox.querySelector(`tr[data-subtask="${CSS.escape(data.subtask_id)}"] .status-cell`);
+      if (cell) cell.replaceChildren(badge(data.status));
+      updateProgress();
+      refreshSoon();
+    } else if (name === "task_status") {
+      statusBox.replaceChildren(badge(data.status));
+      refreshSoon();
+    } else if (name === "plan_ready" || name === "task_ended") {
+      refresh();
+    } else if (name === "stream_error") {
+      showError(actionError, data);
+    }
+  }, controller.signal);
+}
+
+async function loadTranscript(taskId, subtaskId, box) {
+  box.replaceChildren(h("p", { class: "muted", text: "Loading transcript…" }));
+  try {
+    const t = await api(`/tasks/${taskId}/subtasks/${encodeURIComponent(subtaskId)}/transcript`);
+    if (!t.available) {
+      box.replaceChildren(h("p", { class: "muted", text: "Temporal no longer has this task's history." }));
+      return;
+    }
+    if (!t.entries.length) {
+      box.replaceChildren(h("p", { class: "muted", text: "No calls yet." }));
+      return;
+    }
+    box.replaceChildren(h("h4", { text: "Transcript" }), ...t.entries.map((m) => h("div", {
+      class: `msg role-${m.role}${m.is_error ? " is-error" : ""}` },
+    h("div", { class: "role", text: m.role === "tool" ? `tool result${m.name ? ` (${m.name})` : ""}${m.is_error ? " — error" : ""}` : m.role }),
+    m.content ? h("pre", { text: m.content }) : null,
+    m.tool_calls.map((c) => h("div", { class: "toolcall" },
+      h("strong", { text: `Tool call: ${c.name}` }), h("pre", { text: c.arguments }))))));
+  } catch (error) {
+    showError(box, error);
+  }
+}
+
+// ---- agents, logs, pipelines, artifacts -------------------------------------------------
+
+function table(columns, rows) {
+  return h("div", { class: "table-wrap" }, h("table", {},
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", text: c })))),
+    h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c) =>
+      h("td", {}, c instanceof Node ? c : String(c ?? ""))))))));
+}
+
+async function pageAgents() {
+  const body = h("div", { text: "Loading…" });
+  main.replaceChildren(h("h1", { text: "Agents" }), body);
+  try {
+    const [agents, running] = await Promise.all([
+      api("/agents"), api(`/tasks${query({ status: "running", limit: 100 })}`)]);
+    body.replaceChildren(
+      h("h2", { text: "Orchestrators (task queue)" }), h("p", { class: "muted", text: agents.task_queue }),
+      table(["Worker", "Last seen"], agents.orchestrators.map((w) => [w.identity, when(w.last_seen)])),
+      h("h2", { text: "Pools" }),
+      agents.pools.length ? table(["Capabilities", "Queue", "Workers"], agents.pools.map((p) => [
+        p.capabilities.join(" + "), p.task_queue,
+        h("ul", {}, p.workers.map((w) => h("li", { text: `${w.identity} (last seen ${when(w.last_seen)})` })))]))
+        : h("p", { class: "muted", text: "No pool has a live worker." }),
+      agents.unserved_capabilities.length ? h("p", { class: "error",
+        text: `No worker serves: ${agents.unserved_capabilities.join(", ")}` }) : null,
+      h("h2", { text: "Running now" }),
+      running.tasks.length ? table(["Task", "Created", "Tokens"], running.tasks.map((t) => [
+        h("a", { href: `#/task/${t.id}`, text: t.description || t.id }), when(t.created_at), tokens(t.usage)]))
+        : h("p", { class: "muted", text: "No task is running." }));
+  } catch (error) {
+    showError(body, error);
+  }
+}
+
+async function pageLogs(params) {
+  const values = Object.fromEntries(["task_id", "level", "kind", "since", "until"].map((k) => [k, params.get(k) || ""]));
+  const inputs = {
+    task_id: h("input", { type: "text", id: "log-task", value: values.task_id, placeholder: "task-…" }),
+    level: h("select", { id: "log-level" }, ["", "info", "warning", "error"].map((l) =>
+      h("option", { value: l, selected: l === values.level, text: l || "any" }))),
+    kind: h("select", { id: "log-kind" }, ["", "task_status", "plan_ready", "subtask_status", "note"].map((k) =>
+      h("option", { value: k, selected: k === values.kind, text: k || "any" }))),
+    since: h("input", { type: "datetime-local", id: "log-since", value: values.since }),
+    until: h("input", { type: "datetime-local", id: "log-until", value: values.until }),
+  };
+  const labels = { task_id: "Task", level: "Level", kind: "Kind", since: "From", until: "Until" };
+  const form = h("form", { class: "card row", role: "search" },
+    Object.entries(inputs).map(([k, el]) => h("div", {}, h("label", { for: el.id, text: labels[k] }), el)),
+    h("div", { class: "actions" }, h("button", { type: "submit", text: "Filter" })));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    location.hash = `#/logs${query(Object.fromEntries(Object.entries(inputs).map(([k, el]) => [k, el.value.trim()])))}`;
+  });
+  const body = h("div");
+  main.replaceChildren(h("h1", { text: "Logs" }), form, body);
+  const iso = (v) => (v ? new Date(v).toISOString() : "");
+  const load = async (cursor, into) => {
+    const page = await api(`/logs${query({ task_id: values.task_id, level: values.level, kind: values.kind,
+      since: iso(values.since), until: iso(values.until), cursor, limit: 100 })}`);
+    into.append(...page.events.map((e) => h("tr", {},
+      h("td", { text: when(e.at) }), h("td", {}, badge(e.level, "l")),
+      h("td", {}, h("a", { href: `#/task/${e.task_id}`, text: e.task_id })),
+      h("td", { text: e.subtask_id || "" }), h("td", { text: e.kind }),
+      h("td", {}, e.status ? badge(e.status) : ""), h("td", { text: e.message || "" }))));
+    return page.next_cursor;
+  };
+  try {
+    const rows = h("tbody");
+    const next = await load(undefined, rows);
+    body.replaceChildren(h("div", { class: "table-wrap" }, h("table", {},
+      h("thead", {}, h("tr", {}, ["Time", "Level", "Task", "Subtask", "Kind", "Status", "Message"]
+        .map((c) => h("th", { scope: "col", text: c })))), rows)));
+    if (!rows.children.length) body.append(h("p", { class: "muted", text: "No events match." }));
+    let cursor = next;
+    if (cursor) {
+      const more = h("button", { type: "button", class: "secondary", text: "Load older events" });
+      more.addEventListener("click", async () => {
+        try { cursor = await load(cursor, rows); } catch (error) { showError(body, error); }
+        if (!cursor) more.remove();
+      });
+      body.append(h("div", { class: "actions" }, more));
+    }
+  } catch (error) {
+    showError(body, error);
+  }
+}
+
+async function pagePipelines() {
+  const body = h("div", { text: "Loading…" });
+  main.replaceChildren(h("h1", { text: "Pipelines" }), body);
+  try {
+    const page = await api("/pipelines?limit=100");
+    body.replaceChildren(page.pipelines.length ? table(["Name", "Latest version", "Versions", "Description", "Updated"],
+      page.pipelines.map((p) => [p.name, p.latest_version, p.versions, p.description || "", when(p.updated_at)]))
+      : h("p", { class: "muted", text: "No pipeline is registered (POST /pipelines, or mahsm pipelines register)." }));
+  } catch (error) {
+    showError(body, error);
+  }
+}
+
+async function pageArtifacts() {
+  const body = h("div", { text: "Loading…" });
+  main.replaceChildren(h("h1", { text: "Artifacts" }), body);
+  try {
+    const list = await api("/artifacts");
+    body.replaceChildren(list.length ? table(["Name", "Latest version", "Versions", "Updated"],
+      list.map((a) => [a.name, a.latest, a.versions, when(a.updated_at)]))
+      : h("p", { class: "muted", text: "No prompt artifact is stored yet." }));
+  } catch (error) {
+    showError(body, error);
+  }
+}
+
+// ---- routing ----------------------------------------------------------------------------
+
+async function route() {
+  leave();
+  leave = () => {};
+  document.getElementById("banner").hidden = true;
+  const [path, search] = (location.hash.slice(1) || "/tasks").split("?");
+  const params = new URLSearchParams(search || "");
+  const parts = path.split("/").filter(Boolean);
+  for (const link of document.querySelectorAll("header nav a")) {
+    const current = link.getAttribute("href").slice(2) === (parts[0] === "task" ? "tasks" : parts[0]);
+    if (current) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
+  }
+  main.replaceChildren(h("p", { class: "muted", text: "Loading…" }));
+  try {
+    await loadConfig();
+    switch (parts[0]) {
+      case "submit": await pageSubmit(); break;
+      case "task": await pageTask(decodeURIComponent(parts[1] || "")); break;
+      case "agents": await pageAgents(); break;
+      case "logs": await pageLogs(params); break;
+      case "pipelines": await pagePipelines(); break;
+      case "artifacts": await pageArtifacts(); break;
+      default: await pageTasks(params);
+    }
+  } catch (error) {
+    if (error.status !== 401) showError(main, error);
+  }
+}
+
+document.getElementById("forget-key").addEventListener("click", () => {
+  sessionStorage.removeItem(KEY_STORE);
+  config = null;
+  askForKey();
+});
+window.addEventListener("hashchange", route);
+route();
