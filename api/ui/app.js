@@ -14,14 +14,20 @@ let leave = () => {}; // stops the current page's live updates
 // ---- small helpers ----------------------------------------------------------------------
 
 function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
+  const el = fill(document.createElement(tag), ...children);
   for (const [name, value] of Object.entries(attrs || {})) {
     if (value === null || value === undefined || value === false) continue;
     if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
     else if (name === "text") el.textContent = value;
     else el.setAttribute(name, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  return el;
+}
+
+/* Replace the children of `el`: nested arrays are flattened, null and false left out. */
+function fill(el, ...children) {
+  el.replaceChildren();
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -107,7 +113,7 @@ async function api(path, options = {}) {
 function showError(where, error) {
   const box = h("div", { class: "error", role: "alert" }, error.message);
   if (error.code) box.append(h("span", { class: "muted", text: ` (${error.code})` }));
-  where.replaceChildren(box);
+  fill(where, box);
 }
 
 function askForKey(reason) {
@@ -126,7 +132,7 @@ function askForKey(reason) {
     config = null;
     route();
   });
-  main.replaceChildren(form);
+  fill(main, form);
   input.focus();
 }
 
@@ -174,7 +180,7 @@ async function pageSubmit() {
     field("definition", "Plan or pipeline definition (YAML or JSON)", definition),
     field("inputs", "Pipeline inputs (YAML or JSON object)", inputs),
     h("div", { class: "actions" }, submit), summary);
-  main.replaceChildren(h("h1", { text: "Submit a task" }), form);
+  fill(main, h("h1", { text: "Submit a task" }), form);
 
   const parse = async (text, id) => {
     const trimmed = text.trim();
@@ -192,8 +198,8 @@ async function pageSubmit() {
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    Object.values(errors).forEach((e) => e.replaceChildren());
-    summary.replaceChildren();
+    Object.values(errors).forEach((e) => fill(e));
+    fill(summary);
     submit.disabled = true;
     try {
       const options = { model: model.value, require_approval: approval.checked };
@@ -251,7 +257,7 @@ async function pageTasks(params) {
     location.hash = `#/tasks${query({ status: statusSelect.value, q: textInput.value })}`;
   });
   const body = h("div", { text: "Loading…" });
-  main.replaceChildren(h("h1", { text: "Tasks" }), form, body);
+  fill(main, h("h1", { text: "Tasks" }), form, body);
   try {
     const cursor = cursors[cursors.length - 1];
     const page = await api(`/tasks${query({ status, q: text, cursor, limit: 20 })}`);
@@ -273,7 +279,7 @@ async function pageTasks(params) {
       nav.append(h("a", { href: `#/tasks${query({ status, q: text,
         trail: [...cursors, page.next_cursor].join(",") })}`, text: "Older" }));
     }
-    body.replaceChildren(rows.length ? h("div", { class: "table-wrap" }, h("table", {},
+    fill(body, rows.length ? h("div", { class: "table-wrap" }, h("table", {},
       h("caption", { class: "muted", text: "Newest first" }),
       h("thead", {}, h("tr", {}, ["Task", "Status", "User", "Created", "Duration", "Tokens", "Cost"]
         .map((c) => h("th", { scope: "col", text: c })))), h("tbody", {}, rows)))
@@ -411,7 +417,7 @@ async function pageTask(taskId) {
   try {
     detail = await api(`/tasks/${encodeURIComponent(taskId)}`);
   } catch (error) {
-    main.replaceChildren(h("h1", { text: "Task" }));
+    fill(main, h("h1", { text: "Task" }));
     showError(main.appendChild(h("div")), error);
     return;
   }
@@ -433,7 +439,7 @@ async function pageTask(taskId) {
   const sideBox = h("section", { class: "card", "aria-label": "Subtask details", id: "subtask-panel" },
     h("p", { class: "muted", text: "Select a subtask in the graph or the table." }));
   const resultBox = h("section", { class: "card", "aria-label": "Result" });
-  main.replaceChildren(heading,
+  fill(main, heading,
     h("div", { class: "card" }, h("div", { class: "actions" }, statusBox, progressText), progress,
       actionsBox, actionError, facts),
     h("div", { class: "layout-task" },
@@ -456,10 +462,10 @@ async function pageTask(taskId) {
   };
 
   const renderActions = (task) => {
-    actionsBox.replaceChildren();
+    fill(actionsBox);
     const act = async (button, path, json) => {
       button.disabled = true;
-      actionError.replaceChildren();
+      fill(actionError);
       try {
         await api(path, { method: "POST", json });
         await refresh();
@@ -488,7 +494,7 @@ async function pageTask(taskId) {
   };
 
   const renderTable = (subtasks) => {
-    tableBox.replaceChildren(h("table", {},
+    fill(tableBox, h("table", {},
       h("thead", {}, h("tr", {}, ["Subtask", "Status", "Agent", "Time", "Tokens"]
         .map((c) => h("th", { scope: "col", text: c })))),
       h("tbody", {}, subtasks.map((s) => h("tr", { "data-subtask": s.id },
@@ -506,7 +512,7 @@ async function pageTask(taskId) {
     const transcriptBox = h("div", { id: "transcript" });
     const show = h("button", { type: "button", text: "Show transcript" });
     show.addEventListener("click", () => loadTranscript(taskId, s.id, transcriptBox));
-    sideBox.replaceChildren(h("h3", { text: s.id }), h("p", { text: s.description }),
+    fill(sideBox, h("h3", { text: s.id }), h("p", { text: s.description }),
       h("dl", { class: "facts" },
         h("dt", { text: "Status" }), h("dd", {}, badge(s.status)),
         h("dt", { text: "Kind" }), h("dd", { text: s.kind || "agent" }),
@@ -537,8 +543,8 @@ async function pageTask(taskId) {
   const render = () => {
     const task = detail.task;
     heading.textContent = task.description || task.pipeline || task.id;
-    statusBox.replaceChildren(badge(task.status));
-    facts.replaceChildren(
+    fill(statusBox, badge(task.status));
+    fill(facts,
       h("dt", { text: "Task" }), h("dd", { text: task.id }),
       h("dt", { text: "User" }), h("dd", { text: task.user_id || "—" }),
       h("dt", { text: "Model" }), h("dd", { text: task.model || "—" }),
@@ -553,7 +559,7 @@ async function pageTask(taskId) {
       && subtasks.every((s) => graph.nodes[s.id]);
     if (!sameShape) {
       graph = drawGraph(subtasks, select);
-      graphBox.replaceChildren(subtasks.length ? graph.root
+      fill(graphBox, subtasks.length ? graph.root
         : h("p", { class: "muted", text: "No plan yet." }));
     }
     for (const s of subtasks) {
@@ -563,7 +569,7 @@ async function pageTask(taskId) {
     renderTable(subtasks);
     updateProgress();
     if (selected) renderSide();
-    resultBox.replaceChildren(
+    fill(resultBox,
       task.error ? h("div", { class: "error", text: task.error }) : null,
       task.result ? h("pre", { id: "task-result", text: task.result })
         : task.outputs ? h("pre", { id: "task-result", text: JSON.stringify(task.outputs, null, 2) })
@@ -585,17 +591,18 @@ async function pageTask(taskId) {
   };
 
   render();
-  window.mahsmTaskRender = { firstRenderMs: performance.now() - started };
+  // Read by the browser test: how long drawing took, and when (ms since navigation start).
+  window.mahsmTaskRender = { firstRenderMs: performance.now() - started, at: performance.now() };
   followEvents(taskId, (name, data) => {
     if (name === "subtask_status" && data.subtask_id && graph && graph.nodes[data.subtask_id]) {
       statuses[data.subtask_id] = data.status;
       setNodeStatus(graph.nodes[data.subtask_id], data.subtask_id, data.status);
       const cell = tableBox.querySelector(`tr[data-subtask="${CSS.escape(data.subtask_id)}"] .status-cell`);
-      if (cell) cell.replaceChildren(badge(data.status));
+      if (cell) fill(cell, badge(data.status));
       updateProgress();
       refreshSoon();
     } else if (name === "task_status") {
-      statusBox.replaceChildren(badge(data.status));
+      fill(statusBox, badge(data.status));
       refreshSoon();
     } else if (name === "plan_ready" || name === "task_ended") {
       refresh();
@@ -606,18 +613,18 @@ async function pageTask(taskId) {
 }
 
 async function loadTranscript(taskId, subtaskId, box) {
-  box.replaceChildren(h("p", { class: "muted", text: "Loading transcript…" }));
+  fill(box, h("p", { class: "muted", text: "Loading transcript…" }));
   try {
     const t = await api(`/tasks/${taskId}/subtasks/${encodeURIComponent(subtaskId)}/transcript`);
     if (!t.available) {
-      box.replaceChildren(h("p", { class: "muted", text: "Temporal no longer has this task's history." }));
+      fill(box, h("p", { class: "muted", text: "Temporal no longer has this task's history." }));
       return;
     }
     if (!t.entries.length) {
-      box.replaceChildren(h("p", { class: "muted", text: "No calls yet." }));
+      fill(box, h("p", { class: "muted", text: "No calls yet." }));
       return;
     }
-    box.replaceChildren(h("h4", { text: "Transcript" }), ...t.entries.map((m) => h("div", {
+    fill(box, h("h4", { text: "Transcript" }), ...t.entries.map((m) => h("div", {
       class: `msg role-${m.role}${m.is_error ? " is-error" : ""}` },
     h("div", { class: "role", text: m.role === "tool" ? `tool result${m.name ? ` (${m.name})` : ""}${m.is_error ? " — error" : ""}` : m.role }),
     m.content ? h("pre", { text: m.content }) : null,
@@ -639,11 +646,11 @@ function table(columns, rows) {
 
 async function pageAgents() {
   const body = h("div", { text: "Loading…" });
-  main.replaceChildren(h("h1", { text: "Agents" }), body);
+  fill(main, h("h1", { text: "Agents" }), body);
   try {
     const [agents, running] = await Promise.all([
       api("/agents"), api(`/tasks${query({ status: "running", limit: 100 })}`)]);
-    body.replaceChildren(
+    fill(body,
       h("h2", { text: "Orchestrators (task queue)" }), h("p", { class: "muted", text: agents.task_queue }),
       table(["Worker", "Last seen"], agents.orchestrators.map((w) => [w.identity, when(w.last_seen)])),
       h("h2", { text: "Pools" }),
@@ -682,7 +689,7 @@ async function pageLogs(params) {
     location.hash = `#/logs${query(Object.fromEntries(Object.entries(inputs).map(([k, el]) => [k, el.value.trim()])))}`;
   });
   const body = h("div");
-  main.replaceChildren(h("h1", { text: "Logs" }), form, body);
+  fill(main, h("h1", { text: "Logs" }), form, body);
   const iso = (v) => (v ? new Date(v).toISOString() : "");
   const load = async (cursor, into) => {
     const page = await api(`/logs${query({ task_id: values.task_id, level: values.level, kind: values.kind,
@@ -697,7 +704,7 @@ async function pageLogs(params) {
   try {
     const rows = h("tbody");
     const next = await load(undefined, rows);
-    body.replaceChildren(h("div", { class: "table-wrap" }, h("table", {},
+    fill(body, h("div", { class: "table-wrap" }, h("table", {},
       h("thead", {}, h("tr", {}, ["Time", "Level", "Task", "Subtask", "Kind", "Status", "Message"]
         .map((c) => h("th", { scope: "col", text: c })))), rows)));
     if (!rows.children.length) body.append(h("p", { class: "muted", text: "No events match." }));
@@ -717,10 +724,10 @@ async function pageLogs(params) {
 
 async function pagePipelines() {
   const body = h("div", { text: "Loading…" });
-  main.replaceChildren(h("h1", { text: "Pipelines" }), body);
+  fill(main, h("h1", { text: "Pipelines" }), body);
   try {
     const page = await api("/pipelines?limit=100");
-    body.replaceChildren(page.pipelines.length ? table(["Name", "Latest version", "Versions", "Description", "Updated"],
+    fill(body, page.pipelines.length ? table(["Name", "Latest version", "Versions", "Description", "Updated"],
       page.pipelines.map((p) => [p.name, p.latest_version, p.versions, p.description || "", when(p.updated_at)]))
       : h("p", { class: "muted", text: "No pipeline is registered (POST /pipelines, or mahsm pipelines register)." }));
   } catch (error) {
@@ -730,10 +737,10 @@ async function pagePipelines() {
 
 async function pageArtifacts() {
   const body = h("div", { text: "Loading…" });
-  main.replaceChildren(h("h1", { text: "Artifacts" }), body);
+  fill(main, h("h1", { text: "Artifacts" }), body);
   try {
     const list = await api("/artifacts");
-    body.replaceChildren(list.length ? table(["Name", "Latest version", "Versions", "Updated"],
+    fill(body, list.length ? table(["Name", "Latest version", "Versions", "Updated"],
       list.map((a) => [a.name, a.latest, a.versions, when(a.updated_at)]))
       : h("p", { class: "muted", text: "No prompt artifact is stored yet." }));
   } catch (error) {
@@ -754,7 +761,7 @@ async function route() {
     const current = link.getAttribute("href").slice(2) === (parts[0] === "task" ? "tasks" : parts[0]);
     if (current) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
-  main.replaceChildren(h("p", { class: "muted", text: "Loading…" }));
+  fill(main, h("p", { class: "muted", text: "Loading…" }));
   try {
     await loadConfig();
     switch (parts[0]) {
