@@ -7,6 +7,7 @@ The page calls the same REST API as every client, with the same API key (docs/da
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field
 from mahsm.api.auth import authenticate
 from mahsm.api.dashboard_schemas import DashboardConfig
 from mahsm.api.deps import ApiError, SettingsDep
+from mahsm.api.json_body import Utf8JsonRoute
 from mahsm.api.routes.tasks import error_responses
 
 UI_URL = "/ui"
@@ -27,6 +29,7 @@ _FILES = Path(__file__).parent / "ui"
 router = APIRouter(
     prefix=UI_URL,
     tags=["dashboard"],
+    route_class=Utf8JsonRoute,
     dependencies=[Depends(authenticate)],
     responses=error_responses(401),
 )
@@ -57,22 +60,40 @@ class YamlValue(BaseModel):
     value: Any
 
 
-@router.post("/yaml", response_model=YamlValue, responses=error_responses(422))
-async def parse_yaml(body: Annotated[YamlText, Body()]) -> YamlValue:
-    """Read YAML for the editor (browsers have no YAML parser); 422 names the line."""
+def _unreadable(problem: str) -> ApiError:
+    return ApiError(
+        422,
+        code="validation_error",
+        message=f"Invalid request: body.text: {problem}; fix the YAML and resend.",
+        details=[{"loc": ["body", "text"], "msg": problem}],
+    )
+
+
+def _read_yaml(text: str) -> Any:
+    """The document as JSON values; aliases, NaN and infinities refused (422)."""
     try:
-        value = yaml.safe_load(body.text)
+        # An alias can make a short text expand to gigabytes of JSON ("billion laughs"), and a
+        # plan or pipeline never needs one.
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text)):
+            raise _unreadable("aliases (*name) are not supported; write the value out")
+        value = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(error, "problem", None) or "not valid YAML"
-        raise ApiError(
-            422,
-            code="validation_error",
-            message=f"Invalid request: body.text: {where}{problem}; fix the YAML and resend.",
-            details=[{"loc": ["body", "text"], "msg": f"{where}{problem}"}],
+        raise _unreadable(
+            f"{where}{getattr(error, 'problem', None) or 'not valid YAML'}"
         ) from error
-    return YamlValue(value=value)
+    try:
+        # Dates become ISO text, as they would in a JSON body.
+        return json.loads(json.dumps(value, allow_nan=False, default=str))
+    except ValueError as error:
+        raise _unreadable("numbers must be finite (no .nan or .inf)") from error
+
+
+@router.post("/yaml", response_model=YamlValue, responses=error_responses(400, 413, 422))
+async def parse_yaml(body: Annotated[YamlText, Body()]) -> YamlValue:
+    """Read YAML for the editor (browsers have no YAML parser); 422 names the line."""
+    return YamlValue(value=_read_yaml(body.text))
 
 
 async def _index() -> FileResponse:

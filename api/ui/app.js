@@ -648,15 +648,31 @@ async function pageAgents() {
   const body = h("div", { text: "Loading…" });
   fill(main, h("h1", { text: "Agents" }), body);
   try {
-    const [agents, running] = await Promise.all([
-      api("/agents"), api(`/tasks${query({ status: "running", limit: 100 })}`)]);
+    const hourAgo = new Date(Date.now() - 3600 * 1000).toISOString();
+    const [agents, running, recent] = await Promise.all([
+      api("/agents"), api(`/tasks${query({ status: "running", limit: 20 })}`),
+      api(`/tasks${query({ status: "completed", created_after: hourAgo, limit: 100 })}`)]);
+    // What each pool is running: the running subtasks whose capabilities it serves (routing
+    // sends a subtask to a live pool that has all of them; the worker is known only later).
+    const details = await Promise.all(running.tasks.map((t) =>
+      api(`/tasks/${t.id}`).catch(() => null)));
+    const runningSubtasks = details.filter(Boolean).flatMap((d) => d.subtask_results
+      .filter((x) => x.status === "running").map((x) => ({ task: d.task.id, subtask: x })));
+    const servedBy = (pool) => runningSubtasks.filter(({ subtask }) =>
+      subtask.required_capabilities.every((c) => pool.capabilities.includes(c)));
+    const worker = (w) => h("li", { text: `${w.identity} (last seen ${when(w.last_seen)})` });
+    const done = recent.tasks.length + (recent.next_cursor ? "+" : "");
     fill(body,
+      h("p", {}, `Throughput: ${done} tasks created in the last hour have completed;`
+        + ` ${running.tasks.length}${running.next_cursor ? "+" : ""} running now.`),
       h("h2", { text: "Orchestrators (task queue)" }), h("p", { class: "muted", text: agents.task_queue }),
       table(["Worker", "Last seen"], agents.orchestrators.map((w) => [w.identity, when(w.last_seen)])),
       h("h2", { text: "Pools" }),
-      agents.pools.length ? table(["Capabilities", "Queue", "Workers"], agents.pools.map((p) => [
-        p.capabilities.join(" + "), p.task_queue,
-        h("ul", {}, p.workers.map((w) => h("li", { text: `${w.identity} (last seen ${when(w.last_seen)})` })))]))
+      agents.pools.length ? table(["Capabilities", "Queue", "Workers", "Running subtasks it serves"],
+        agents.pools.map((p) => [
+          p.capabilities.join(" + "), p.task_queue, h("ul", {}, p.workers.map(worker)),
+          h("ul", {}, servedBy(p).map((x) => h("li", {}, h("a", { href: `#/task/${x.task}`,
+            text: `${x.subtask.id} of ${x.task}` }))))]))
         : h("p", { class: "muted", text: "No pool has a live worker." }),
       agents.unserved_capabilities.length ? h("p", { class: "error",
         text: `No worker serves: ${agents.unserved_capabilities.join(", ")}` }) : null,

@@ -69,11 +69,20 @@ async def test_yaml_is_read_for_the_editor_and_errors_name_the_line(
         good = await stack.http.post("/ui/yaml", json={"text": "subtasks:\n  - id: a\n"})
         bad = await stack.http.post("/ui/yaml", json={"text": "subtasks:\n  - id: [a\n"})
         missing = await stack.http.post("/ui/yaml", json={})
+        bomb = "a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n"
+        aliases = await stack.http.post("/ui/yaml", json={"text": bomb})
+        nan = await stack.http.post("/ui/yaml", json={"text": "budget: .nan\n"})
+        nul = await stack.http.post("/ui/yaml", json={"text": "a: \u0000"})
+        dated = await stack.http.post("/ui/yaml", json={"text": "due: 2025-01-31\n"})
 
     assert good.json() == {"value": {"subtasks": [{"id": "a"}]}}
     assert bad.status_code == 422
     assert bad.json()["message"].startswith("Invalid request: body.text: line 3")
     assert missing.status_code == 422 and "body.text" in missing.json()["message"]
+    assert aliases.status_code == 422 and "aliases" in aliases.json()["message"]
+    assert nan.status_code == 422 and "finite" in nan.json()["message"]
+    assert nul.status_code == 422 and "body.text" in nul.json()["message"]
+    assert dated.json() == {"value": {"due": "2025-01-31"}}
 
 
 async def test_logs_list_events_across_tasks_filtered_and_paginated(

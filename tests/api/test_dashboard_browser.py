@@ -181,6 +181,11 @@ async def test_approve_and_cancel_from_the_task_page(
             "node s-running", timeout=20_000
         )
 
+        # The Agents page shows the pool serving the running subtask.
+        await page.goto(f"{base}/ui/#/agents")
+        await expect(page.get_by_role("link", name=f"wait of {task_id}")).to_be_visible()
+        await shot(page, "agents-busy")
+        await page.goto(f"{base}/ui/#/task/{task_id}")
         await page.get_by_role("button", name="Cancel task").click()
         await expect(page.locator(".card .badge").first).to_have_text("cancelled", timeout=30_000)
         await expect(page.get_by_role("button", name="Cancel task")).to_have_count(0)
