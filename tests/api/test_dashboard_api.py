@@ -4,6 +4,9 @@ subtask transcripts and GET /tasks?q=, on the real engine (Temporal dev server, 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from tests.api.conftest import StackFactory, subtask
 from tests.engine_harness import AGGREGATE, answer_rule, plan_rule
@@ -165,3 +168,17 @@ async def test_tasks_filter_by_text_in_the_description(api_stack: StackFactory) 
     assert [t["id"] for t in pears] == [pear["task_id"]]
     assert [t["id"] for t in percent] == [plum["task_id"]]
     assert wildcard == []  # LIKE wildcards are taken literally
+
+
+def test_the_page_files_are_in_the_built_package(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    subprocess.run(
+        [
+            sys.executable, "-c", "from setuptools import setup; setup()", "-q",
+            "egg_info", "--egg-base", str(tmp_path), "build_py", "--build-lib", str(lib),
+        ],
+        cwd=Path(__file__).resolve().parents[2], check=True, capture_output=True,
+    )  # fmt: skip
+    built = sorted(p.name for p in (lib / "mahsm" / "api" / "ui").iterdir())
+
+    assert built == ["app.css", "app.js", "index.html"]
