@@ -424,6 +424,7 @@ async function pageTask(taskId) {
   const started = performance.now();
   const statuses = {};
   let selected = null;
+  let transcript = null;
   let graph = null;
   const heading = h("h1", {});
   const statusBox = h("span", {});
@@ -509,7 +510,11 @@ async function pageTask(taskId) {
   const renderSide = () => {
     const s = detail.subtask_results.find((x) => x.id === selected);
     if (!s) return;
-    const transcriptBox = h("div", { id: "transcript" });
+    // The transcript stays open while the task is re-read (it is fetched on demand only).
+    if (!transcript || transcript.dataset.subtask !== s.id) {
+      transcript = h("div", { id: "transcript", "data-subtask": s.id });
+    }
+    const transcriptBox = transcript;
     const show = h("button", { type: "button", text: "Show transcript" });
     show.addEventListener("click", () => loadTranscript(taskId, s.id, transcriptBox));
     fill(sideBox, h("h3", { text: s.id }), h("p", { text: s.description }),

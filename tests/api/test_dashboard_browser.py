@@ -135,6 +135,7 @@ async def test_a_task_submitted_through_the_form_runs_live_in_the_graph(
         await shot(page, "task-transcript")
         await page.set_viewport_size(NARROW)
         await shot(page, "task-narrow")
+        await expect(call).to_contain_text("Tool call: calculator")  # kept across re-reads
         body = await stack.wait_status(task_id, {"completed"})
 
     assert same_document  # the page was never reloaded
