@@ -406,6 +406,9 @@ async function followEvents(taskId, onEvent, signal) {
     } catch (error) {
       if (signal.aborted) return;
     }
+    // The stream closed before the task ended (server restart, database down for 60 s):
+    // resume after the last event seen, without hammering the server.
+    await new Promise((r) => setTimeout(r, 1000));
   }
 }
 

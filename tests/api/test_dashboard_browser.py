@@ -236,7 +236,7 @@ async def test_with_keys_the_page_asks_for_one_and_shows_only_the_users_tasks(
     assert stored == "key-ann"  # kept for the browser session, asked once
 
 
-async def test_every_page_renders_at_both_widths_keyboard_reachable_and_labelled(
+async def test_tasks_filter_and_every_page_renders_at_both_widths_labelled_and_by_keyboard(
     api_stack: StackFactory, browser: Browser
 ) -> None:
     problems: dict[str, Any] = {}
@@ -244,6 +244,15 @@ async def test_every_page_renders_at_both_widths_keyboard_reachable_and_labelled
         done = await stack.http.post("/tasks", json={"description": "a finished task"})
         await stack.wait_closed(done.json()["task_id"])
         await stack.wait_row(done.json()["task_id"], "completed")
+        page = await open_page(browser)
+        await page.goto(f"{base}/ui/#/tasks")
+        await page.get_by_label("Text").fill("FINISHED")
+        await page.get_by_label("Status").select_option("completed")
+        await page.get_by_role("button", name="Filter").click()
+        await expect(page.locator(f'tr[data-task="{done.json()["task_id"]}"]')).to_be_visible()
+        await page.get_by_label("Text").fill("no such words")
+        await page.get_by_role("button", name="Filter").click()
+        await expect(page.get_by_text("No tasks match.")).to_be_visible()
         for name, viewport in (("wide", WIDE), ("narrow", NARROW)):
             page = await open_page(browser, viewport)
             for route, ready in (
