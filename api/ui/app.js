@@ -431,7 +431,7 @@ async function pageTask(taskId) {
   let graph = null;
   const heading = h("h1", {});
   const statusBox = h("span", {});
-  const progressBar = h("div", { style: "width:0%" });
+  const progressBar = h("div");
   const progress = h("div", { class: "progress", role: "progressbar", "aria-label": "Subtasks done",
     "aria-valuemin": 0 }, progressBar);
   const progressText = h("span", { class: "muted", id: "progress-text" });

@@ -50,6 +50,7 @@ async def test_the_page_and_its_files_come_from_the_api_only(api_stack: StackFac
         urls = set(re.findall(r"https?://[^\s\"'`)]+", response.text))
         assert urls <= {"http://www.w3.org/2000/svg"}, urls
     assert "http" not in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
 
 
 async def test_config_needs_a_key_and_names_the_models(api_stack: StackFactory) -> None:

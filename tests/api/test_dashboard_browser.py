@@ -253,8 +253,13 @@ async def test_tasks_filter_and_every_page_renders_at_both_widths_labelled_and_b
         await page.get_by_label("Text").fill("no such words")
         await page.get_by_role("button", name="Filter").click()
         await expect(page.get_by_text("No tasks match.")).to_be_visible()
+        refused: list[str] = []  # anything the Content-Security-Policy blocked
         for name, viewport in (("wide", WIDE), ("narrow", NARROW)):
             page = await open_page(browser, viewport)
+            page.on(
+                "console",
+                lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+            )
             for route, ready in (
                 ("submit", "Submit a task"),
                 ("tasks", "Tasks"),
@@ -265,9 +270,7 @@ async def test_tasks_filter_and_every_page_renders_at_both_widths_labelled_and_b
             ):
                 await page.goto(f"{base}/ui/#/{route}")
                 await expect(page.get_by_role("heading", name=ready, exact=True)).to_be_visible()
-                await page.wait_for_function(
-                    "!document.querySelector('main').innerText.includes('Loading')"
-                )
+                await expect(page.locator("main")).not_to_contain_text("Loading")
                 await shot(page, f"{route}-{name}")
                 problems[f"{route}-{name}"] = await page.evaluate(
                     """() => ({
@@ -293,6 +296,7 @@ async def test_tasks_filter_and_every_page_renders_at_both_widths_labelled_and_b
                 "Artifacts",
             } - reached
 
+    assert refused == []
     for where, found in problems.items():
         if where.startswith("keyboard"):
             assert found == set(), (where, found)
