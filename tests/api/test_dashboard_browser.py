@@ -399,3 +399,38 @@ async def test_a_fifty_subtask_task_page_renders_fast_and_stays_responsive(
     assert len(statuses) == 50 and all(s[-1] == "completed" for s in statuses.values())
     # Every node was drawn pending and turned completed in the open page.
     assert all(s[0] == "pending" for s in statuses.values()), statuses
+
+
+PIPELINE_YAML = """name: sums
+inputs: {a: str}
+steps:
+  - name: add
+    kind: tool
+    tool: calculator
+    args: {expression: "40+2"}
+outputs: {total: "{add}"}
+"""
+
+
+async def test_a_pipeline_written_in_the_editor_runs_and_its_errors_name_the_step(
+    api_stack: StackFactory, browser: Browser
+) -> None:
+    async with api_stack({"rules": [AGGREGATE]}) as stack, served(stack.app) as base:
+        page = await open_page(browser)
+        await page.goto(f"{base}/ui/#/submit")
+        await page.get_by_label("Plan or pipeline", exact=True).select_option("pipeline")
+        editor = page.get_by_label("Plan or pipeline definition (YAML or JSON)")
+        await editor.fill(PIPELINE_YAML.replace("    tool: calculator\n", "    tool: abacus\n"))
+        await page.get_by_label("Pipeline inputs (YAML or JSON object)").fill("a: x")
+        await page.get_by_role("button", name="Submit task").click()
+        await expect(page.locator("#definition-error")).not_to_be_empty()
+        step_error = await page.locator("#definition-error").inner_text()
+        await editor.fill(PIPELINE_YAML)
+        await page.get_by_role("button", name="Submit task").click()
+        await page.wait_for_url("**/ui/#/task/task-*")
+        await expect(page.locator("#task-result")).to_contain_text('"total": "42"')
+        await expect(page.locator('svg.graph g.node[data-id="add"]')).to_have_class(
+            "node s-completed"
+        )
+
+    assert "add" in step_error and "abacus" in step_error
