@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from fastapi import APIRouter, Body, Depends, FastAPI
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -108,8 +108,9 @@ async def _index() -> FileResponse:
     return FileResponse(_FILES / "index.html", headers=headers)
 
 
-async def _to_ui() -> RedirectResponse:
-    return RedirectResponse(f"{UI_URL}/", status_code=307)
+async def _to_ui(request: Request) -> RedirectResponse:
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    return RedirectResponse(f"{root}{UI_URL}/", status_code=307)
 
 
 def add_dashboard(app: FastAPI) -> None:
