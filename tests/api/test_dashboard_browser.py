@@ -157,7 +157,7 @@ SLOW = {
 }
 
 
-async def test_approve_and_cancel_from_the_task_page(
+async def test_approve_cancel_and_reject_from_the_task_page(
     api_stack: StackFactory, browser: Browser
 ) -> None:
     async with api_stack(SLOW) as stack, served(stack.app) as base:
@@ -192,8 +192,21 @@ async def test_approve_and_cancel_from_the_task_page(
         await expect(page.get_by_role("button", name="Cancel task")).to_have_count(0)
         cancelled = await stack.wait_status(task_id, {"cancelled"})
 
+        second = await stack.http.post(
+            "/tasks",
+            json={"description": "slow task to reject", "options": {"require_approval": True}},
+        )
+        rejected_id = second.json()["task_id"]
+        await stack.wait_status(rejected_id, {"awaiting_approval"})
+        await page.goto(f"{base}/ui/#/task/{rejected_id}")
+        await page.get_by_label("Comment").fill("not now")
+        await page.get_by_role("button", name="Reject").click()
+        await expect(page.locator("#main .error").first).to_contain_text("rejected: not now")
+        rejected = await stack.wait_status(rejected_id, {"cancelled"})
+
     assert running["task"]["status"] == "running"
     assert cancelled["task"]["status"] == "cancelled"
+    assert rejected["task"]["error"] == "rejected: not now"
 
 
 async def test_with_keys_the_page_asks_for_one_and_shows_only_the_users_tasks(
