@@ -124,6 +124,9 @@ async def test_a_task_submitted_through_the_form_runs_live_in_the_graph(
         statuses = await seen(page)
         same_document = await page.evaluate("window.__sameDocument === true")
         progress = await page.locator("#progress-text").inner_text()
+        temporal = await page.get_by_role("link", name="Open in the Temporal Web UI").get_attribute(
+            "href"
+        )
         await shot(page, "task")
 
         await page.locator('svg.graph g.node[data-id="calc"]').click()
@@ -145,6 +148,7 @@ async def test_a_task_submitted_through_the_form_runs_live_in_the_graph(
         assert "running" in statuses[sid], statuses
     assert statuses["calc"][-1] == "completed"
     assert progress == "3 / 3 subtasks done"
+    assert temporal == f"http://ui.example:8233/namespaces/default/workflows/{task_id}"
     assert body["task"]["status"] == "completed"
 
 
@@ -266,6 +270,14 @@ async def test_tasks_filter_and_every_page_renders_at_both_widths_labelled_and_b
         await page.get_by_label("Text").fill("no such words")
         await page.get_by_role("button", name="Filter").click()
         await expect(page.get_by_text("No tasks match.")).to_be_visible()
+        # The log filtered by task and kind, through the form.
+        await page.goto(f"{base}/ui/#/logs")
+        await page.get_by_label("Task", exact=True).fill(done.json()["task_id"])
+        await page.get_by_label("Kind").select_option("task_status")
+        await page.get_by_role("button", name="Filter").click()
+        await expect(page.locator("main tbody tr").first).to_contain_text("completed")
+        kinds = await page.locator("main tbody tr td:nth-child(5)").all_inner_texts()
+        tasks = await page.locator("main tbody tr td:nth-child(3)").all_inner_texts()
         refused: list[str] = []  # anything the Content-Security-Policy blocked
         for name, viewport in (("wide", WIDE), ("narrow", NARROW)):
             page = await open_page(browser, viewport)
@@ -310,6 +322,8 @@ async def test_tasks_filter_and_every_page_renders_at_both_widths_labelled_and_b
             } - reached
 
     assert refused == []
+    assert set(kinds) == {"task_status"} and set(tasks) == {done.json()["task_id"]}
+    assert len(kinds) >= 4  # pending, planning, running, completed
     for where, found in problems.items():
         if where.startswith("keyboard"):
             assert found == set(), (where, found)
