@@ -39,7 +39,7 @@ from mahsm.logging import configure_logging
 from mahsm.queues import pool_queue, tasks_queue
 from mahsm.settings import Settings, SettingsError, get_settings
 from mahsm.temporal_client import connect
-from mahsm.workers.sandbox import workflow_runner
+from mahsm.workers.workflow_runner import workflow_runner
 from mahsm.workflows.agent_workflow import AgentWorkflow
 from mahsm.workflows.optimize_workflow import OptimizeWorkflow
 from mahsm.workflows.task_workflow import TaskWorkflow
@@ -94,7 +94,7 @@ def build_workers(
                 client,
                 task_queue=tasks_queue(settings.queue_prefix),
                 workflows=[TaskWorkflow, OptimizeWorkflow],
-                workflow_runner=workflow_runner(),  # DSPy passes through (signature steps)
+                workflow_runner=workflow_runner(),
                 activities=[
                     llm.complete,
                     store.store_task,
@@ -116,6 +116,7 @@ def build_workers(
                 client,
                 task_queue=pool_queue(settings.queue_prefix, caps),
                 workflows=[AgentWorkflow],
+                workflow_runner=workflow_runner(),
                 activities=[llm.complete, tool_activities.execute, store.blob_put_text],
                 **common,  # type: ignore[arg-type]
             )
