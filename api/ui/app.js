@@ -465,7 +465,12 @@ async function pageTask(taskId) {
     progressText.textContent = `${done} / ${ids.length} subtasks done`;
   };
 
+  let actionsFor = null;
+  const decision = (approved, comment) => (comment.trim() ? { approved, comment } : { approved });
   const renderActions = (task) => {
+    // Rebuilt only when the status changes, so a comment being typed survives re-reads.
+    if (actionsFor === task.status) return;
+    actionsFor = task.status;
     fill(actionsBox);
     const act = async (button, path, json) => {
       button.disabled = true;
@@ -484,9 +489,9 @@ async function pageTask(taskId) {
       const approve = h("button", { type: "button", text: "Approve" });
       const reject = h("button", { type: "button", class: "danger", text: "Reject" });
       approve.addEventListener("click", () => act(approve, `/tasks/${taskId}/approve`,
-        { approved: true, comment: comment.value || null }));
+        decision(true, comment.value)));
       reject.addEventListener("click", () => act(reject, `/tasks/${taskId}/approve`,
-        { approved: false, comment: comment.value || null }));
+        decision(false, comment.value)));
       actionsBox.append(h("label", { for: "approval-comment", text: "Comment" }), comment,
         approve, reject);
     }

@@ -202,7 +202,8 @@ async def test_approve_cancel_and_reject_from_the_task_page(
         )
         rejected_id = second.json()["task_id"]
         await stack.wait_status(rejected_id, {"awaiting_approval"})
-        await page.goto(f"{base}/ui/#/task/{rejected_id}")
+        await page.goto(f"{base}/ui/#/task/{rejected_id}")  # same document: only the hash
+        await expect(page.get_by_role("heading", name="slow task to reject")).to_be_visible()
         await page.get_by_label("Comment").fill("not now")
         await page.get_by_role("button", name="Reject").click()
         await expect(page.locator("#main .error").first).to_contain_text("rejected: not now")
