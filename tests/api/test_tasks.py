@@ -234,7 +234,7 @@ async def test_invalid_and_oversized_bodies_are_rejected_naming_the_problem(
         assert response.json()["code"] == "payload_too_large"
 
 
-async def test_cancel_is_accepted_twice_while_running_then_conflicts(
+async def test_cancel_is_accepted_while_running_then_conflicts(
     api_stack: StackFactory,
 ) -> None:
     async with api_stack(SLOW) as stack:
@@ -253,8 +253,13 @@ async def test_cancel_is_accepted_twice_while_running_then_conflicts(
         await stack.wait_closed(task_id)
         after = await stack.http.post(f"/tasks/{task_id}/cancel")
 
-    assert first.status_code == 202 and second.status_code == 202, second.text
-    assert first.json() == {"task_id": task_id, "status": "running"}
+    # Two cancels at once: both are accepted, unless the first one has already ended the task
+    # (an inline agent stops within moments) by the time the second is looked at.
+    accepted = [r for r in (first, second) if r.status_code == 202]
+    assert accepted and all(r.json() == {"task_id": task_id, "status": "running"} for r in accepted)
+    for late in (r for r in (first, second) if r.status_code != 202):
+        assert late.status_code == 409, late.text
+        assert late.json()["details"] == {"task_id": task_id, "status": "cancelled"}
     assert ended["task"]["status"] == "cancelled"
     assert ended["subtask_results"][0]["status"] == "cancelled"
     assert after.status_code == 409
