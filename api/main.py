@@ -21,6 +21,7 @@ from mahsm.api.routes import (
     agents,
     artifacts,
     events,
+    experiments,
     health,
     optimizations,
     pipelines,
@@ -142,5 +143,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pipelines.router)
     app.include_router(artifacts.router)
     app.include_router(optimizations.router)
+    app.include_router(experiments.router)
     add_docs(app)
     return app

@@ -134,7 +134,16 @@ def config_problems(request: ExperimentRequest) -> list[str]:
                     )
         if problems:
             return problems
+    declared = target.pipeline.inputs if target.pipeline is not None else None
     for index, config in enumerate(request.configs):
+        unknown = [name for name in config.inputs if declared is not None and name not in declared]
+        for name in unknown:
+            problems.append(
+                f"configs.{index}.inputs.{name}: not an input of the pipeline"
+                f" (inputs: {', '.join(declared or {}) or 'none'})"
+            )
+        if unknown:
+            continue
         for row_index, row in enumerate(rows):
             where = f" (dataset row {row_index})" if request.dataset else ""
             try:
