@@ -78,8 +78,9 @@ async def _resolved(body: ExperimentRequest, backends: BackendsDep) -> Experimen
             {**body.model_dump(exclude={"target", "grid"}), "target": target.model_dump()}
         )
     except ValidationError as error:
+        errors = error.errors()
         raise invalid(
-            [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+            [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]
         ) from None
     rows = [row.inputs for row in request.dataset or []] or [{}]
     for index, config in enumerate(request.configs):

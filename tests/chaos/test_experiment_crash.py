@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
 
 SCENARIO = {
     "rules": [
-        {"purpose": "any", "match": "mode=slow", "latency_ms": 3000, "respond": {"content": "ok"}},
+        {"purpose": "any", "match": "mode=slow", "latency_ms": 1500, "respond": {"content": "ok"}},
         {"purpose": "any", "match": "mode=", "respond": {"content": "ok"}},
     ]
 }
