@@ -169,6 +169,7 @@ def log_experiment(state: ExperimentState, tracking_uri: str) -> MlflowSync:
             run_id,
             metrics=[Metric(k, float(v), 0, 0) for k, v in _metrics(branch).items()],
             params=[Param(k, v[:6000]) for k, v in _params(branch).items()],
+            tags=[RunTag(k, v) for k, v in tags.items()],  # a run an earlier attempt began
         )
         client.log_text(run_id, _outputs(branch), "outputs.json")
         client.set_terminated(run_id, status="FINISHED" if branch.status == "success" else "FAILED")

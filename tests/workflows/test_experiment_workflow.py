@@ -8,6 +8,8 @@ from typing import Any
 
 from mlflow import MlflowClient
 
+from mahsm.devstack.process import free_port
+from mahsm.experiments.mlflow_sync import log_experiment
 from mahsm.experiments.models import BranchStatus, ExperimentRequest, ExperimentState, ServeRequest
 from mahsm.queues import tasks_queue
 from mahsm.workflows.experiment_workflow import ExperimentWorkflow
@@ -171,3 +173,35 @@ async def test_dataset_scores_and_aggregates_are_correct_and_logged_to_mlflow(
     assert child.data.tags["mlflow.parentRunId"] in {r.info.run_id for r in runs}
     assert child.data.tags["mahsm.task_ids"].startswith("task-")
     assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["outputs.json"]
+
+
+async def test_mlflow_down_the_experiment_completes_and_sync_fills_it_later(
+    engine_factory, data_dir: Path
+) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    scenario = {"rules": [{"purpose": "any", "respond": {"content": "fine"}}]}
+    request = ExperimentRequest.model_validate(
+        {
+            "name": "offline",
+            "target": {
+                "pipeline": {"name": "p", "steps": [{"name": "a", "kind": "llm", "prompt": "Hi"}]}
+            },
+            "configs": [{"temperature": 0.1}, {"temperature": 0.9}],
+        }
+    )
+    async with engine_factory(scenario, mlflow_tracking_uri=down) as engine:
+        state: ExperimentState = await engine.client.execute_workflow(
+            ExperimentWorkflow.run,
+            request,
+            id=f"experiment-{uuid.uuid4()}",
+            task_queue=tasks_queue(engine.settings.queue_prefix),
+        )
+    assert state.status == "completed"
+    assert [b.status for b in state.branches] == [BranchStatus.SUCCESS, BranchStatus.SUCCESS]
+    assert state.mlflow.status == "failed"
+    assert state.mlflow.error is not None and "mahsm experiment sync" in state.mlflow.error
+
+    uri = f"sqlite:///{data_dir / 'later.db'}"
+    synced = log_experiment(state, uri)
+    runs = MlflowClient(tracking_uri=uri).search_runs([str(synced.experiment_id)])
+    assert sorted(r.data.params["temperature"] for r in runs) == ["0.1", "0.9"]
