@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         Strategy,
     )
     from mahsm.experiments.scoring import summarize, winner
+    from mahsm.pipelines.templates import as_text
     from mahsm.workflows.failures import failure_message, usage_of_failure
     from mahsm.workflows.task_workflow import TaskWorkflow
 
@@ -117,12 +118,12 @@ class ExperimentWorkflow:
             request.configs, self._state.config_ids, self._state.branches, metric
         )
         self._state.winner = winner(self._state.summary)
-        self._state.status = "completed"
-        self._touch()
         if request.mlflow:
-            await self._log_mlflow()
+            await self._log_mlflow()  # with the final results, before `completed`
         else:
             self._state.mlflow = MlflowSync(status="off")
+        self._state.status = "completed"
+        self._touch()
         return self._state
 
     async def _multi_branch(self, request: ExperimentRequest) -> None:
@@ -211,6 +212,11 @@ class ExperimentWorkflow:
             branch.output = result.result
             branch.output_ref = result.result_ref
             branch.value = result.outputs
+            if isinstance(result.outputs, dict) and len(result.outputs) == 1:
+                # A pipeline's one declared output is the answer (the result is its JSON).
+                (only,) = result.outputs.values()
+                if result.result_ref is None:
+                    branch.output = as_text(only)
             branch.usage = result.usage
         branch.finished_at = workflow.now()
         branch.duration_s = (branch.finished_at - branch.started_at).total_seconds()
@@ -255,7 +261,6 @@ class ExperimentWorkflow:
             )
         except ActivityError as error:
             self._state.mlflow = MlflowSync(status="failed", error=failure_message(error))
-        self._touch()
 
     def _touch(self) -> None:
         self._state.updated_at = workflow.now()

@@ -10,6 +10,7 @@ state twice updates the runs it made the first time. Called from an activity (an
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,8 @@ def log_experiment(state: ExperimentState, tracking_uri: str) -> MlflowSync:
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.exceptions import MlflowException
 
+    for noisy in ("mlflow", "alembic"):  # store set-up chatter; MAHSM logs what matters
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     client = MlflowClient(tracking_uri=tracking_uri)
     name = f"{state.name} [{state.experiment_id}]"
     found = client.get_experiment_by_name(name)
