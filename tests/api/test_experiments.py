@@ -95,3 +95,32 @@ async def test_round_robin_requests_through_the_api(api_stack: StackFactory) -> 
     assert served == ["a", "b", "a"]
     assert state["served"] == 3
     assert refused.status_code in (404, 409)
+
+
+async def test_the_python_client_runs_serves_and_lists(api_stack: StackFactory) -> None:
+    import httpx
+
+    from mahsm.client.experiments import ExperimentsClient
+    from mahsm.errors import InvalidRequest
+    from mahsm.experiments.models import ExperimentRequest
+
+    async with api_stack(SCENARIO) as stack:
+        transport = httpx.ASGITransport(app=stack.app)
+        async with ExperimentsClient("http://api", transport=transport) as client:
+            state = await client.run(ExperimentRequest.model_validate(_body()))
+            rotation = await client.start(
+                ExperimentRequest.model_validate(_body(strategy="round_robin"))
+            )
+            served = await client.serve(rotation, {"q": "z"})
+            await client.close_experiment(rotation)
+            closed = await client.wait(rotation)
+            listed = await client.list()
+            try:
+                await client.start(ExperimentRequest.model_construct(**_body(grid=None)))
+            except InvalidRequest as error:
+                refused = str(error)
+    assert state.status == "completed" and len(state.branches) == 2
+    assert served.branch.config.inputs == {"mode": "a"} and served.branch.output == "42"
+    assert closed.served == 1
+    assert {item["id"] for item in listed} >= {state.experiment_id, rotation}
+    assert "configs" in refused
