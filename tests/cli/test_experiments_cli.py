@@ -95,3 +95,26 @@ async def test_run_refuses_a_bad_file_naming_it(tmp_path: Path) -> None:
     result = await mahsm("experiment", "run", str(bad), "--api", "http://127.0.0.1:9")
     assert result.exit_code == 2
     assert "configs.0.tempo" in result.output
+
+
+async def test_dataset_export_turns_finished_tasks_into_rows(
+    api: ServedApi, tmp_path: Path
+) -> None:
+    from tests.cli.api_harness import FACTORIAL
+
+    user = f"export-{tmp_path.name}"[:60]
+    submitted = await mahsm(
+        "submit", FACTORIAL, "--wait", "--model", "scripted/demo", "--user", user, "--api", api.url
+    )
+    assert submitted.exit_code == 0, submitted.output
+    out = tmp_path / "rows.jsonl"
+    for _ in range(50):  # the projection is written a moment after the task ends
+        result = await mahsm("dataset", "export", "-o", str(out), "--user", user, "--api", api.url)
+        assert result.exit_code == 0, result.output
+        if "wrote 1 rows" in result.output:
+            break
+        await asyncio.sleep(0.2)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["id"].startswith("task-")
+    assert rows[0]["inputs"] == {"description": FACTORIAL}
+    assert "3628800" in rows[0]["expected"]
