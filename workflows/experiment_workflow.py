@@ -29,6 +29,8 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from mahsm.activities.experiments import ExperimentActivities, MlflowLogRequest, ScoreRequest
+    from mahsm.activities.llm.activity import LLMActivities
+    from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest
     from mahsm.contracts.task import TaskRequest
     from mahsm.experiments.apply import branch_request
     from mahsm.experiments.models import (
@@ -38,14 +40,23 @@ with workflow.unsafe.imports_passed_through():
         BranchStatus,
         ExperimentRequest,
         ExperimentState,
+        MetricKind,
+        MetricSpec,
         MlflowSync,
         ServeRequest,
         ServeResult,
         Strategy,
     )
-    from mahsm.experiments.scoring import summarize, winner
+    from mahsm.experiments.scoring import (
+        JUDGE_SCHEMA,
+        judge_messages,
+        judge_score,
+        summarize,
+        winner,
+    )
     from mahsm.pipelines.templates import as_text
     from mahsm.workflows.failures import failure_message, usage_of_failure
+    from mahsm.workflows.retry import LLM_RETRY
     from mahsm.workflows.task_workflow import TaskWorkflow
 
 MLFLOW_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
@@ -155,9 +166,7 @@ class ExperimentWorkflow:
             run_primary(), *(self._run(branch, {}, shadow=True) for branch in shadows)
         )
 
-    def _new_branch(
-        self, index: int, *, row: int | None, role: BranchRole = "branch"
-    ) -> Branch:
+    def _new_branch(self, index: int, *, row: int | None, role: BranchRole = "branch") -> Branch:
         config = self._request.configs[index]
         branch = Branch(
             config_id=self._state.config_ids[index],
@@ -230,6 +239,12 @@ class ExperimentWorkflow:
     async def _score(self, branch: Branch) -> None:
         request = self._request
         assert request.dataset is not None and branch.row is not None
+        plain = [m for m in request.metrics if m.kind != MetricKind.LLM_JUDGE]
+        for metric in request.metrics:
+            if metric.kind == MetricKind.LLM_JUDGE:
+                await self._judge(branch, metric)
+        if not plain:
+            return
         try:
             scored = await workflow.execute_activity_method(
                 ExperimentActivities.score,
@@ -238,7 +253,7 @@ class ExperimentWorkflow:
                     output_ref=branch.output_ref,
                     value=branch.value,
                     row=request.dataset[branch.row],
-                    metrics=request.metrics,
+                    metrics=plain,
                 ),
                 activity_id=f"score/{branch.key}",
                 start_to_close_timeout=timedelta(seconds=60),
@@ -246,9 +261,40 @@ class ExperimentWorkflow:
             )
         except ActivityError as error:
             branch.error = BranchError(type="ScoringFailed", message=failure_message(error))
-            branch.scores = {metric.key: 0.0 for metric in request.metrics}
+            branch.scores |= {metric.key: 0.0 for metric in plain}
             return
-        branch.scores = scored.scores
+        branch.scores |= scored.scores
+
+    async def _judge(self, branch: Branch, metric: MetricSpec) -> None:
+        """An `llm_judge` metric: one LLM call (an activity) grading the output by the rubric."""
+        assert self._request.dataset is not None and branch.row is not None
+        output = branch.output or ("(output stored as a blob)" if branch.output_ref else "")
+        messages = judge_messages(metric, output, self._request.dataset[branch.row])
+        try:
+            answer = await workflow.execute_activity_method(
+                LLMActivities.complete,
+                LLMRequest(
+                    model=str(metric.judge_model),
+                    purpose=LLMPurpose.STEP,
+                    messages=[ChatMessage.model_validate(m) for m in messages],
+                    response_schema=JUDGE_SCHEMA,
+                    response_schema_name="grade",
+                    max_output_tokens=300,
+                    temperature=0.0,
+                    task_id=self._state.experiment_id,
+                    subtask_id=f"judge.{branch.key}",
+                ),
+                activity_id=f"judge/{branch.key}/{metric.key}",
+                start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=timedelta(seconds=60),
+                retry_policy=LLM_RETRY,
+            )
+        except ActivityError as error:
+            branch.scores[metric.key] = 0.0
+            branch.error = BranchError(type="JudgeFailed", message=failure_message(error))
+            return
+        branch.scores[metric.key] = judge_score(answer.content)
+        branch.judge_usage = branch.judge_usage + answer.usage
 
     async def _log_mlflow(self) -> None:
         try:

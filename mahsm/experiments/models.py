@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from mahsm.contracts.common import INPUT, Text
+from mahsm.contracts.common import INPUT, MODEL_ID_PATTERN, Text
 from mahsm.contracts.pipeline import ARTIFACT_REF_PATTERN, Pipeline
 from mahsm.contracts.task import BlobRef, Usage
 from mahsm.experiments.configs import MAX_CONFIGS, ExperimentConfig, GridError, expand_grid
@@ -77,6 +77,7 @@ class MetricKind(StrEnum):
     NUMERIC = "numeric"
     JSON_FIELD = "json_field"
     FUNCTION = "function"
+    LLM_JUDGE = "llm_judge"
 
 
 class MetricSpec(BaseModel):
@@ -94,6 +95,12 @@ class MetricSpec(BaseModel):
         default=None, max_length=256, description="module.function(output, row) -> float"
     )
     case_sensitive: bool = False
+    rubric: Text | None = Field(
+        default=None, max_length=10_000, description="llm_judge: how to grade, 0 to 1"
+    )
+    judge_model: str | None = Field(
+        default=None, pattern=MODEL_ID_PATTERN, description="llm_judge: the grading model"
+    )
 
     @property
     def key(self) -> str:
@@ -108,6 +115,8 @@ class MetricSpec(BaseModel):
             raise ValueError("field: the json_field metric needs a field (e.g. answer.value)")
         if self.kind == MetricKind.FUNCTION and self.function is None:
             raise ValueError("function: give module.function")
+        if self.kind == MetricKind.LLM_JUDGE and (self.rubric is None or self.judge_model is None):
+            raise ValueError("llm_judge needs a rubric and a judge_model ('provider/model')")
         return self
 
 
@@ -222,6 +231,9 @@ class Branch(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     scores: dict[str, float] = Field(default_factory=dict)
     task_ids: list[str] = Field(default_factory=list)
+    judge_usage: Usage = Field(
+        default_factory=Usage, description="tokens and cost of llm_judge grading calls"
+    )
 
     @property
     def key(self) -> str:
@@ -243,6 +255,7 @@ class ConfigSummary(BaseModel):
     p95_latency_s: float | None = None
     tokens_per_row: float = 0.0
     cost_per_row: float = 0.0
+    judge_cost_usd: float = Field(default=0.0, description="llm_judge calls, all rows")
     scores: dict[str, float] = Field(default_factory=dict, description="mean per metric")
 
 

@@ -86,10 +86,46 @@ def score(metric: MetricSpec, output: str, value: Any, row: DatasetRow) -> float
         got = _field(value if value is not None else text, str(metric.field))
         want = _field(expected, str(metric.field)) if isinstance(expected, dict) else expected
         return float(got is not None and norm(got) == norm(want))
+    if metric.kind == MetricKind.LLM_JUDGE:
+        raise ValueError("llm_judge is scored by an LLM call, not here")
     module_name, _, attribute = str(metric.function).rpartition(".")
     function = getattr(import_allowed(module_name), attribute)
     result = float(function(output, row.model_dump(mode="json")))
     return min(1.0, max(0.0, result)) if math.isfinite(result) else 0.0
+
+
+def judge_messages(metric: MetricSpec, output: str, row: DatasetRow) -> list[dict[str, str]]:
+    """The grading prompt of an `llm_judge` metric: rubric, inputs, expected, answer."""
+    expected = "" if row.expected is None else f"\nExpected answer: {json.dumps(row.expected)}"
+    return [
+        {
+            "role": "system",
+            "content": "You grade an answer by the rubric. Reply with JSON"
+            ' {"score": <number from 0 to 1>, "reason": "<one sentence>"}.',
+        },
+        {
+            "role": "user",
+            "content": f"Grade this answer.\nRubric: {metric.rubric}\n"
+            f"Inputs: {json.dumps(row.inputs, ensure_ascii=False)}{expected}\n"
+            f"Answer: {output}",
+        },
+    ]
+
+
+JUDGE_SCHEMA = {
+    "type": "object",
+    "properties": {"score": {"type": "number"}, "reason": {"type": "string"}},
+    "required": ["score"],
+}
+
+
+def judge_score(content: str | None) -> float:
+    """The score a judge answered, clamped to [0, 1]; 0 when it answered no number."""
+    try:
+        value = float(json.loads(content or "")["score"])
+    except (ValueError, KeyError, TypeError):
+        return 0.0
+    return min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:
@@ -126,6 +162,7 @@ def summarize(
             p95_latency_s=_percentile(latencies, 0.95),
             tokens_per_row=(sum(b.usage.total_tokens for b in done) / len(done)) if done else 0,
             cost_per_row=(sum(b.usage.cost_usd for b in done) / len(done)) if done else 0,
+            judge_cost_usd=round(sum(b.judge_usage.cost_usd for b in mine), 10),
         )
         names = sorted({name for b in done for name in b.scores})
         for name in names:

@@ -30,6 +30,8 @@ def _rule(match: str, content: str | None = None, **extra: Any) -> dict[str, Any
 
 SCENARIO = {
     "rules": [
+        _rule(r"Grade this answer(.|\n)*Answer: 4$", '{"score": 1, "reason": "right"}'),
+        _rule("Grade this answer", '{"score": 0.25, "reason": "wrong"}'),
         _rule("mode=fail"),
         _rule("mode=slow", "slow answer", latency_ms=2500),
         _rule(r"Question: 2\+2 mode=good", "4"),
@@ -205,3 +207,25 @@ async def test_mlflow_down_the_experiment_completes_and_sync_fills_it_later(
     synced = log_experiment(state, uri)
     runs = MlflowClient(tracking_uri=uri).search_runs([str(synced.experiment_id)])
     assert sorted(r.data.params["temperature"] for r in runs) == ["0.1", "0.9"]
+
+
+async def test_llm_judge_scores_with_its_own_call_and_cost(engine_factory) -> None:
+    judge = {
+        "kind": "llm_judge",
+        "name": "judge",
+        "rubric": "1 when the answer is the right number",
+        "judge_model": "scripted/test",
+    }
+    request = _request(
+        [_mode("good"), _mode("bad")],
+        inputs={},
+        dataset=[{"inputs": {"q": "2+2"}, "expected": "4"}],
+        metrics=[judge, {"kind": "exact_match"}],
+    )
+    async with engine_factory({**SCENARIO, "prices": {"input_per_mtok": 1.0}}) as engine:
+        state: ExperimentState = await (await _start(engine, request)).result()
+    good, bad = state.summary
+    assert (good.mean_score, bad.mean_score) == (1.0, 0.25)
+    assert (good.scores["exact_match"], bad.scores["exact_match"]) == (1.0, 0.0)
+    assert good.judge_cost_usd > 0
+    assert all(b.judge_usage.input_tokens > 0 for b in state.branches)
