@@ -8,6 +8,7 @@ are found again by their tags), so a retried attempt adds no second run.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -73,8 +74,14 @@ class ExperimentActivities:
         from mahsm.experiments.mlflow_sync import log_experiment
 
         uri = self._settings.mlflow_uri()
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()  # the activity's, for heartbeats from the thread
+
+        def beat(runs: int) -> None:
+            loop.call_soon_threadsafe(activity.heartbeat, runs, context=context)
+
         try:
-            return await asyncio.to_thread(log_experiment, request.state, uri)
+            return await asyncio.to_thread(log_experiment, request.state, uri, beat)
         except Exception as error:  # MLflow raises many kinds; all mean "not logged yet"
             raise ApplicationError(
                 "MLflow logging failed: "

@@ -302,7 +302,10 @@ class ExperimentWorkflow:
                 ExperimentActivities.log_mlflow,
                 MlflowLogRequest(state=self._state),
                 activity_id="mlflow",
-                start_to_close_timeout=timedelta(minutes=10),
+                # A heartbeat per run logged: a dead worker is noticed within a minute, and a
+                # retry skips the runs already finished.
+                start_to_close_timeout=timedelta(hours=2),
+                heartbeat_timeout=timedelta(seconds=60),
                 retry_policy=MLFLOW_RETRY,
             )
         except ActivityError as error:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +76,12 @@ def _outputs(branch: Branch) -> str:
     )
 
 
-def log_experiment(state: ExperimentState, tracking_uri: str) -> MlflowSync:
+def log_experiment(
+    state: ExperimentState, tracking_uri: str, on_run: Callable[[int], None] | None = None
+) -> MlflowSync:
     """Create or update the MLflow experiment and runs of `state`; returns what was synced.
 
+    `on_run` is called with the count of runs done after each one (the activity heartbeats).
     Raises whatever MLflow raises (unreachable server, ...); the caller decides to retry.
     """
     from mlflow import MlflowClient
@@ -177,4 +181,6 @@ def log_experiment(state: ExperimentState, tracking_uri: str) -> MlflowSync:
         client.log_text(run_id, _outputs(branch), "outputs.json")
         client.set_terminated(run_id, status="FINISHED" if branch.status == "success" else "FAILED")
         runs += 1
+        if on_run is not None:
+            on_run(runs)
     return MlflowSync(status="synced", experiment_id=experiment_id, runs=runs)
