@@ -189,7 +189,9 @@ async def experiment_events(
     return StreamingResponse(stream(), media_type="text/event-stream")
 
 
-@router.post("/{experiment_id}/requests", responses=error_responses(401, 404, 409, 413, 422, 503))
+@router.post(
+    "/{experiment_id}/requests", responses=error_responses(400, 401, 404, 409, 413, 422, 503)
+)
 async def serve_request(
     experiment_id: ExperimentId, body: ServeRequest, client: TemporalClientDep
 ) -> ServeResult:

@@ -124,3 +124,18 @@ async def test_the_python_client_runs_serves_and_lists(api_stack: StackFactory) 
     assert closed.served == 1
     assert {item["id"] for item in listed} >= {state.experiment_id, rotation}
     assert "configs" in refused
+
+
+async def test_events_stream_states_until_the_end(api_stack: StackFactory) -> None:
+    import json
+
+    async with api_stack(SCENARIO) as stack:
+        experiment_id = (await stack.http.post("/experiments", json=_body())).json()["id"]
+        response = await stack.http.get(f"/experiments/{experiment_id}/events")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [block for block in response.text.split("\n\n") if block]
+    assert events[-1].startswith("event: end")
+    states = [json.loads(e.split("data: ", 1)[1]) for e in events if e.startswith("event: state")]
+    assert states[-1]["status"] == "completed"
+    assert len(states[-1]["branches"]) == 2
