@@ -22,6 +22,9 @@ from mahsm.experiments.scoring import score
 from mahsm.redaction import redact_text
 from mahsm.settings import Settings
 
+MLFLOW_OUTPUT_CHARS = 1_000_000
+"""A claim-checked output goes to its MLflow artifact up to this many characters."""
+
 
 class ScoreRequest(BaseModel):
     """Input of `experiment_score`: one branch's output and its row."""
@@ -80,8 +83,13 @@ class ExperimentActivities:
         def beat(runs: int) -> None:
             loop.call_soon_threadsafe(activity.heartbeat, runs, context=context)
 
+        texts = {
+            branch.key: (await self._blobs.get_text(branch.output_ref))[:MLFLOW_OUTPUT_CHARS]
+            for branch in request.state.branches
+            if branch.output_ref is not None
+        }
         try:
-            return await asyncio.to_thread(log_experiment, request.state, uri, beat)
+            return await asyncio.to_thread(log_experiment, request.state, uri, beat, texts)
         except Exception as error:  # MLflow raises many kinds; all mean "not logged yet"
             raise ApplicationError(
                 "MLflow logging failed: "

@@ -56,9 +56,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from mahsm.pipelines.templates import as_text
     from mahsm.workflows.failures import failure_message, usage_of_failure
+    from mahsm.workflows.payloads import store_text
     from mahsm.workflows.retry import LLM_RETRY
     from mahsm.workflows.task_workflow import TaskWorkflow
 
+BRANCH_INLINE_BYTES = 1024
+"""A branch output longer than this goes to the blob store: the state holds every branch."""
 MLFLOW_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 SCORE_RETRY = RetryPolicy(maximum_attempts=3)
 
@@ -226,6 +229,9 @@ class ExperimentWorkflow:
                 (only,) = result.outputs.values()
                 if result.result_ref is None:
                     branch.output = as_text(only)
+            if branch.output is not None and len(branch.output.encode()) > BRANCH_INLINE_BYTES:
+                branch.output_ref = await store_text(branch.output)
+                branch.output = None
             branch.usage = result.usage
         branch.finished_at = workflow.now()
         branch.duration_s = (branch.finished_at - branch.started_at).total_seconds()
@@ -268,15 +274,20 @@ class ExperimentWorkflow:
     async def _judge(self, branch: Branch, metric: MetricSpec) -> None:
         """An `llm_judge` metric: one LLM call (an activity) grading the output by the rubric."""
         assert self._request.dataset is not None and branch.row is not None
-        output = branch.output or ("(output stored as a blob)" if branch.output_ref else "")
-        messages = judge_messages(metric, output, self._request.dataset[branch.row])
+        output = branch.output or ("(in the next message)" if branch.output_ref else "")
+        messages = [
+            ChatMessage.model_validate(m)
+            for m in judge_messages(metric, output, self._request.dataset[branch.row])
+        ]
+        if branch.output_ref is not None:
+            messages.append(ChatMessage(role="user", content_ref=branch.output_ref))
         try:
             answer = await workflow.execute_activity_method(
                 LLMActivities.complete,
                 LLMRequest(
                     model=str(metric.judge_model),
                     purpose=LLMPurpose.STEP,
-                    messages=[ChatMessage.model_validate(m) for m in messages],
+                    messages=messages,
                     response_schema=JUDGE_SCHEMA,
                     response_schema_name="grade",
                     max_output_tokens=300,

@@ -60,11 +60,11 @@ def _metrics(branch: Branch) -> dict[str, float]:
     return metrics
 
 
-def _outputs(branch: Branch) -> str:
+def _outputs(branch: Branch, texts: dict[str, str]) -> str:
     return json.dumps(
         {
             "status": branch.status,
-            "output": branch.output,
+            "output": branch.output if branch.output is not None else texts.get(branch.key),
             "output_ref": branch.output_ref.model_dump() if branch.output_ref else None,
             "value": branch.value,
             "error": branch.error.model_dump() if branch.error else None,
@@ -77,11 +77,15 @@ def _outputs(branch: Branch) -> str:
 
 
 def log_experiment(
-    state: ExperimentState, tracking_uri: str, on_run: Callable[[int], None] | None = None
+    state: ExperimentState,
+    tracking_uri: str,
+    on_run: Callable[[int], None] | None = None,
+    texts: dict[str, str] | None = None,
 ) -> MlflowSync:
     """Create or update the MLflow experiment and runs of `state`; returns what was synced.
 
-    `on_run` is called with the count of runs done after each one (the activity heartbeats).
+    `on_run` is called with the count of runs done after each one (the activity heartbeats);
+    `texts` holds claim-checked outputs by branch key, for the `outputs.json` artifacts.
     Raises whatever MLflow raises (unreachable server, ...); the caller decides to retry.
     """
     from mlflow import MlflowClient
@@ -178,7 +182,7 @@ def log_experiment(
             params=[Param(k, v[:6000]) for k, v in _params(branch).items()],
             tags=[RunTag(k, v) for k, v in tags.items()],  # a run an earlier attempt began
         )
-        client.log_text(run_id, _outputs(branch), "outputs.json")
+        client.log_text(run_id, _outputs(branch, texts or {}), "outputs.json")
         client.set_terminated(run_id, status="FINISHED" if branch.status == "success" else "FAILED")
         runs += 1
         if on_run is not None:

@@ -17,6 +17,8 @@ from mahsm.contracts.task import BlobRef, Usage
 from mahsm.experiments.configs import MAX_CONFIGS, ExperimentConfig, GridError, expand_grid
 
 MAX_ROWS = 1000
+MAX_BRANCHES = 2000
+"""Configs x rows of one experiment: its state (every branch) must stay far below 2 MB."""
 EXPERIMENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,79}$"
 
 
@@ -174,6 +176,12 @@ class ExperimentRequest(BaseModel):
                     f"configs.{index}: the same overrides as configs.{ids.index(cid)}"
                     f" (config_id {cid}); remove one"
                 )
+        branches = len(self.configs) * max(1, len(self.dataset or []))
+        if branches > MAX_BRANCHES:
+            raise ValueError(
+                f"dataset: {len(self.configs)} configs x {len(self.dataset or [])} rows ="
+                f" {branches} branches; at most {MAX_BRANCHES} per experiment (split it)"
+            )
         if self.primary >= len(self.configs):
             raise ValueError(f"primary: {self.primary} is not a config index (0..{len(ids) - 1})")
         if self.strategy == Strategy.ROUND_ROBIN and self.dataset:

@@ -32,6 +32,7 @@ SCENARIO = {
     "rules": [
         _rule(r"Grade this answer(.|\n)*Answer: 4$", '{"score": 1, "reason": "right"}'),
         _rule("Grade this answer", '{"score": 0.25, "reason": "wrong"}'),
+        _rule("mode=long", "word " * 400 + "answer 4"),
         _rule("mode=fail"),
         _rule("mode=slow", "slow answer", latency_ms=2500),
         _rule(r"Question: 2\+2 mode=good", "4"),
@@ -229,3 +230,30 @@ async def test_llm_judge_scores_with_its_own_call_and_cost(engine_factory) -> No
     assert (good.scores["exact_match"], bad.scores["exact_match"]) == (1.0, 0.0)
     assert good.judge_cost_usd > 0
     assert all(b.judge_usage.input_tokens > 0 for b in state.branches)
+
+
+async def test_a_long_output_is_claim_checked_scored_and_logged_whole(
+    engine_factory, data_dir: Path
+) -> None:
+    uri = f"sqlite:///{data_dir / 'mlflow.db'}"
+    request = _request(
+        [_mode("long")],
+        inputs={},
+        dataset=[{"inputs": {"q": "2+2"}, "expected": "answer 4"}],
+        metrics=[{"kind": "contains"}],
+        mlflow=True,
+    )
+    async with engine_factory(SCENARIO, mlflow_tracking_uri=uri) as engine:
+        state: ExperimentState = await (await _start(engine, request)).result()
+    (branch,) = state.branches
+    assert branch.output is None and branch.output_ref is not None
+    assert branch.output_ref.size_bytes > 1024
+    assert branch.scores == {"contains": 1.0}
+    client = MlflowClient(tracking_uri=uri)
+    run = next(
+        r
+        for r in client.search_runs([str(state.mlflow.experiment_id)])
+        if "mahsm.branch" in r.data.tags
+    )
+    path = client.download_artifacts(run.info.run_id, "outputs.json", str(data_dir))
+    assert "word word" in Path(path).read_text() and "answer 4" in Path(path).read_text()
