@@ -22,6 +22,7 @@ from mahsm.api.routes import (
     agents,
     artifacts,
     events,
+    experiments,
     health,
     logs,
     optimizations,
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(optimizations.router)
     app.include_router(transcripts.router)
     app.include_router(logs.router)
+    app.include_router(experiments.router)
     add_docs(app)
     add_dashboard(app)
     return app

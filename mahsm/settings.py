@@ -277,6 +277,21 @@ class Settings(BaseSettings):
             raise ValueError(f"{', '.join(bad)}: expected names like 'pii' or 'pii:block'")
         return value
 
+    # Experiments: where branches are logged (docs/experiments.md).
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI; unset: MLFLOW_TRACKING_URI, else a SQLite store in"
+        " data_dir",
+    )
+    mlflow_port: int = Field(default=5000, ge=1, le=65535, description="`mahsm up`'s MLflow UI")
+
+    def mlflow_uri(self) -> str:
+        """The tracking URI experiments log to (read when called, never at import)."""
+        import os
+
+        chosen = self.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        return chosen or f"sqlite:///{self.data_dir.resolve() / 'mlflow.db'}"
+
 
 def _describe(error: ValidationError) -> str:
     lines = []

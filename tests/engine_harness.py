@@ -66,6 +66,25 @@ class Engine:
                 raise AssertionError(f"condition not reached; last state: {state}")
             await asyncio.sleep(0.1)
 
+    async def wait_for_experiment(
+        self,
+        handle: WorkflowHandle[Any, Any],
+        predicate: Callable[[Any], bool],
+        *,
+        timeout_s: float = 30.0,
+    ) -> Any:
+        """Poll an experiment's `state` query until `predicate` holds."""
+        from mahsm.experiments.models import ExperimentState
+
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            state = ExperimentState.model_validate(await handle.query("state"))
+            if predicate(state):
+                return state
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"condition not reached; last state: {state}")
+            await asyncio.sleep(0.05)
+
     async def task_row(self, task_id: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow("SELECT * FROM tasks WHERE id = $1", task_id)
 

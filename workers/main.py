@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import structlog
@@ -20,6 +21,7 @@ from temporalio.worker import Worker
 
 from mahsm.activities.blobs import BlobStore
 from mahsm.activities.engine import EngineActivities
+from mahsm.activities.experiments import ExperimentActivities
 from mahsm.activities.llm.activity import LLMActivities
 from mahsm.activities.llm.breaker import BreakerConfig, CircuitBreakers
 from mahsm.activities.llm.middleware.activity import MiddlewareActivities
@@ -41,6 +43,7 @@ from mahsm.settings import Settings, SettingsError, get_settings
 from mahsm.temporal_client import connect
 from mahsm.workers.workflow_runner import workflow_runner
 from mahsm.workflows.agent_workflow import AgentWorkflow
+from mahsm.workflows.experiment_workflow import ExperimentWorkflow
 from mahsm.workflows.optimize_workflow import OptimizeWorkflow
 from mahsm.workflows.task_workflow import TaskWorkflow
 
@@ -93,7 +96,7 @@ def build_workers(
             Worker(
                 client,
                 task_queue=tasks_queue(settings.queue_prefix),
-                workflows=[TaskWorkflow, OptimizeWorkflow],
+                workflows=[TaskWorkflow, OptimizeWorkflow, ExperimentWorkflow],
                 workflow_runner=workflow_runner(),
                 activities=[
                     llm.complete,
@@ -105,6 +108,7 @@ def build_workers(
                     hooks.run_hook,
                     PromptActivities(pool=pool, tools=catalogue).get,
                     OptimizeActivities(pool=pool, client=client, settings=settings).run,
+                    *_experiment_activities(settings, blobs),
                 ],
                 **common,  # type: ignore[arg-type]
             )
@@ -122,6 +126,11 @@ def build_workers(
             )
         )
     return workers
+
+
+def _experiment_activities(settings: Settings, blobs: BlobStore) -> list[Callable[..., Any]]:
+    experiments = ExperimentActivities(settings=settings, blobs=blobs)
+    return [experiments.score, experiments.log_mlflow]
 
 
 async def run(settings: Settings) -> None:

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import typer
 
-from mahsm.cli import artifacts, demo, optimize, pipelines, run, stack, tasks
+from mahsm.cli import (
+    artifacts,
+    datasets,
+    demo,
+    experiments,
+    optimize,
+    pipelines,
+    run,
+    stack,
+    tasks,
+)
 
 app = typer.Typer(
     name="mahsm",
@@ -23,6 +33,8 @@ app.add_typer(run.app)
 app.add_typer(pipelines.app)
 app.add_typer(artifacts.app)
 app.add_typer(optimize.app)
+app.add_typer(experiments.app)
+app.add_typer(datasets.app)
 
 
 if __name__ == "__main__":

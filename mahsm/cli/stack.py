@@ -61,6 +61,12 @@ def _print_info(info: StackInfo) -> None:
         ("Data dir", str(info.data_dir)),
         ("Logs", str(info.logs_dir)),
         (
+            "MLflow",
+            f"{info.mlflow_tracking_uri}  (experiments; UI: mlflow ui --backend-store-uri"
+            f" {info.mlflow_tracking_uri} --port {_settings().mlflow_port}, with the full mlflow"
+            " package)",
+        ),
+        (
             "Default model",
             f"{info.default_model}  (the worker's MAHSM_DEFAULT_MODEL, from where `mahsm up`"
             " runs; tasks without --model use it)",

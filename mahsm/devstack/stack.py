@@ -51,6 +51,7 @@ class StackInfo:
     data_dir: Path
     logs_dir: Path
     default_model: str
+    mlflow_tracking_uri: str = ""
 
     @property
     def dashboard_url(self) -> str:
@@ -191,6 +192,7 @@ class DevStack:
             data_dir=self.data_dir,
             logs_dir=self.logs_dir,
             default_model=s.default_model,
+            mlflow_tracking_uri=redact_text(env["MAHSM_MLFLOW_TRACKING_URI"]),
         )
         log.debug("stack up", api=api_url, temporal=temporal_address, data_dir=str(self.data_dir))
         return self.info
@@ -241,6 +243,10 @@ class DevStack:
             MAHSM_API_HOST=self.settings.api_host,
             MAHSM_API_PORT=str(self.settings.api_port),
             PYTHONUNBUFFERED="1",
+            # Experiments log here (a SQLite store in the data dir unless MLFLOW_TRACKING_URI).
+            MAHSM_MLFLOW_TRACKING_URI=self.settings.model_copy(
+                update={"data_dir": self.data_dir}
+            ).mlflow_uri(),
         )
         if ui_url:
             env["MAHSM_TEMPORAL_UI_URL"] = ui_url
