@@ -262,6 +262,17 @@ class Settings(BaseSettings):
         " by import path",
     )
 
+    # Observability (docs/observability.md); the exporters' own variables (LANGFUSE_*,
+    # OTEL_EXPORTER_OTLP_ENDPOINT) are read by `mahsm.tracing`.
+    trace_content: bool = Field(
+        default=True,
+        description="record prompts, completions and tool arguments/results on spans"
+        " (redacted); false keeps only sizes, tokens, cost and ids",
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="port of a worker's Prometheus /metrics"
+    )
+
     @field_validator("middleware", "middleware_modules", "code_modules", mode="before")
     @classmethod
     def _parse_comma_list(cls, raw: object) -> object:

@@ -1,0 +1,274 @@
+"""Tracing of one process: OpenTelemetry, exported to Langfuse or to any OTLP/HTTP endpoint.
+
+Configured once per process (`configure_tracing`) from the process's own environment:
+
+- `LANGFUSE_PUBLIC_KEY`, `LANGFUSE_SECRET_KEY` and `LANGFUSE_HOST`: spans go to Langfuse
+  through the Langfuse SDK's span processor (OTLP/HTTP at `<host>/api/public/otel/v1/traces`);
+- else `OTEL_EXPORTER_OTLP_ENDPOINT`: spans go to `<endpoint>/v1/traces` (OTLP/HTTP);
+- else tracing is off: no tracer provider is installed, every span is OpenTelemetry's no-op
+  span, and the Temporal plugin is not added.
+
+Only MAHSM's spans are exported (instrumentation scopes `mahsm.*`), whatever other libraries
+in the process emit. Export never blocks or fails a task: spans wait in a bounded queue
+(`MAX_QUEUED_SPANS`) drained by a background thread; a span that finds the queue full, or
+whose export fails (endpoint down, timeout), is dropped and counted (`ExportStats`, the
+`mahsm_trace_spans_dropped_total` metric).
+
+The tracer provider is Temporal's replay-safe one (`create_tracer_provider`): span ids made
+in workflow code come from the workflow's deterministic random, and spans a replay ends are
+not exported again (see docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from temporalio.contrib.opentelemetry import (
+    OpenTelemetryPlugin,
+    ReplaySafeTracerProvider,
+    create_tracer_provider,
+)
+from temporalio.plugin import SimplePlugin
+
+from mahsm.redaction import register_secret
+
+SCOPE_PREFIX = "mahsm"
+"""Instrumentation scopes of MAHSM's tracers start with this; only those spans are exported."""
+MAX_QUEUED_SPANS = 4096
+"""Spans waiting for export; past this a span is dropped (and counted), never waited for."""
+EXPORT_TIMEOUT_S = 5
+"""One export request's time limit; the export thread gives up on a batch after it."""
+SCHEDULE_DELAY_MS = 1000
+
+
+class TracingEnv(BaseSettings):
+    """The standard, unprefixed variables of Langfuse and OpenTelemetry this process reads."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    langfuse_public_key: SecretStr | None = None
+    langfuse_secret_key: SecretStr | None = None
+    langfuse_host: str | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+
+
+@dataclass
+class ExportStats:
+    """Spans exported and dropped by this process (queue full or export failed)."""
+
+    exported: int = 0
+    dropped: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    on_drop: list[Callable[[int], None]] = field(default_factory=list, repr=False)
+
+    def add(self, *, exported: int = 0, dropped: int = 0) -> None:
+        """Count `exported` and `dropped` spans."""
+        with self._lock:
+            self.exported += exported
+            self.dropped += dropped
+        if dropped:
+            for hook in self.on_drop:
+                hook(dropped)
+
+
+class _CountingExporter(SpanExporter):
+    """Counts what the wrapped exporter sent and what it failed to send (dropped)."""
+
+    def __init__(self, inner: SpanExporter, stats: ExportStats, pending: _Pending) -> None:
+        self.inner = inner
+        self.stats = stats
+        self.pending = pending
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception:  # an exporter bug must not kill the export thread
+            result = SpanExportResult.FAILURE
+        finally:
+            self.pending.release(len(spans))
+        if result == SpanExportResult.SUCCESS:
+            self.stats.add(exported=len(spans))
+        else:
+            self.stats.add(dropped=len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class _Pending:
+    """Spans handed to the batch processor and not yet through the exporter."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> bool:
+        with self._lock:
+            if self.count >= self.limit:
+                return False
+            self.count += 1
+            return True
+
+    def release(self, n: int) -> None:
+        with self._lock:
+            self.count = max(0, self.count - n)
+
+
+class _BoundedMahsmProcessor(SpanProcessor):
+    """MAHSM's spans into `inner` (a batch processor), dropping and counting past the bound."""
+
+    def __init__(self, inner: BatchSpanProcessor, pending: _Pending, stats: ExportStats) -> None:
+        self.inner = inner
+        self.pending = pending
+        self.stats = stats
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if is_mahsm_span(span):
+            self.inner.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not is_mahsm_span(span):
+            return
+        if not self.pending.acquire():
+            self.stats.add(dropped=1)
+            return
+        self.inner.on_end(span)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def is_mahsm_span(span: ReadableSpan) -> bool:
+    """Whether `span` was made by one of MAHSM's tracers (scope `mahsm` or `mahsm.*`)."""
+    scope = span.instrumentation_scope
+    name = scope.name if scope is not None else ""
+    return name == SCOPE_PREFIX or name.startswith(SCOPE_PREFIX + ".")
+
+
+@dataclass
+class Tracing:
+    """The tracing of this process: its provider (None when off) and export counters."""
+
+    provider: ReplaySafeTracerProvider | None
+    stats: ExportStats
+    destination: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether spans are recorded and exported."""
+        return self.provider is not None
+
+    def plugins(self) -> list[SimplePlugin]:
+        """Temporal plugins to add to a client (context in headers, spans in workflows)."""
+        return [OpenTelemetryPlugin()] if self.enabled else []
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Export what is queued, waiting at most `timeout_s`."""
+        if self.provider is None:
+            return True
+        return self.provider.force_flush(int(timeout_s * 1000))
+
+
+_current = Tracing(provider=None, stats=ExportStats())
+_lock = threading.Lock()
+
+
+def current() -> Tracing:
+    """The tracing configured in this process (off until `configure_tracing`)."""
+    return _current
+
+
+def _exporter_for(
+    env: TracingEnv,
+) -> tuple[SpanExporter | None, str | None, BatchSpanProcessor | None]:
+    """The exporter (or the Langfuse processor) the environment asks for."""
+    if env.langfuse_public_key and env.langfuse_secret_key and env.langfuse_host:
+        from langfuse._client.span_processor import LangfuseSpanProcessor
+
+        public = env.langfuse_public_key.get_secret_value()
+        secret = env.langfuse_secret_key.get_secret_value()
+        register_secret(public, secret)
+        host = env.langfuse_host.rstrip("/")
+        processor = LangfuseSpanProcessor(
+            public_key=public,
+            secret_key=secret,
+            base_url=host,
+            timeout=EXPORT_TIMEOUT_S,
+            flush_interval=SCHEDULE_DELAY_MS / 1000,
+            should_export_span=is_mahsm_span,
+            otel_compression="none",
+        )
+        return None, f"langfuse {host}", processor
+    if env.otel_exporter_otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        endpoint = env.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+        return OTLPSpanExporter(endpoint=endpoint, timeout=EXPORT_TIMEOUT_S), endpoint, None
+    return None, None, None
+
+
+def configure_tracing(
+    *, service_name: str, env: TracingEnv | None = None, exporter: SpanExporter | None = None
+) -> Tracing:
+    """Install this process's tracer provider once, from the environment (or `exporter`).
+
+    Args:
+        service_name: The OpenTelemetry `service.name` (`mahsm-worker`, `mahsm-api`).
+        env: The Langfuse/OTLP variables; read from the environment when omitted.
+        exporter: Export to this instead (tests, benchmarks); the environment is not read.
+
+    Returns:
+        The process's tracing; `enabled` is False when nothing is configured. A second call
+        returns the first call's tracing: OpenTelemetry has one global provider per process.
+    """
+    global _current
+    with _lock:
+        if _current.enabled:
+            return _current
+        stats = ExportStats()
+        destination: str | None = "custom exporter" if exporter is not None else None
+        langfuse: BatchSpanProcessor | None = None
+        if exporter is None:
+            exporter, destination, langfuse = _exporter_for(env or TracingEnv())
+        if exporter is None and langfuse is None:
+            _current = Tracing(provider=None, stats=stats)
+            return _current
+        pending = _Pending(MAX_QUEUED_SPANS)
+        if langfuse is not None:
+            # The Langfuse processor keeps its own exporter: count around it.
+            langfuse._batch_processor._exporter = _CountingExporter(  # noqa: SLF001
+                langfuse._batch_processor._exporter,
+                stats,
+                pending,  # noqa: SLF001
+            )
+            batch = langfuse
+        else:
+            assert exporter is not None
+            batch = BatchSpanProcessor(
+                _CountingExporter(exporter, stats, pending),
+                max_queue_size=MAX_QUEUED_SPANS,
+                schedule_delay_millis=SCHEDULE_DELAY_MS,
+                export_timeout_millis=EXPORT_TIMEOUT_S * 1000,
+            )
+        provider = create_tracer_provider(resource=Resource.create({"service.name": service_name}))
+        provider.add_span_processor(_BoundedMahsmProcessor(batch, pending, stats))
+        trace.set_tracer_provider(provider)
+        _current = Tracing(provider=provider, stats=stats, destination=destination)
+        return _current
