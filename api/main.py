@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mahsm.api.body_limit import BodyLimitMiddleware
 from mahsm.api.deps import Backends
 from mahsm.api.docs_ui import add_docs
+from mahsm.api.request_tracing import RequestTracingMiddleware
 from mahsm.api.routes import (
     agents,
     artifacts,
@@ -26,9 +27,12 @@ from mahsm.api.routes import (
     pipelines,
     providers,
     tasks,
+    usage,
 )
+from mahsm.api.routes import metrics as metrics_route
 from mahsm.pipelines.files import named_errors
 from mahsm.settings import Settings, get_settings
+from mahsm.tracing import configure_tracing
 
 log = structlog.get_logger(__name__)
 
@@ -110,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app still starts, `/health` reports it, and the connection is retried on next use.
     """
     resolved = settings or get_settings()
+    configure_tracing(service_name="mahsm-api")  # before the lifespan connects to Temporal
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -134,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(RequestTracingMiddleware)
     app.include_router(health.router)
     app.include_router(tasks.router)
     app.include_router(events.router)
@@ -142,5 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pipelines.router)
     app.include_router(artifacts.router)
     app.include_router(optimizations.router)
+    app.include_router(usage.router)
+    app.include_router(metrics_route.router)
     add_docs(app)
     return app

@@ -11,7 +11,6 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
     start_http_server,
@@ -62,7 +61,7 @@ BLOB_BYTES_OFFLOADED = Counter(
 SPANS_DROPPED = Counter(
     "mahsm_trace_spans_dropped", "Spans not exported: queue full or exporter failing"
 )
-SPANS_EXPORTED = Gauge("mahsm_trace_spans_exported", "Spans exported by this process")
+SPANS_EXPORTED = Counter("mahsm_trace_spans_exported", "Spans exported by this process")
 
 
 def exposition() -> tuple[bytes, str]:

@@ -273,7 +273,14 @@ class Settings(BaseSettings):
         default=None, ge=1, le=65535, description="port of a worker's Prometheus /metrics"
     )
 
-    @field_validator("middleware", "middleware_modules", "code_modules", mode="before")
+    admin_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="users (of MAHSM_API_KEYS) whose keys see every user's usage (GET /usage)",
+    )
+
+    @field_validator(
+        "middleware", "middleware_modules", "code_modules", "admin_users", mode="before"
+    )
     @classmethod
     def _parse_comma_list(cls, raw: object) -> object:
         if isinstance(raw, str):

@@ -6,6 +6,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import TLSConfig
 
+from mahsm import tracing
 from mahsm.settings import Settings
 
 
@@ -26,4 +27,5 @@ async def connect(settings: Settings, *, address: str | None = None) -> Client:
         tls=tls,
         api_key=api_key,
         data_converter=pydantic_data_converter,
+        plugins=tracing.current().plugins(),  # none unless this process traces
     )

@@ -22,7 +22,7 @@ not exported again (see docs/decisions.md).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry import trace
@@ -39,6 +39,7 @@ from temporalio.contrib.opentelemetry import (
 )
 from temporalio.plugin import SimplePlugin
 
+from mahsm import metrics
 from mahsm.redaction import register_secret
 
 SCOPE_PREFIX = "mahsm"
@@ -68,16 +69,16 @@ class ExportStats:
     exported: int = 0
     dropped: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    on_drop: list[Callable[[int], None]] = field(default_factory=list, repr=False)
 
     def add(self, *, exported: int = 0, dropped: int = 0) -> None:
         """Count `exported` and `dropped` spans."""
         with self._lock:
             self.exported += exported
             self.dropped += dropped
+        if exported:
+            metrics.SPANS_EXPORTED.inc(exported)
         if dropped:
-            for hook in self.on_drop:
-                hook(dropped)
+            metrics.SPANS_DROPPED.inc(dropped)
 
 
 class _CountingExporter(SpanExporter):
@@ -149,7 +150,7 @@ class _BoundedMahsmProcessor(SpanProcessor):
         self.inner.on_end(span)
 
     def shutdown(self) -> None:
-        self.inner.shutdown()
+        self.inner.shutdown()  # type: ignore[no-untyped-call]
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
@@ -253,11 +254,8 @@ def configure_tracing(
         pending = _Pending(MAX_QUEUED_SPANS)
         if langfuse is not None:
             # The Langfuse processor keeps its own exporter: count around it.
-            langfuse._batch_processor._exporter = _CountingExporter(  # noqa: SLF001
-                langfuse._batch_processor._exporter,
-                stats,
-                pending,  # noqa: SLF001
-            )
+            counted = _CountingExporter(langfuse.span_exporter, stats, pending)
+            langfuse._batch_processor._exporter = counted  # noqa: SLF001
             batch = langfuse
         else:
             assert exporter is not None

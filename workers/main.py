@@ -36,9 +36,11 @@ from mahsm.contracts.task import Capability
 from mahsm.db.migrate import migrate
 from mahsm.db.pool import create_pool
 from mahsm.logging import configure_logging
+from mahsm.metrics import serve_metrics
 from mahsm.queues import pool_queue, tasks_queue
 from mahsm.settings import Settings, SettingsError, get_settings
 from mahsm.temporal_client import connect
+from mahsm.tracing import configure_tracing
 from mahsm.workers.sandbox import workflow_runner
 from mahsm.workflows.agent_workflow import AgentWorkflow
 from mahsm.workflows.optimize_workflow import OptimizeWorkflow
@@ -134,6 +136,9 @@ async def run(settings: Settings) -> None:
         raise SettingsError("MAHSM_DATABASE_URL is not set: `mahsm up` sets it, or set it yourself")
     database_url = settings.database_url.get_secret_value()
     await migrate(database_url)
+    tracing = configure_tracing(service_name="mahsm-worker")  # before the client: its plugin
+    if settings.metrics_port is not None:
+        serve_metrics(settings.metrics_port)
     client = await connect(settings)
     pool = await create_pool(database_url, max_size=settings.database_pool_max)
     sql_url = settings.sql_tool_database_url
@@ -165,6 +170,7 @@ async def run(settings: Settings) -> None:
         if sql_pool is not None:
             await sql_pool.close()
         await pool.close()
+        await asyncio.to_thread(tracing.flush)  # bounded by the export timeout
 
 
 def main() -> None:

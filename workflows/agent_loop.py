@@ -84,7 +84,7 @@ async def run_agent_loop(request: AgentInput, steps: AgentSteps) -> AgentResult:
     for iteration in range(request.iteration, request.max_iterations):
         progress = {"messages": messages, "iteration": iteration, "usage": usage, "agent": agent}
         steps.before_iteration(request.model_copy(update=progress))  # may hand the loop off
-        attributes = {
+        attributes: dict[str, str | int] = {
             "mahsm.task_id": request.task_id,
             "mahsm.subtask_id": request.subtask.id,
             "mahsm.agent.iteration": iteration,

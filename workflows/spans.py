@@ -12,7 +12,7 @@ The activities a span's code schedules carry its context in their headers, so th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from temporalio import workflow
@@ -29,7 +29,7 @@ TRACE_NAME_CHARS = 80
 
 
 @contextmanager
-def span(name: str, attributes: dict[str, AttributeValue] | None = None) -> Iterator[Span]:
+def span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Iterator[Span]:
     """A span around workflow code; an exception marks it failed (by type, no message)."""
     with trace.get_tracer(TRACER).start_as_current_span(
         name,
