@@ -40,7 +40,7 @@ from temporalio.contrib.opentelemetry import (
 from temporalio.plugin import SimplePlugin
 
 from mahsm import metrics
-from mahsm.redaction import register_secret
+from mahsm.redaction import redact_output, register_secret
 
 SCOPE_PREFIX = "mahsm"
 """Instrumentation scopes of MAHSM's tracers start with this; only those spans are exported."""
@@ -91,7 +91,7 @@ class _CountingExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
-            result = self.inner.export(spans)
+            result = self.inner.export([_redacted(span) for span in spans])
         except Exception:  # an exporter bug must not kill the export thread
             result = SpanExportResult.FAILURE
         finally:
@@ -107,6 +107,38 @@ class _CountingExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
+
+
+def _clean(value: object) -> object:
+    if isinstance(value, str):
+        return redact_output(value)
+    if isinstance(value, tuple | list):
+        return tuple(redact_output(v) if isinstance(v, str) else v for v in value)
+    return value
+
+
+def _redacted(span: ReadableSpan) -> ReadableSpan:
+    """`span` with the process's secrets removed from its name and attributes.
+
+    The last line of defence, in the export thread: activities redact what they record, but
+    workflow code cannot read the environment (the values to redact), and a task's text (its
+    trace name) is the user's.
+    """
+    attributes = {k: _clean(v) for k, v in (span.attributes or {}).items()}
+    return ReadableSpan(
+        name=redact_output(span.name),
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,  # type: ignore[arg-type]
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
 
 
 class _Pending:

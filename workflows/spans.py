@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from opentelemetry import trace
+    from opentelemetry import context, trace
     from opentelemetry.trace import Span, Status, StatusCode
     from opentelemetry.util.types import AttributeValue
 
@@ -30,18 +30,28 @@ TRACE_NAME_CHARS = 80
 
 @contextmanager
 def span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Iterator[Span]:
-    """A span around workflow code; an exception marks it failed (by type, no message)."""
-    with trace.get_tracer(TRACER).start_as_current_span(
-        name,
-        attributes=attributes,
-        record_exception=False,  # exception text may hold task content: the type only
-        set_status_on_exception=False,
-    ) as current:
-        try:
-            yield current
-        except BaseException as error:
-            current.set_status(Status(StatusCode.ERROR, type(error).__name__))
-            raise
+    """A span around workflow code; an exception marks it failed (by type, no message).
+
+    A workflow evicted from the worker's cache has its coroutines closed (`GeneratorExit`):
+    its spans are neither ended nor detached then, since the worker that replays the
+    workflow makes the same spans again (same ids) and ends them.
+    """
+    current = trace.get_tracer(TRACER).start_span(name, attributes=attributes)
+    token = context.attach(trace.set_span_in_context(current))
+    try:
+        yield current
+    except GeneratorExit:
+        raise
+    except BaseException as error:
+        current.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        _close(current, token)
+        raise
+    _close(current, token)
+
+
+def _close(current: Span, token: object) -> None:
+    current.end()
+    context.detach(token)  # type: ignore[arg-type]
 
 
 def task_attributes(
