@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from mahsm.cli import artifacts, demo, optimize, pipelines, run, stack, tasks
+from mahsm.cli import artifacts, demo, optimize, pipelines, run, stack, tasks, usage
 
 app = typer.Typer(
     name="mahsm",
@@ -23,6 +23,7 @@ app.add_typer(run.app)
 app.add_typer(pipelines.app)
 app.add_typer(artifacts.app)
 app.add_typer(optimize.app)
+app.add_typer(usage.app)
 
 
 if __name__ == "__main__":

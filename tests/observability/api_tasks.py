@@ -25,9 +25,7 @@ SCENARIO: dict[str, Any] = {
         {
             "purpose": "agent_step",
             "after_tool": False,
-            "respond": {
-                "tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]
-            },
+            "respond": {"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]},
         },
         {"purpose": "agent_step", "respond": {"content": "calc={last_tool_result}"}},
         AGGREGATE,

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import pytest
 from opentelemetry import trace
+from prometheus_client import REGISTRY
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -184,8 +185,9 @@ async def test_one_trace_per_task_with_the_span_tree_usage_and_no_secret_after_a
         assert attributes["mahsm.llm.attempt"] >= 1
         assert attributes["gen_ai.response.finish_reasons"]
         assert attributes["mahsm.latency_ms"] >= 0
-        assert json.loads(attributes["langfuse.observation.usage_details"])["input"] == (
-            attributes["gen_ai.usage.input_tokens"]
+        assert (
+            json.loads(attributes["langfuse.observation.usage_details"])["input"]
+            == (attributes["gen_ai.usage.input_tokens"])
         )
         assert attributes["mahsm.task_id"] == task_id
     assert sum(s.attributes["gen_ai.usage.input_tokens"] for s in answered) == (
@@ -209,3 +211,41 @@ async def test_one_trace_per_task_with_the_span_tree_usage_and_no_secret_after_a
     for body in otlp_receiver.bodies:
         for canary in canary_env:
             assert canary.encode() not in body
+
+
+async def test_a_failing_exporter_never_fails_a_task_and_its_dropped_spans_are_counted(
+    otlp_receiver: OtlpReceiver,
+    temporal_env: WorkflowEnvironment,
+    db_pool: asyncpg.Pool,
+    data_dir: Path,
+) -> None:
+    settings = load_settings(
+        _env_file=None,
+        queue_prefix=f"t{uuid.uuid4().hex[:10]}",
+        data_dir=data_dir,
+        scripted_scenario=write_scenario(data_dir / "scenario.yaml", scenario()),
+        default_model="scripted/test",
+    )
+    client = await connect(settings, address=temporal_env.client.service_client.config.target_host)
+    stats = tracing.current().stats
+    assert tracing.current().flush(10)
+    dropped_before = stats.dropped
+    metric_before = REGISTRY.get_sample_value("mahsm_trace_spans_dropped_total") or 0.0
+    otlp_receiver.failing = True  # Langfuse's ingestion answers 503
+    try:
+        async with workers(client, db_pool, settings):
+            final: TaskState = await client.execute_workflow(
+                TaskWorkflow.run,
+                TaskRequest(description=DESCRIPTION),
+                id=f"task-{uuid.uuid4()}",
+                task_queue=tasks_queue(settings.queue_prefix),
+            )
+        assert final.status == TaskStatus.COMPLETED
+        tracing.current().flush(15)  # the exporter gives up on each batch after its timeout
+    finally:
+        otlp_receiver.failing = False
+    assert otlp_receiver.rejected > 0
+    dropped = stats.dropped - dropped_before
+    assert dropped >= 12, "every span of the task was dropped and counted"
+    metric = REGISTRY.get_sample_value("mahsm_trace_spans_dropped_total")
+    assert metric is not None and metric - metric_before == dropped

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,7 +70,9 @@ async def test_usage_equals_the_task_states_and_is_scoped_to_the_caller(
             bobs = [await run_task(http, served.engine, "Usage: bob's only calculation here", BOB)]
 
             async def usage(key: str, **params: str) -> dict[str, Any]:
-                answer = await http.get("/usage", params={"since": since, **params}, headers=auth(key))
+                answer = await http.get(
+                    "/usage", params={"since": since, **params}, headers=auth(key)
+                )
                 assert answer.status_code == 200, answer.text
                 return dict(answer.json())
 
@@ -92,9 +98,7 @@ async def test_usage_equals_the_task_states_and_is_scoped_to_the_caller(
             assert {r["key"] for r in everyone["rows"]} == {"alice", "bob"}
             assert same(totals(everyone), summed(alices + bobs))
 
-            later = await http.get(
-                "/usage", params={"since": "2999-01-01"}, headers=auth(ALICE)
-            )
+            later = await http.get("/usage", params={"since": "2999-01-01"}, headers=auth(ALICE))
             assert later.json()["total"]["tasks"] == 0
 
             bad = await http.get("/usage", params={"group_by": "month"}, headers=auth(ALICE))
@@ -104,3 +108,15 @@ async def test_usage_equals_the_task_states_and_is_scoped_to_the_caller(
             assert bad.status_code == 422
             assert "since" in bad.json()["message"]
             assert (await http.get("/usage")).status_code == 401
+
+            # `mahsm usage` shows the same figures.
+            cli = await asyncio.to_thread(
+                subprocess.run,
+                [str(Path(sys.executable).parent / "mahsm"), "usage", "--group-by", "task"]
+                + ["--since", since[:19], "--json", "--api", served.url, "--api-key", ALICE],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert cli.returncode == 0, cli.stderr
+            assert same(totals(json.loads(cli.stdout)), summed(alices))
