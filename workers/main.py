@@ -40,6 +40,7 @@ from mahsm.metrics import serve_metrics
 from mahsm.queues import pool_queue, tasks_queue
 from mahsm.settings import Settings, SettingsError, get_settings
 from mahsm.temporal_client import connect
+from mahsm.temporal_metrics import TemporalMetrics
 from mahsm.tracing import configure_tracing
 from mahsm.workers.sandbox import workflow_runner
 from mahsm.workflows.agent_workflow import AgentWorkflow
@@ -137,9 +138,13 @@ async def run(settings: Settings) -> None:
     database_url = settings.database_url.get_secret_value()
     await migrate(database_url)
     tracing = configure_tracing(service_name="mahsm-worker")  # before the client: its plugin
+    temporal_metrics = None
     if settings.metrics_port is not None:
+        temporal_metrics = TemporalMetrics()
         serve_metrics(settings.metrics_port)
-    client = await connect(settings)
+    runtime = temporal_metrics.runtime if temporal_metrics is not None else None
+    client = await connect(settings, runtime=runtime)
+    draining = asyncio.create_task(temporal_metrics.run()) if temporal_metrics else None
     pool = await create_pool(database_url, max_size=settings.database_pool_max)
     sql_url = settings.sql_tool_database_url
     sql_pool = None if sql_url is None else await create_sql_pool(sql_url.get_secret_value())
@@ -170,6 +175,8 @@ async def run(settings: Settings) -> None:
         if sql_pool is not None:
             await sql_pool.close()
         await pool.close()
+        if draining:
+            draining.cancel()
         await asyncio.to_thread(tracing.flush)  # bounded by the export timeout
 
 

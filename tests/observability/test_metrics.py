@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import math
+import uuid
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.testing import WorkflowEnvironment
 
+from mahsm.contracts.task import TaskRequest
+from mahsm.queues import tasks_queue
+from mahsm.settings import load_settings
+from mahsm.temporal_client import connect
+from mahsm.temporal_metrics import TemporalMetrics
+from mahsm.workers.main import build_workers
+from mahsm.workflows.task_workflow import TaskWorkflow
 from tests.cli.api_harness import served_api
-from tests.observability.api_tasks import SCENARIO, run_task
+from tests.engine_harness import write_scenario
+from tests.observability.api_tasks import ONE_TOOL_CALL_PLAN, SCENARIO, run_task
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -71,3 +82,35 @@ async def test_metrics_count_the_calls_tokens_cost_and_status_of_a_known_task(
     assert delta(before, after, "mahsm_tool_latency_seconds_count", tool="calculator") == 1
     assert delta(before, after, "mahsm_tasks_finished_total", status="completed") == 1
     assert ("mahsm_trace_spans_dropped_total", ()) in after
+
+
+async def test_temporal_sdk_metrics_land_in_the_same_registry(
+    temporal_env: WorkflowEnvironment, db_pool: asyncpg.Pool, data_dir: Path
+) -> None:
+    registry = CollectorRegistry()
+    bridge = TemporalMetrics(registry)
+    settings = load_settings(
+        _env_file=None,
+        queue_prefix=f"t{uuid.uuid4().hex[:10]}",
+        data_dir=data_dir,
+        scripted_scenario=write_scenario(data_dir / "scenario.yaml", SCENARIO),
+        default_model=MODEL,
+    )
+    client = await connect(
+        settings,
+        address=temporal_env.client.service_client.config.target_host,
+        runtime=bridge.runtime,
+    )
+    async with AsyncExitStack() as stack:
+        for worker in build_workers(client=client, pool=db_pool, settings=settings):
+            await stack.enter_async_context(worker)
+        await client.execute_workflow(
+            TaskWorkflow.run,
+            TaskRequest(description="Temporal metrics: compute 6*7", plan=ONE_TOOL_CALL_PLAN),
+            id=f"task-{uuid.uuid4()}",
+            task_queue=tasks_queue(settings.queue_prefix),
+        )
+    assert bridge.drain() >= 0
+    text = generate_latest(registry).decode()
+    assert "temporal_workflow_completed" in text, text[:2000]
+    assert "temporal_activity_execution_latency" in text
