@@ -232,11 +232,11 @@ def _exporter_for(
     env: TracingEnv,
 ) -> tuple[SpanExporter | None, str | None, BatchSpanProcessor | None]:
     """The exporter (or the Langfuse processor) the environment asks for."""
-    if env.langfuse_public_key and env.langfuse_secret_key and env.langfuse_host:
+    keys = (env.langfuse_public_key, env.langfuse_secret_key)
+    if all(k is not None and k.get_secret_value() for k in keys) and env.langfuse_host:
         from langfuse._client.span_processor import LangfuseSpanProcessor
 
-        public = env.langfuse_public_key.get_secret_value()
-        secret = env.langfuse_secret_key.get_secret_value()
+        public, secret = (k.get_secret_value() for k in keys if k is not None)
         register_secret(public, secret)
         host = env.langfuse_host.rstrip("/")
         processor = LangfuseSpanProcessor(
