@@ -142,14 +142,20 @@ def _redacted(span: ReadableSpan) -> ReadableSpan:
 
 
 class _Pending:
-    """Spans handed to the batch processor and not yet through the exporter."""
+    """Spans handed to the batch processor and not yet through the exporter.
 
-    def __init__(self, limit: int) -> None:
+    `released_on_end`: no exporter reports back, so nothing is held (no bound of our own).
+    """
+
+    def __init__(self, limit: int, *, released_on_end: bool = False) -> None:
         self.limit = limit
         self.count = 0
+        self.released_on_end = released_on_end
         self._lock = threading.Lock()
 
     def acquire(self) -> bool:
+        if self.released_on_end:
+            return True
         with self._lock:
             if self.count >= self.limit:
                 return False
@@ -286,8 +292,11 @@ def configure_tracing(
         pending = _Pending(MAX_QUEUED_SPANS)
         if langfuse is not None:
             # The Langfuse processor keeps its own exporter: count around it.
-            counted = _CountingExporter(langfuse.span_exporter, stats, pending)
-            langfuse._batch_processor._exporter = counted  # noqa: SLF001
+            inner = getattr(langfuse, "_batch_processor", None)
+            if inner is not None and hasattr(inner, "_exporter"):
+                inner._exporter = _CountingExporter(langfuse.span_exporter, stats, pending)
+            else:  # a Langfuse release moved it: queue overflows are still counted
+                pending = _Pending(MAX_QUEUED_SPANS, released_on_end=True)
             batch = langfuse
         else:
             assert exporter is not None
