@@ -42,6 +42,7 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
     )
     assert configured.enabled and configured.destination == f"langfuse {receiver.url}"
     yield receiver
+    configured.flush(10)  # the receiver outlives every span of the session's tracing tests
     receiver.stop()
 
 

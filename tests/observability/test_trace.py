@@ -9,7 +9,9 @@ state's, and no secret.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import math
 import uuid
 from collections import Counter
@@ -20,6 +22,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import structlog
 from opentelemetry import trace
 from prometheus_client import REGISTRY
 from temporalio.client import Client
@@ -27,6 +30,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from mahsm import tracing
 from mahsm.contracts.task import SubtaskStatus, TaskRequest, TaskState, TaskStatus
+from mahsm.logging import configure_logging
 from mahsm.queues import tasks_queue
 from mahsm.settings import Settings, load_settings
 from mahsm.temporal_client import connect
@@ -249,3 +253,23 @@ async def test_a_failing_exporter_never_fails_a_task_and_its_dropped_spans_are_c
     assert dropped >= 12, "every span of the task was dropped and counted"
     metric = REGISTRY.get_sample_value("mahsm_trace_spans_dropped_total")
     assert metric is not None and metric - metric_before == dropped
+
+
+def test_log_lines_carry_the_trace_id_of_their_span(otlp_receiver: OtlpReceiver) -> None:
+    stream = io.StringIO()
+    configure_logging(fmt="json", stream=stream, force=True)
+    try:
+        with trace.get_tracer("mahsm.tests").start_as_current_span("request") as span:
+            structlog.get_logger("test").info("inside", task_id="task-1")
+            logging.getLogger("stdlib").warning("stdlib inside")
+        structlog.get_logger("test").info("outside")
+    finally:
+        configure_logging(force=True)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    expected = format(span.get_span_context().trace_id, "032x")
+    inside = [line for line in lines if "inside" in line["event"]]
+    assert len(inside) == 2
+    assert all(line["trace_id"] == expected for line in inside)
+    assert inside[0]["task_id"] == "task-1"
+    (outside,) = [line for line in lines if line["event"] == "outside"]
+    assert "trace_id" not in outside
