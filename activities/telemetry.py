@@ -175,9 +175,14 @@ class ToolTrace:
 
 
 @contextmanager
-def tool_span(invocation: ToolInvocation, *, content: bool) -> Iterator[ToolTrace]:
-    """The span of one tool call; its latency and outcome are counted."""
+def tool_span(invocation: ToolInvocation, *, content: bool, known: bool) -> Iterator[ToolTrace]:
+    """The span of one tool call; its latency and outcome are counted.
+
+    `known`: the tool is in the worker's catalogue. Metrics label other names `unknown` (a
+    model may call any name; label values must stay a bounded set).
+    """
     call = invocation.call
+    label = call.name if known else "unknown"
     attributes: dict[str, Any] = {
         **_ids(invocation.task_id, invocation.subtask_id),
         "gen_ai.operation.name": "execute_tool",
@@ -206,5 +211,5 @@ def tool_span(invocation: ToolInvocation, *, content: bool) -> Iterator[ToolTrac
                 raise
     finally:
         outcome = traced.outcome if traced is not None else "infrastructure_error"
-        metrics.TOOL_CALLS.labels(call.name, outcome).inc()
-        metrics.TOOL_LATENCY.labels(call.name).observe(time.monotonic() - started)
+        metrics.TOOL_CALLS.labels(label, outcome).inc()
+        metrics.TOOL_LATENCY.labels(label).observe(time.monotonic() - started)

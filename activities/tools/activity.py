@@ -117,7 +117,9 @@ class ToolActivities:
             budget = info.start_to_close_timeout.total_seconds()
             timeout_s = min(timeout_s, max(budget * 0.5, budget - _TIMEOUT_MARGIN_S))
         try:
-            with telemetry.tool_span(invocation, content=self.settings.trace_content) as traced:
+            known = self.registry.get(invocation.call.name) is not None
+            content = self.settings.trace_content
+            with telemetry.tool_span(invocation, content=content, known=known) as traced:
                 outcome = await self.run(invocation, idempotency_key=key, timeout_s=timeout_s)
                 traced.record(outcome)
                 return outcome
