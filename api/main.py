@@ -132,6 +132,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Durable multi-agent LLM tasks on Temporal.",
         version="0.1.0",
         lifespan=lifespan,
+        # MAHSM's request span (RequestTracingMiddleware) is the parent of the task's spans;
+        # FastAPI's own (scope `fastapi`, not exported) would sit between and break the tree.
+        telemetry={"tracing": False},
         docs_url=None,  # served by add_docs from local files
         redoc_url=None,
     )

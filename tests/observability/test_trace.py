@@ -21,15 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import structlog
+import uvicorn
 from opentelemetry import trace
 from prometheus_client import REGISTRY
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from mahsm import tracing
+from mahsm.api.main import create_app
 from mahsm.contracts.task import SubtaskStatus, TaskRequest, TaskState, TaskStatus
+from mahsm.devstack.process import free_port
 from mahsm.logging import configure_logging
 from mahsm.queues import tasks_queue
 from mahsm.settings import Settings, load_settings
@@ -37,6 +41,7 @@ from mahsm.temporal_client import connect
 from mahsm.workers.main import build_workers
 from mahsm.workflows.task_workflow import TaskWorkflow
 from tests.engine_harness import AGGREGATE, plan_rule, write_scenario
+from tests.observability.api_tasks import ONE_TOOL_CALL_PLAN, SCENARIO
 from tests.observability.conftest import CANARIES
 from tests.observability.otlp_receiver import OtlpReceiver, ReceivedSpan
 
@@ -273,3 +278,63 @@ def test_log_lines_carry_the_trace_id_of_their_span(otlp_receiver: OtlpReceiver)
     assert inside[0]["task_id"] == "task-1"
     (outside,) = [line for line in lines if line["event"] == "outside"]
     assert "trace_id" not in outside
+
+
+async def test_a_task_submitted_over_http_is_traced_from_the_request(
+    otlp_receiver: OtlpReceiver,
+    temporal_env: WorkflowEnvironment,
+    db_pool: asyncpg.Pool,
+    database_url: str,
+    data_dir: Path,
+) -> None:
+    address = temporal_env.client.service_client.config.target_host
+    settings = load_settings(
+        _env_file=None,
+        queue_prefix=f"t{uuid.uuid4().hex[:10]}",
+        data_dir=data_dir,
+        scripted_scenario=write_scenario(data_dir / "scenario.yaml", SCENARIO),
+        default_model="scripted/test",
+        temporal_address=address,
+        database_url=database_url,
+        api_keys={"trace-key-alice-0001": "alice"},
+    )
+    client = await connect(settings)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
+    )
+    async with workers(client, db_pool, settings):
+        serving = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                await asyncio.sleep(0.05)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                answer = await http.post(
+                    "/tasks",
+                    json={"description": "Traced over HTTP: 6*7", "plan": ONE_TOOL_CALL_PLAN},
+                    headers={"Authorization": "Bearer trace-key-alice-0001"},
+                )
+                assert answer.status_code == 202, answer.text
+                task_id = answer.json()["task_id"]
+                state = await client.get_workflow_handle(task_id, result_type=TaskState).result()
+                assert state.status == TaskStatus.COMPLETED
+        finally:
+            server.should_exit = True
+            await serving
+    assert tracing.current().flush(10)
+    (task,) = [
+        s
+        for s in otlp_receiver.spans
+        if s.name == "task" and s.attributes.get("session.id") == task_id
+    ]
+    spans = otlp_receiver.trace(task.trace_id)
+    request = parent(task, spans)
+    assert request.name == "HTTP POST /tasks"
+    assert request.scope == "mahsm.api"
+    assert request.attributes["http.response.status_code"] == 202
+    assert task.attributes["user.id"] == "alice"
+    assert {s.name for s in spans} >= {
+        "subtask calc",
+        "tool calculator",
+        "llm agent_step scripted/test",
+    }
