@@ -15,6 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from temporalio.testing import WorkflowEnvironment
 
 from mahsm.contracts.task import TaskRequest
+from mahsm.devstack.process import free_port
+from mahsm.metrics import serve_metrics
 from mahsm.queues import tasks_queue
 from mahsm.settings import load_settings
 from mahsm.temporal_client import connect
@@ -114,3 +116,12 @@ async def test_temporal_sdk_metrics_land_in_the_same_registry(
     text = generate_latest(registry).decode()
     assert "temporal_workflow_completed" in text, text[:2000]
     assert "temporal_activity_execution_latency" in text
+
+
+def test_a_worker_serves_the_registry_on_its_metrics_port() -> None:
+    port = free_port()
+    serve_metrics(port, host="127.0.0.1")
+    answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert answer.status_code == 200
+    names = {family.name for family in text_string_to_metric_families(answer.text)}
+    assert {"mahsm_llm_calls", "mahsm_tasks_finished", "mahsm_trace_spans_dropped"} <= names
