@@ -1,4 +1,4 @@
-"""`GET /metrics`: this API process's Prometheus metrics (MAHSM's; Temporal's are on the workers)."""
+"""`GET /metrics`: this API process's Prometheus metrics (Temporal's are on the workers)."""
 
 from __future__ import annotations
 
