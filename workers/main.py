@@ -161,6 +161,8 @@ async def run(settings: Settings) -> None:
                 "worker polling",
                 queues=[w.task_queue for w in workers],
                 identity=client.identity,
+                tracing=tracing.destination or "off",
+                metrics_port=settings.metrics_port,
             )
             if settings.ready_file is not None:
                 settings.ready_file.write_text(str(os.getpid()))
