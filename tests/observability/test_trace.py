@@ -338,3 +338,42 @@ async def test_a_task_submitted_over_http_is_traced_from_the_request(
         "tool calculator",
         "llm agent_step scripted/test",
     }
+
+
+async def test_trace_content_false_keeps_prompts_and_results_off_the_spans(
+    otlp_receiver: OtlpReceiver,
+    temporal_env: WorkflowEnvironment,
+    db_pool: asyncpg.Pool,
+    data_dir: Path,
+) -> None:
+    settings = load_settings(
+        _env_file=None,
+        queue_prefix=f"t{uuid.uuid4().hex[:10]}",
+        data_dir=data_dir,
+        scripted_scenario=write_scenario(data_dir / "scenario.yaml", SCENARIO),
+        default_model="scripted/test",
+        trace_content=False,
+    )
+    client = await connect(settings, address=temporal_env.client.service_client.config.target_host)
+    task_id = f"task-{uuid.uuid4()}"
+    async with workers(client, db_pool, settings):
+        state = await client.execute_workflow(
+            TaskWorkflow.run,
+            TaskRequest(description="Contentless trace: compute 6*7", plan=ONE_TOOL_CALL_PLAN),
+            id=task_id,
+            task_queue=tasks_queue(settings.queue_prefix),
+        )
+    assert state.status == TaskStatus.COMPLETED
+    assert tracing.current().flush(10)
+    calls = [
+        s
+        for s in otlp_receiver.spans
+        if s.attributes.get("mahsm.task_id") == task_id and s.scope == "mahsm.activities"
+    ]
+    assert {s.name for s in calls} == {"llm agent_step scripted/test", "tool calculator"}
+    for span in calls:
+        assert "langfuse.observation.input" not in span.attributes
+        assert "langfuse.observation.output" not in span.attributes
+    assert sum(s.attributes.get("gen_ai.usage.input_tokens", 0) for s in calls) == (
+        state.usage.input_tokens
+    )
