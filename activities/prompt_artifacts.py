@@ -25,6 +25,11 @@ class ArtifactRequest(BaseModel):
     name: str
     version: int | None = None
     tools: list[str] = Field(default_factory=list, description="the step's tools, by name")
+    saved_tools: bool = Field(
+        default=False,
+        description="check every tool the artifact was saved with against this worker's"
+        " (an agent's tools are the worker's, not a list of the step's)",
+    )
 
 
 class ArtifactResult(BaseModel):
@@ -45,9 +50,10 @@ class PromptActivities:
         """The artifact; non-retryable errors when it is missing or its tools do not match."""
         try:
             artifact = await self._store.get(request.name, request.version)
-            if request.tools:
+            names = list(artifact["tools"]) if request.saved_tools else request.tools
+            if names:
                 specs = []
-                for name in request.tools:
+                for name in names:
                     registered = self._tools.get(name)
                     if registered is not None:
                         specs.append(registered.spec)

@@ -11,7 +11,8 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from mahsm.db.pool import create_pool
 from mahsm.devstack.postgres import EmbeddedPostgres
 from mahsm.devstack.process import free_port
 from mahsm.devstack.temporal import temporal_cli_path, temporal_test_server_path
+from tests.engine_harness import Engine, running_engine
 
 # In-process test workers stop at once: many tests end with an activity still running (after
 # a timeout or a cancellation). The shutdown grace is tested with a worker process in
@@ -129,3 +131,17 @@ async def api(
         temporal_env=temporal_env, pool=db_pool, database_url=database_url, data_dir=data_dir
     ) as served:
         yield served
+
+
+@pytest.fixture
+def engine_factory(
+    temporal_client: Client, db_pool: asyncpg.Pool, data_dir: Path
+) -> Callable[..., AbstractAsyncContextManager[Engine]]:
+    """`async with engine_factory(scenario, **settings) as engine:` runs real workers."""
+
+    def make(scenario: dict[str, Any], **kwargs: Any) -> AbstractAsyncContextManager[Engine]:
+        return running_engine(
+            client=temporal_client, pool=db_pool, data_dir=data_dir, scenario=scenario, **kwargs
+        )
+
+    return make

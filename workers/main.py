@@ -42,7 +42,7 @@ from mahsm.settings import Settings, SettingsError, get_settings
 from mahsm.temporal_client import connect
 from mahsm.temporal_metrics import TemporalMetrics
 from mahsm.tracing import configure_tracing
-from mahsm.workers.sandbox import workflow_runner
+from mahsm.workers.workflow_runner import workflow_runner
 from mahsm.workflows.agent_workflow import AgentWorkflow
 from mahsm.workflows.optimize_workflow import OptimizeWorkflow
 from mahsm.workflows.task_workflow import TaskWorkflow
@@ -97,7 +97,7 @@ def build_workers(
                 client,
                 task_queue=tasks_queue(settings.queue_prefix),
                 workflows=[TaskWorkflow, OptimizeWorkflow],
-                workflow_runner=workflow_runner(),  # DSPy passes through (signature steps)
+                workflow_runner=workflow_runner(),
                 activities=[
                     llm.complete,
                     store.store_task,
@@ -119,6 +119,7 @@ def build_workers(
                 client,
                 task_queue=pool_queue(settings.queue_prefix, caps),
                 workflows=[AgentWorkflow],
+                workflow_runner=workflow_runner(),
                 activities=[llm.complete, tool_activities.execute, store.blob_put_text],
                 **common,  # type: ignore[arg-type]
             )

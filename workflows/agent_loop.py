@@ -58,8 +58,10 @@ class AgentSteps(Protocol):
 
 def opening_messages(request: AgentInput) -> list[ChatMessage]:
     """The conversation an agent starts with: instructions, subtask, dependencies' outputs."""
-    messages = [
-        ChatMessage(role="system", content=prompts.AGENT_SYSTEM),
+    messages = [ChatMessage(role="system", content=prompts.AGENT_SYSTEM)]
+    if request.instructions:  # a prompt artifact's, after the engine's own
+        messages.append(ChatMessage(role="system", content=request.instructions))
+    messages += [
         ChatMessage(
             role="user",
             content=prompts.agent_user(request.task_description, request.subtask.description),

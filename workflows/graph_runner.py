@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.contracts.task import MAX_PARALLEL, Subtask, SubtaskStatus, TaskRequest, Usage
     from mahsm.contracts.tools import ToolInvocation, ToolOutcome
     from mahsm.workflows import spans
+    from mahsm.workflows.agent_artifacts import agent_artifact
     from mahsm.workflows.agent_loop import budget_stop, run_agent_loop
     from mahsm.workflows.agent_workflow import AgentWorkflow
     from mahsm.workflows.dag_runner import DagRunner
@@ -165,8 +166,10 @@ class GraphRunner(DagRunner):
         request: TaskRequest,
         defaults: EngineDefaults,
         calls: TaskCalls,
+        instructions: dict[str, str] | None = None,
     ) -> None:
         super().__init__(recorder=recorder, request=request, defaults=defaults)
+        self._instructions = instructions or {}  # by artifact reference
         self._calls = calls
         self._router = PoolRouter(recorder=recorder, wait_s=self._wait_s, busy=calls.running)
         self._pools = self._router  # type: ignore[assignment]  # cancel_all() stops lookups
@@ -338,6 +341,7 @@ class GraphRunner(DagRunner):
             fallback=models[1:],
             fallback_attempts=defaults.fallback_attempts,
             middleware=options.middleware,
+            instructions=self._instructions.get(agent_artifact(options, step) or ""),
             max_iterations=max_iterations,
             llm_timeout_s=defaults.llm_timeout_s,
             tool_timeout_s=defaults.tool_timeout_s,

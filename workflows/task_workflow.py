@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from mahsm.pipelines import compile_pipeline, validate_inputs, validate_pipeline
     from mahsm.workflows import prompts, spans
+    from mahsm.workflows.agent_artifacts import ArtifactUnusable, load_agent_artifacts
     from mahsm.workflows.dag_runner import DagRunner
     from mahsm.workflows.failures import failure_message
     from mahsm.workflows.graph_runner import GraphRunner
@@ -231,7 +232,14 @@ class TaskWorkflow:
         recorder.set_plan(plan)
         if request.options.require_approval and not await self._await_approval(request.options):
             return
-        if self._calls is not None:  # an abort here fails the task before any step runs
+        instructions: dict[str, str] = {}
+        if self._calls is not None:
+            try:  # the artifacts' tools are checked now, not when an agent starts
+                instructions = await load_agent_artifacts(request.options, plan)
+            except ArtifactUnusable as error:
+                recorder.set_status(TaskStatus.FAILED, error=str(error))
+                return
+            # An abort here fails the task before any step runs.
             await run_hook(
                 defaults,
                 request.options.middleware,
@@ -243,7 +251,11 @@ class TaskWorkflow:
             self._dag = DagRunner(recorder=recorder, request=request, defaults=defaults)
         else:
             self._dag = GraphRunner(
-                recorder=recorder, request=request, defaults=defaults, calls=self._calls
+                recorder=recorder,
+                request=request,
+                defaults=defaults,
+                calls=self._calls,
+                instructions=instructions,
             )
         failure = await self._dag.run()
         if isinstance(self._dag, GraphRunner):

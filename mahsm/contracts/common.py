@@ -34,3 +34,7 @@ class Capability(StrEnum):
     FILE_PROCESSING = "file_processing"
     DATABASE_OPERATIONS = "database_operations"
     API_INTEGRATION = "api_integration"
+
+
+ARTIFACT_REF_PATTERN = r"^[a-z0-9][a-z0-9_\-.]{0,63}(@[1-9][0-9]{0,8})?$"
+"""A prompt artifact: `name@version`, or `name` for its latest version."""

@@ -83,6 +83,9 @@ class AgentInput(BaseModel):
     middleware: list[str] | None = Field(
         default=None, description="the task's `options.middleware` (None: the worker default)"
     )
+    instructions: str | None = Field(
+        default=None, description="from a prompt artifact: instructions and worked examples"
+    )
 
 
 class AgentResult(BaseModel):

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from mahsm.contracts.common import ARTIFACT_REF_PATTERN as ARTIFACT_REF_PATTERN
 from mahsm.contracts.common import INPUT, MODEL_ID_PATTERN, Capability, Text
 
 _INPUT = INPUT
@@ -90,6 +91,12 @@ class AgentStep(StepBase):
     description: Text = Field(min_length=1, max_length=5000, description="template")
     capabilities: list[Capability] = Field(default=[Capability.DATA_ANALYSIS], min_length=1)
     max_iterations: int | None = Field(default=None, ge=1, le=100)
+    artifact: str | None = Field(
+        default=None,
+        pattern=ARTIFACT_REF_PATTERN,
+        description="a prompt artifact 'name@version' (or 'name': its latest) whose"
+        " instructions and demos the agent is given",
+    )
 
 
 class LLMStep(StepBase):
@@ -127,9 +134,6 @@ class TransformStep(StepBase):
     kind: Literal["transform"] = "transform"
     function: str = Field(min_length=1, max_length=256)
     args: dict[str, Any] | None = None
-
-
-ARTIFACT_REF_PATTERN = r"^[a-z0-9][a-z0-9_\-.]{0,63}(@[1-9][0-9]{0,8})?$"
 
 
 class SignatureStep(StepBase):

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from mahsm.contracts.common import INPUT, Text
+from mahsm.contracts.common import ARTIFACT_REF_PATTERN, INPUT, Text
 from mahsm.contracts.common import MODEL_ID_PATTERN as MODEL_ID_PATTERN
 from mahsm.contracts.common import Capability as Capability
 from mahsm.contracts.pipeline import LeafStep, ModelChoice, Pipeline, StepKind
@@ -156,6 +156,12 @@ class TaskOptions(BaseModel):
         max_length=16,
         description="middleware run around every LLM call, in order; unset: the worker's"
         " default (MAHSM_MIDDLEWARE); [] runs none",
+    )
+    artifact: str | None = Field(
+        default=None,
+        pattern=ARTIFACT_REF_PATTERN,
+        description="a prompt artifact 'name@version' (or 'name': its latest) whose"
+        " instructions and demos every agent without one of its own is given",
     )
 
 

@@ -190,14 +190,37 @@ def content_hash(content: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(subject, sort_keys=True).encode()).hexdigest()
 
 
+def predictor_states(artifact: dict[str, Any]) -> list[dict[str, Any]]:
+    """The saved state of each predictor (a `Predict` program's state is its own)."""
+    state = artifact["program"]["state"]
+    if "signature" in state:
+        return [state]
+    return [p for p in state.values() if isinstance(p, dict) and "signature" in p]
+
+
 def instructions_of(artifact: dict[str, Any]) -> list[str]:
     """Every predictor's instructions in the artifact (for agents' prompts)."""
-    state = artifact["program"]["state"]
-    return [
-        p["signature"]["instructions"]
-        for p in state.values()
-        if isinstance(p, dict) and "signature" in p
-    ]
+    return [p["signature"]["instructions"] for p in predictor_states(artifact)]
+
+
+def agent_instructions(artifact: dict[str, Any]) -> str:
+    """What an agent is told from an artifact: each predictor's instructions and demos.
+
+    Demos become worked examples, one field per line (`ticket: ...`), so a few-shot program
+    tuned by an optimizer guides an agent the way it guided its own predictor.
+    """
+    parts = [f"Instructions from prompt artifact {artifact['name']}@{artifact['version']}:"]
+    for predictor in predictor_states(artifact):
+        instructions = (predictor.get("signature") or {}).get("instructions")
+        if instructions:
+            parts.append(instructions)
+        demos = [d for d in predictor.get("demos") or [] if isinstance(d, dict)]
+        for number, demo in enumerate(demos, 1):
+            fields = "\n".join(
+                f"{key}: {value}" for key, value in demo.items() if not key.startswith("augmented")
+            )
+            parts.append(f"Example {number}:\n{fields}")
+    return "\n\n".join(parts)
 
 
 def _version(package: str) -> str | None:

@@ -1,27 +1,28 @@
-"""The workflow sandbox of the task worker: DSPy passes through, loaded before any task runs.
+"""The workers' workflow runner: workflows run unsandboxed, DSPy loaded before any task runs.
 
-`signature` steps run DSPy inside the task workflow (`mahsm.workflows.dspy_steps`). DSPy
-imports some of its modules lazily, from inside functions; in the sandbox each of those would
-be re-imported per workflow, and some read the file system at import time (a restricted call).
-Passing the `dspy` package through gives every workflow the worker's one copy, and a warm-up
-at start imports the lazily loaded modules once, so no workflow activation waits on an import.
+Temporal's sandbox re-imports a workflow's module for every workflow run and wraps every
+activation in its import hooks; it checks only code imported inside it. MAHSM's workflow code
+lives in modules imported with `workflow.unsafe.imports_passed_through()` (the engine, the
+contracts, DSPy), which the sandbox never checked, so it cost ~20 % of the worker's CPU per task
+and protected one module. Determinism is kept by the rules in docs/architecture.md and checked
+by replaying recorded histories (tests/replay, which replay in the sandbox).
+
+`signature` steps run DSPy inside the task workflow (`mahsm.workflows.dspy_steps`); DSPy
+imports some modules lazily, from inside functions, so a warm-up at start imports them once
+and no workflow activation waits on an import.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
-
-PASSTHROUGH = ("dspy",)
+from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox for workflows that may run DSPy programs (the task workflow)."""
+def workflow_runner() -> WorkflowRunner:
+    """The runner of every MAHSM workflow worker (see the module docstring)."""
     warm_up()
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-    )
+    return UnsandboxedWorkflowRunner()
 
 
 _warm = False
