@@ -21,6 +21,7 @@ not exported again (see docs/decisions.md).
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,8 +46,12 @@ from mahsm.redaction import redact_output, register_secret
 
 SCOPE_PREFIX = "mahsm"
 """Instrumentation scopes of MAHSM's tracers start with this; only those spans are exported."""
-MAX_QUEUED_SPANS = 4096
-"""Spans waiting for export; past this a span is dropped (and counted), never waited for."""
+MAX_QUEUED_SPANS = 2048
+"""Spans waiting for export; past this a span is dropped (and counted), never waited for.
+
+The batch processors' own queue holds as many (OpenTelemetry's default, which Langfuse's
+processor keeps), so it never drops a span this bound let through.
+"""
 EXPORT_TIMEOUT_S = 5
 """One export request's time limit; the export thread gives up on a batch after it."""
 SCHEDULE_DELAY_MS = 1000
@@ -143,20 +148,14 @@ def _redacted(span: ReadableSpan) -> ReadableSpan:
 
 
 class _Pending:
-    """Spans handed to the batch processor and not yet through the exporter.
+    """Spans handed to the batch processor and not yet through the exporter."""
 
-    `released_on_end`: no exporter reports back, so nothing is held (no bound of our own).
-    """
-
-    def __init__(self, limit: int, *, released_on_end: bool = False) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
         self.count = 0
-        self.released_on_end = released_on_end
         self._lock = threading.Lock()
 
     def acquire(self) -> bool:
-        if self.released_on_end:
-            return True
         with self._lock:
             if self.count >= self.limit:
                 return False
@@ -242,27 +241,37 @@ def current() -> Tracing:
     return _current
 
 
-def _exporter_for(
-    env: TracingEnv,
-) -> tuple[SpanExporter | None, str | None, BatchSpanProcessor | None]:
-    """The exporter (or the Langfuse processor) the environment asks for."""
+LANGFUSE_TRACES_PATH = "/api/public/otel/v1/traces"
+"""Langfuse's OpenTelemetry ingestion endpoint, under `LANGFUSE_HOST`."""
+
+
+def _langfuse_exporter(host: str, public: str, secret: str) -> SpanExporter:
+    """OTLP/HTTP to Langfuse with its authentication and ingestion headers."""
+    from langfuse._version import __version__ as langfuse_version
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    token = base64.b64encode(f"{public}:{secret}".encode()).decode("ascii")
+    return OTLPSpanExporter(
+        endpoint=host + LANGFUSE_TRACES_PATH,
+        headers={
+            "Authorization": f"Basic {token}",
+            "x-langfuse-sdk-name": "python",
+            "x-langfuse-sdk-version": langfuse_version,
+            "x-langfuse-public-key": public,
+            "x-langfuse-ingestion-version": "4",
+        },
+        timeout=EXPORT_TIMEOUT_S,
+    )
+
+
+def _exporter_for(env: TracingEnv) -> tuple[SpanExporter | None, str | None, str | None]:
+    """The exporter the environment asks for, where it sends, and Langfuse's public key."""
     keys = (env.langfuse_public_key, env.langfuse_secret_key)
     if all(k is not None and k.get_secret_value() for k in keys) and env.langfuse_host:
-        from langfuse._client.span_processor import LangfuseSpanProcessor
-
         public, secret = (k.get_secret_value() for k in keys if k is not None)
         register_secret(public, secret)
         host = env.langfuse_host.rstrip("/")
-        processor = LangfuseSpanProcessor(
-            public_key=public,
-            secret_key=secret,
-            base_url=host,
-            timeout=EXPORT_TIMEOUT_S,
-            flush_interval=SCHEDULE_DELAY_MS / 1000,
-            should_export_span=is_mahsm_span,
-            otel_compression="none",
-        )
-        return None, f"langfuse {host}", processor
+        return _langfuse_exporter(host, public, secret), f"langfuse {host}", public
     if env.otel_exporter_otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -291,25 +300,31 @@ def configure_tracing(
             return _current
         stats = ExportStats()
         destination: str | None = "custom exporter" if exporter is not None else None
-        langfuse: BatchSpanProcessor | None = None
+        langfuse_public: str | None = None
         if exporter is None:
-            exporter, destination, langfuse = _exporter_for(env or TracingEnv())
-        if exporter is None and langfuse is None:
+            exporter, destination, langfuse_public = _exporter_for(env or TracingEnv())
+        if exporter is None:
             _current = Tracing(provider=None, stats=stats)
             return _current
         pending = _Pending(MAX_QUEUED_SPANS)
-        if langfuse is not None:
-            # The Langfuse processor keeps its own exporter: count around it.
-            inner = getattr(langfuse, "_batch_processor", None)
-            if inner is not None and hasattr(inner, "_exporter"):
-                inner._exporter = _CountingExporter(langfuse.span_exporter, stats, pending)
-            else:  # a Langfuse release moved it: queue overflows are still counted
-                pending = _Pending(MAX_QUEUED_SPANS, released_on_end=True)
-            batch = langfuse
+        counted = _CountingExporter(exporter, stats, pending)  # redacts, counts
+        batch: BatchSpanProcessor
+        if langfuse_public is not None:
+            # The Langfuse SDK's processor: its span filter (MAHSM's scopes), the attributes it
+            # propagates and marks for Langfuse's trace view, around MAHSM's exporter.
+            from langfuse._client.span_processor import LangfuseSpanProcessor
+
+            batch = LangfuseSpanProcessor(
+                public_key=langfuse_public,
+                secret_key="",  # the SDK builds no exporter of its own: one is given
+                base_url="",
+                span_exporter=counted,
+                flush_interval=SCHEDULE_DELAY_MS / 1000,
+                should_export_span=is_mahsm_span,
+            )
         else:
-            assert exporter is not None
             batch = BatchSpanProcessor(
-                _CountingExporter(exporter, stats, pending),
+                counted,
                 max_queue_size=MAX_QUEUED_SPANS,
                 schedule_delay_millis=SCHEDULE_DELAY_MS,
                 export_timeout_millis=EXPORT_TIMEOUT_S * 1000,

@@ -9,6 +9,7 @@ state's, and no secret.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import logging
@@ -42,7 +43,7 @@ from mahsm.workers.main import build_workers
 from mahsm.workflows.task_workflow import TaskWorkflow
 from tests.engine_harness import AGGREGATE, plan_rule, write_scenario
 from tests.observability.api_tasks import ONE_TOOL_CALL_PLAN, SCENARIO
-from tests.observability.conftest import CANARIES
+from tests.observability.conftest import CANARIES, LANGFUSE_PUBLIC, LANGFUSE_SECRET
 from tests.observability.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.timeout(120)
@@ -214,6 +215,10 @@ async def test_one_trace_per_task_with_the_span_tree_usage_and_no_secret_after_a
     assert task.attributes["session.id"] == task_id
     assert task.attributes["user.id"] == "alice"
     assert task.attributes["langfuse.trace.name"].startswith("Traced task: add numbers")
+
+    # Langfuse's authentication: the project's keys, as HTTP Basic.
+    token = base64.b64encode(f"{LANGFUSE_PUBLIC}:{LANGFUSE_SECRET}".encode()).decode()
+    assert set(otlp_receiver.auth_headers) == {f"Basic {token}"}
 
     # No secret in any span: canaries redacted from the trace name and the prompts.
     assert "[REDACTED]" in task.attributes["langfuse.trace.name"]
