@@ -7,7 +7,10 @@ that drifting load on the host hits both alike. Each round starts N tasks of 5 s
 (the `bench.throughput` workload: a planner call, 5 agents with one LLM step, an aggregation
 call; scripted model, zero latency) and waits for all of them.
 
-Run: `python -m bench.tracing_overhead [--tasks 50] [--rounds 3]`.
+With `--down` a third worker exports to a collector that answers every request with 503 (an
+outage): spans are retried for up to 5 s per batch on the export thread, then dropped.
+
+Run: `python -m bench.tracing_overhead [--tasks 50] [--rounds 3] [--down]`.
 """
 
 from __future__ import annotations
@@ -44,9 +47,10 @@ from mahsm.tasks import start_task
 class Sink:
     """An OTLP/HTTP endpoint that accepts every export (and counts the bytes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, status: int = 200) -> None:
         self.requests = 0
         self.bytes = 0
+        self.status = status
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,7 +59,7 @@ class Sink:
                 self.rfile.read(size)
                 sink.requests += 1
                 sink.bytes += size
-                self.send_response(200)
+                self.send_response(sink.status)
                 self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -86,9 +90,10 @@ async def round_of(stack: Any, prefix: str, n: int) -> float:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    sink = Sink()
+    sink, down = Sink(), Sink(status=503)  # `down`: a collector in an outage
     load_before = load_average()
-    results: dict[str, list[float]] = {"off": [], "on": []}
+    modes = ["off", "on", *(["down"] if args.down else [])]
+    results: dict[str, list[float]] = {mode: [] for mode in modes}
     async with bench_stack(args) as stack:
         scenario = write_scenario(
             stack.root / "tracing.yaml",
@@ -104,13 +109,13 @@ async def main_async(args: argparse.Namespace) -> None:
             },
         )
         workers = {}
-        for mode in ("off", "on"):
+        for mode in modes:
             settings = engine_settings(stack, scenario)
             env = {**worker_env(stack, settings), "MAHSM_READY_FILE": str(stack.root / mode)}
             for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "LANGFUSE_PUBLIC_KEY"):
                 env.pop(name, None)
-            if mode == "on":
-                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
+            if mode != "off":
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = (sink if mode == "on" else down).url
             process = await start_process(
                 [sys.executable, "-m", "mahsm.workers"], env, stack.root / f"worker-{mode}.log"
             )
@@ -131,13 +136,20 @@ async def main_async(args: argparse.Namespace) -> None:
     # the drift of the host's load; its median is the figure reported.
     ratios = [b / a for a, b in zip(results["off"], results["on"], strict=True)]
     overhead = (1 - median(ratios)) * 100
+    labels = {"off": "off", "on": "on (OTLP/HTTP)", "down": "on, collector answering 503"}
     print_table(
         ["tracing", "tasks/s (median)", "rounds"],
         [
-            ["off", f"{off:.2f}", " ".join(f"{v:.2f}" for v in results["off"])],
-            ["on (OTLP/HTTP)", f"{on:.2f}", " ".join(f"{v:.2f}" for v in results["on"])],
+            [labels[m], f"{median(v):.2f}", " ".join(f"{x:.2f}" for x in v)]
+            for m, v in results.items()
         ],
     )
+    if args.down:
+        ratios_down = [b / a for a, b in zip(results["off"], results["down"], strict=True)]
+        print(  # noqa: T201
+            f"collector down: {(1 - median(ratios_down)) * 100:.1f}% of tasks/s (per-pair"
+            f" ratios {' '.join(f'{r:.2f}' for r in ratios_down)}); {down.requests} rejected"
+        )
     print(  # noqa: T201
         f"overhead: {overhead:.1f}% of tasks/s (median of per-pair ratios"
         f" {' '.join(f'{r:.2f}' for r in ratios)}); spans exported in {sink.requests} requests"
@@ -165,6 +177,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=50, help="concurrent tasks per round")
     parser.add_argument("--rounds", type=int, default=3, help="off/on round pairs")
+    parser.add_argument(
+        "--down", action="store_true", help="also a worker whose collector answers 503"
+    )
     add_stack_arguments(parser)
     asyncio.run(main_async(parser.parse_args()))
 
