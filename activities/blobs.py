@@ -7,6 +7,7 @@ import hashlib
 import asyncpg
 from temporalio.exceptions import ApplicationError
 
+from mahsm import metrics
 from mahsm.contracts.task import BlobRef
 from mahsm.settings import Settings
 
@@ -66,13 +67,15 @@ class BlobStore:
         if len(content) > self.max_bytes:
             raise BlobTooLargeError(len(content), self.max_bytes)
         digest = hashlib.sha256(content).hexdigest()
-        await self.pool.execute(
+        status = await self.pool.execute(
             "INSERT INTO blobs (id, sha256, size_bytes, content) VALUES ($1, $1, $2, $3)"
             " ON CONFLICT (id) DO NOTHING",
             digest,
             len(content),
             content,
         )
+        if status == "INSERT 0 1":  # a duplicate stored nothing
+            metrics.BLOB_BYTES_OFFLOADED.inc(len(content))
         return BlobRef(blob_id=digest, size_bytes=len(content), sha256=digest)
 
     async def get(self, ref: BlobRef) -> bytes:

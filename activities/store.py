@@ -9,10 +9,11 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from mahsm import metrics
 from mahsm.activities.blobs import BlobStore
 from mahsm.contracts.engine import BlobText
 from mahsm.contracts.projection import StoreWrite
-from mahsm.contracts.task import BlobRef, SubtaskState, TaskState
+from mahsm.contracts.task import BlobRef, SubtaskState, TaskState, TaskStatus
 
 _UPSERT_TASK = """
 INSERT INTO tasks (id, user_id, description, status, model, options, plan, result, result_ref,
@@ -117,6 +118,10 @@ def _subtask_row(task_id: str, version: int, item: SubtaskState) -> tuple[object
     )
 
 
+def _terminal(status: str | None) -> bool:
+    return status is not None and TaskStatus(status).is_terminal
+
+
 class ProjectionWriter:
     """Writes a `StoreWrite` to Postgres; every write may be retried, repeated or reordered.
 
@@ -131,8 +136,16 @@ class ProjectionWriter:
     async def write(self, write: StoreWrite) -> None:
         """Upsert the task row, the changed subtask rows and the new events in one transaction."""
         state = write.state
+        finishes = state.status.is_terminal
         async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute(_UPSERT_TASK, *_task_row(state))
+            before = None
+            if finishes:  # a task is counted finished once: by the write that ended it
+                before = await connection.fetchval(
+                    "SELECT status FROM tasks WHERE id = $1 FOR UPDATE", state.task_id
+                )
+            done = await connection.execute(_UPSERT_TASK, *_task_row(state))
+            if finishes and done == "INSERT 0 1" and not _terminal(before):
+                metrics.TASKS_FINISHED.labels(state.status.value).inc()
             if state.subtasks:
                 await connection.executemany(
                     _UPSERT_SUBTASK,

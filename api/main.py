@@ -18,6 +18,7 @@ from mahsm.api.body_limit import BodyLimitMiddleware
 from mahsm.api.dashboard import add_dashboard
 from mahsm.api.deps import Backends
 from mahsm.api.docs_ui import add_docs
+from mahsm.api.request_tracing import RequestTracingMiddleware
 from mahsm.api.routes import (
     agents,
     artifacts,
@@ -30,9 +31,12 @@ from mahsm.api.routes import (
     providers,
     tasks,
     transcripts,
+    usage,
 )
+from mahsm.api.routes import metrics as metrics_route
 from mahsm.pipelines.files import named_errors
 from mahsm.settings import Settings, get_settings
+from mahsm.tracing import configure_tracing
 
 log = structlog.get_logger(__name__)
 
@@ -114,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app still starts, `/health` reports it, and the connection is retried on next use.
     """
     resolved = settings or get_settings()
+    configure_tracing(service_name="mahsm-api")  # before the lifespan connects to Temporal
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -131,6 +136,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Durable multi-agent LLM tasks on Temporal.",
         version="0.1.0",
         lifespan=lifespan,
+        # MAHSM's request span (RequestTracingMiddleware) is the parent of the task's spans;
+        # FastAPI's own (scope `fastapi`, not exported) would sit between and break the tree.
+        telemetry={"tracing": False},
         docs_url=None,  # served by add_docs from local files
         redoc_url=None,
     )
@@ -138,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(RequestTracingMiddleware)
     app.include_router(health.router)
     app.include_router(tasks.router)
     app.include_router(events.router)
@@ -149,6 +158,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(transcripts.router)
     app.include_router(logs.router)
     app.include_router(experiments.router)
+    app.include_router(usage.router)
+    app.include_router(metrics_route.router)
     add_docs(app)
     add_dashboard(app)
     return app

@@ -14,11 +14,14 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from opentelemetry import trace
+from temporalio import activity
 
 from mahsm.redaction import REDACTED, redact_text
 
 __all__ = [
     "REDACTED",
+    "add_trace_ids",
     "bind_context",
     "configure_logging",
     "redact_secrets",
@@ -65,6 +68,28 @@ def redact_secrets(
     return event_dict
 
 
+def add_trace_ids(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Structlog processor: the ids that lead from a log line to its trace.
+
+    The current span's `trace_id` and `span_id`, and in an activity the ids of its workflow
+    (`task_id`, `workflow_id`, `activity`).
+    """
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(context.span_id, "016x"))
+    if activity.in_activity():
+        info = activity.info()
+        workflow_id = info.workflow_id or ""
+        event_dict.setdefault("workflow_id", workflow_id)
+        event_dict.setdefault("activity", info.activity_type)
+        if workflow_id.startswith("task-"):  # a child agent's id is `<task id>.<subtask>`
+            event_dict.setdefault("task_id", workflow_id.split(".", 1)[0])
+    return event_dict
+
+
 def configure_logging(
     *, level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None, force: bool = False
 ) -> None:
@@ -87,6 +112,7 @@ def configure_logging(
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,
         redact_secrets,
     ]
     renderer: Any = (

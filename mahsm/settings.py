@@ -262,7 +262,25 @@ class Settings(BaseSettings):
         " by import path",
     )
 
-    @field_validator("middleware", "middleware_modules", "code_modules", mode="before")
+    # Observability (docs/observability.md); the exporters' own variables (LANGFUSE_*,
+    # OTEL_EXPORTER_OTLP_ENDPOINT) are read by `mahsm.tracing`.
+    trace_content: bool = Field(
+        default=True,
+        description="record prompts, completions and tool arguments/results on spans"
+        " (redacted); false keeps only sizes, tokens, cost and ids",
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="port of a worker's Prometheus /metrics"
+    )
+
+    admin_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="users (of MAHSM_API_KEYS) whose keys see every user's usage (GET /usage)",
+    )
+
+    @field_validator(
+        "middleware", "middleware_modules", "code_modules", "admin_users", mode="before"
+    )
     @classmethod
     def _parse_comma_list(cls, raw: object) -> object:
         if isinstance(raw, str):

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
+from mahsm import tracing
 from mahsm.settings import Settings
 
 
-async def connect(settings: Settings, *, address: str | None = None) -> Client:
-    """A client using MAHSM's pydantic data converter, TLS and API key from `settings`."""
+async def connect(
+    settings: Settings, *, address: str | None = None, runtime: Runtime | None = None
+) -> Client:
+    """A client using MAHSM's pydantic data converter, TLS and API key from `settings`.
+
+    `runtime` carries Temporal's own metrics (`mahsm.temporal_metrics`); the default one
+    when None.
+    """
     tls: TLSConfig | bool = False
     if settings.temporal_tls_cert and settings.temporal_tls_key:
         tls = TLSConfig(
@@ -26,4 +34,6 @@ async def connect(settings: Settings, *, address: str | None = None) -> Client:
         tls=tls,
         api_key=api_key,
         data_converter=pydantic_data_converter,
+        plugins=tracing.current().plugins(),  # none unless this process traces
+        runtime=runtime,
     )

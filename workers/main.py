@@ -38,9 +38,12 @@ from mahsm.contracts.task import Capability
 from mahsm.db.migrate import migrate
 from mahsm.db.pool import create_pool
 from mahsm.logging import configure_logging
+from mahsm.metrics import serve_metrics
 from mahsm.queues import pool_queue, tasks_queue
 from mahsm.settings import Settings, SettingsError, get_settings
 from mahsm.temporal_client import connect
+from mahsm.temporal_metrics import TemporalMetrics
+from mahsm.tracing import configure_tracing
 from mahsm.workers.workflow_runner import workflow_runner
 from mahsm.workflows.agent_workflow import AgentWorkflow
 from mahsm.workflows.experiment_workflow import ExperimentWorkflow
@@ -144,7 +147,14 @@ async def run(settings: Settings) -> None:
         raise SettingsError("MAHSM_DATABASE_URL is not set: `mahsm up` sets it, or set it yourself")
     database_url = settings.database_url.get_secret_value()
     await migrate(database_url)
-    client = await connect(settings)
+    tracing = configure_tracing(service_name="mahsm-worker")  # before the client: its plugin
+    temporal_metrics = None
+    if settings.metrics_port is not None:
+        temporal_metrics = TemporalMetrics()
+        serve_metrics(settings.metrics_port)
+    runtime = temporal_metrics.runtime if temporal_metrics is not None else None
+    client = await connect(settings, runtime=runtime)
+    draining = asyncio.create_task(temporal_metrics.run()) if temporal_metrics else None
     pool = await create_pool(database_url, max_size=settings.database_pool_max)
     sql_url = settings.sql_tool_database_url
     sql_pool = None if sql_url is None else await create_sql_pool(sql_url.get_secret_value())
@@ -161,6 +171,8 @@ async def run(settings: Settings) -> None:
                 "worker polling",
                 queues=[w.task_queue for w in workers],
                 identity=client.identity,
+                tracing=tracing.destination or "off",
+                metrics_port=settings.metrics_port,
             )
             if settings.ready_file is not None:
                 settings.ready_file.write_text(str(os.getpid()))
@@ -175,6 +187,9 @@ async def run(settings: Settings) -> None:
         if sql_pool is not None:
             await sql_pool.close()
         await pool.close()
+        if draining:
+            draining.cancel()
+        await asyncio.to_thread(tracing.flush)  # bounded by the export timeout
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from mahsm.contracts.task import BlobRef, Usage
     from mahsm.contracts.tools import ToolInvocation, ToolOutcome
-    from mahsm.workflows import prompts
+    from mahsm.workflows import prompts, spans
     from mahsm.workflows.payloads import fit_messages, store_text
 
 _TRANSCRIPT_INLINE_BYTES = 128 * 1024
@@ -85,63 +85,69 @@ async def run_agent_loop(request: AgentInput, steps: AgentSteps) -> AgentResult:
     tools = [] if request.tool_capabilities_only else _default_tool_specs(request)
     for iteration in range(request.iteration, request.max_iterations):
         progress = {"messages": messages, "iteration": iteration, "usage": usage, "agent": agent}
-        steps.before_iteration(request.model_copy(update=progress))
-        await fit_messages(messages, count_arguments=request.tool_capabilities_only)
-        response = await steps.llm(
-            LLMRequest(
-                model=request.model,
-                fallback=request.fallback,
-                middleware=request.middleware,
-                purpose=LLMPurpose.AGENT_STEP,
-                messages=messages,
-                tools=tools,
-                tool_capabilities=(
-                    request.subtask.required_capabilities
-                    if request.tool_capabilities_only
-                    else None
+        steps.before_iteration(request.model_copy(update=progress))  # may hand the loop off
+        attributes: dict[str, str | int] = {
+            "mahsm.task_id": request.task_id,
+            "mahsm.subtask_id": request.subtask.id,
+            "mahsm.agent.iteration": iteration,
+        }
+        with spans.span(f"agent iteration {iteration + 1}", attributes):
+            await fit_messages(messages, count_arguments=request.tool_capabilities_only)
+            response = await steps.llm(
+                LLMRequest(
+                    model=request.model,
+                    fallback=request.fallback,
+                    middleware=request.middleware,
+                    purpose=LLMPurpose.AGENT_STEP,
+                    messages=messages,
+                    tools=tools,
+                    tool_capabilities=(
+                        request.subtask.required_capabilities
+                        if request.tool_capabilities_only
+                        else None
+                    ),
+                    task_id=request.task_id,
+                    subtask_id=request.subtask.id,
                 ),
-                task_id=request.task_id,
-                subtask_id=request.subtask.id,
-            ),
-            iteration=iteration,
-        )
-        usage = usage + response.usage
-        agent = agent or response.worker
-        steps.after_llm(usage)
-        messages.append(
-            ChatMessage(
-                role="assistant",
-                content=response.content,
-                content_ref=response.content_ref,
-                tool_calls=response.tool_calls,
+                iteration=iteration,
             )
-        )
-        if not response.tool_calls:
-            return await _result(
-                answer=response.content or "",
-                answer_ref=response.content_ref,
-                messages=messages if steps.keeps_transcript else [],
-                usage=usage,
-                iterations=iteration + 1,
-                agent=agent,
+            usage = usage + response.usage
+            agent = agent or response.worker
+            steps.after_llm(usage)
+            messages.append(
+                ChatMessage(
+                    role="assistant",
+                    content=response.content,
+                    content_ref=response.content_ref,
+                    tool_calls=response.tool_calls,
+                )
             )
-        outcomes = await asyncio.gather(
-            *(
-                steps.tool(_invocation(request, call), iteration=iteration, index=index)
-                for index, call in enumerate(response.tool_calls)
+            if not response.tool_calls:
+                return await _result(
+                    answer=response.content or "",
+                    answer_ref=response.content_ref,
+                    messages=messages if steps.keeps_transcript else [],
+                    usage=usage,
+                    iterations=iteration + 1,
+                    agent=agent,
+                )
+            outcomes = await asyncio.gather(
+                *(
+                    steps.tool(_invocation(request, call), iteration=iteration, index=index)
+                    for index, call in enumerate(response.tool_calls)
+                )
             )
-        )
-        messages.extend(
-            ChatMessage(
-                role="tool",
-                content=o.content,
-                content_ref=o.content_ref,
-                tool_call_id=o.tool_call_id,
-                name=o.name,
-                is_error=o.is_error,
+            messages.extend(
+                ChatMessage(
+                    role="tool",
+                    content=o.content,
+                    content_ref=o.content_ref,
+                    tool_call_id=o.tool_call_id,
+                    name=o.name,
+                    is_error=o.is_error,
+                )
+                for o in outcomes
             )
-            for o in outcomes
-        )
     raise ApplicationError(
         f"subtask '{request.subtask.id}' reached max_iterations ({request.max_iterations})"
         " without a final answer; raise options.max_iterations or simplify the subtask",

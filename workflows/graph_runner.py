@@ -28,12 +28,15 @@ from temporalio.exceptions import (
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
+    from opentelemetry.trace import Span
+
     from mahsm.contracts.engine import AgentInput, AgentResult, EngineDefaults
     from mahsm.contracts.llm import LLMRequest, LLMResponse
     from mahsm.contracts.middleware import MiddlewareHook, StepError, StepInfo
     from mahsm.contracts.pipeline import AgentStep, StepKind, model_chain
     from mahsm.contracts.task import MAX_PARALLEL, Subtask, SubtaskStatus, TaskRequest, Usage
     from mahsm.contracts.tools import ToolInvocation, ToolOutcome
+    from mahsm.workflows import spans
     from mahsm.workflows.agent_artifacts import agent_artifact
     from mahsm.workflows.agent_loop import budget_stop, run_agent_loop
     from mahsm.workflows.agent_workflow import AgentWorkflow
@@ -242,6 +245,26 @@ class GraphRunner(DagRunner):
         return queue, timeout_s
 
     async def _run_subtask(self, subtask: Subtask) -> None:
+        state = self._recorder.state
+        kind = "subtask" if subtask.kind == StepKind.AGENT else "step"
+        attributes = {
+            "mahsm.task_id": state.task_id,
+            "mahsm.subtask_id": subtask.id,
+            "mahsm.step.kind": subtask.kind.value,
+        }
+        with spans.span(f"{kind} {subtask.id}", attributes) as span:
+            try:
+                await self._work_subtask(subtask)
+            finally:
+                self._record_subtask_end(span, subtask.id)
+
+    def _record_subtask_end(self, span: Span, subtask_id: str) -> None:
+        for item in self._recorder.state.subtasks:
+            if item.subtask.id == subtask_id:
+                span.set_attribute("mahsm.subtask.status", item.result.status.value)
+                spans.record_usage(span, item.result.usage)
+
+    async def _work_subtask(self, subtask: Subtask) -> None:
         if subtask.kind != StepKind.AGENT:
             await self._run_step(subtask)
             return

@@ -16,6 +16,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from mahsm.activities.optimize import OptimizeActivities
     from mahsm.optimize.models import OptimizeProgress, OptimizeRequest, OptimizeState
+    from mahsm.workflows import spans
     from mahsm.workflows.failures import failure_message
 
 
@@ -29,6 +30,19 @@ class OptimizeWorkflow:
     @workflow.run
     async def run(self, request: OptimizeRequest) -> OptimizeState:
         """Optimize; the state ends `completed` with the saved artifact, or `failed`."""
+        run_id = workflow.info().workflow_id
+        attributes = {
+            "mahsm.optimization_id": run_id,
+            "session.id": run_id,
+            "langfuse.trace.name": f"optimize {request.program} -> {request.save}",
+            "mahsm.optimizer": request.optimizer,
+        }
+        with spans.span("optimization", attributes) as span:
+            state = await self._run(request)
+            span.set_attribute("mahsm.optimization.status", state.status)
+            return state
+
+    async def _run(self, request: OptimizeRequest) -> OptimizeState:
         try:
             self._state.result = await workflow.execute_activity_method(
                 OptimizeActivities.run,

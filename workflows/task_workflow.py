@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         TaskStatus,
     )
     from mahsm.pipelines import compile_pipeline, validate_inputs, validate_pipeline
-    from mahsm.workflows import prompts
+    from mahsm.workflows import prompts, spans
     from mahsm.workflows.agent_artifacts import ArtifactUnusable, load_agent_artifacts
     from mahsm.workflows.dag_runner import DagRunner
     from mahsm.workflows.failures import failure_message
@@ -104,6 +104,19 @@ class TaskWorkflow:
     @workflow.run
     async def run(self, request: TaskRequest) -> TaskState:
         """Run the task; it fails (as a workflow) unless the task completes or is rejected."""
+        attributes = spans.task_attributes(
+            task_id=workflow.info().workflow_id,
+            user_id=request.user_id,
+            description=request.description,
+            pipeline=request.pipeline.name if request.pipeline is not None else None,
+        )
+        with spans.span("task", attributes) as span:
+            try:
+                return await self._run(request)
+            finally:
+                spans.record_task_end(span, self._recorder.state)
+
+    async def _run(self, request: TaskRequest) -> TaskState:
         recorder = self._recorder
         # A request that names its engine ran on it from the start; one that does not was
         # recorded before that field: the patch marker tells engine v2 from v1.
@@ -328,6 +341,12 @@ class TaskWorkflow:
 
     async def _plan(self, request: TaskRequest) -> Plan:
         """Ask the planner; repair invalid plans a bounded number of times; else fall back."""
+        with spans.span("plan", {"mahsm.task_id": self._recorder.state.task_id}) as span:
+            plan = await self._planned(request)
+            span.set_attribute("mahsm.plan.subtasks", len(plan.subtasks))
+            return plan
+
+    async def _planned(self, request: TaskRequest) -> Plan:
         recorder = self._recorder
         # Engine v2 leaves the search attribute at `pending` while planning (one event less);
         # the state, the event log and the UI details say `planning`.
@@ -402,6 +421,10 @@ class TaskWorkflow:
 
     async def _aggregate(self, plan: Plan) -> None:
         """Combine the subtask outputs into the task result with one LLM call."""
+        with spans.span("aggregate", {"mahsm.task_id": self._recorder.state.task_id}):
+            await self._aggregated(plan)
+
+    async def _aggregated(self, plan: Plan) -> None:
         recorder = self._recorder
         outputs: dict[str, str] = {}
         extra: list[ChatMessage] = []

@@ -23,9 +23,12 @@ from datetime import timedelta
 from typing import TypeVar
 
 import asyncpg
+from opentelemetry.trace import Span
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from mahsm import metrics
+from mahsm.activities import telemetry
 from mahsm.activities.blobs import BlobStore
 from mahsm.activities.llm.breaker import CircuitBreakers
 from mahsm.activities.llm.claim_check import RESPONSE_INLINE_BUDGET, offload_response, resolve_refs
@@ -106,6 +109,12 @@ class LLMActivities:
                 provider sent `retry-after`; or a middleware's `UnknownMiddleware`,
                 `AbortedByMiddleware` (non-retryable) or `MiddlewareFailed` (retryable).
         """
+        with telemetry.llm_span(request) as span:
+            response = await self._complete(request, span)
+            telemetry.record_llm(span, request, response, content=self.settings.trace_content)
+            return response
+
+    async def _complete(self, request: LLMRequest, span: Span) -> LLMResponse:
         info = activity.info()
         started = time.monotonic()
         fields = {
@@ -117,6 +126,8 @@ class LLMActivities:
         }
         # An open circuit rejects the call here, before any provider call (`CircuitOpen`).
         admission = await self.breakers.admit(request.model, has_fallback=bool(request.fallback))
+        if admission.probe:
+            metrics.BREAKER_TRANSITIONS.labels(request.model, "half_open").inc()
         projection = (
             asyncio.ensure_future(self._write_projection(request))
             if request.projection is not None
@@ -126,6 +137,7 @@ class LLMActivities:
             chain = self.middleware.chain(request.middleware)  # unknown names fail here
             resolved = self._offer_tools(await resolve_refs(request, self.blobs))
             resolved = await chain.before_llm_call(resolved)  # may redact, or abort
+            telemetry.record_prompt(span, resolved.messages, content=self.settings.trace_content)
             # Building a provider imports its SDK (seconds on a busy machine): off the loop.
             provider, model = await self._heartbeating(
                 asyncio.to_thread(self.registry.resolve, request.model), request, info
@@ -170,6 +182,8 @@ class LLMActivities:
                 },
             )
             verdict = await self.breakers.failed(admission, error)
+            if verdict.opened:
+                metrics.BREAKER_TRANSITIONS.labels(request.model, "open").inc()
             failure = _to_application_error(error, request.model, verdict.notes)
             raise verdict.raised(failure, has_fallback=bool(request.fallback)) from None
         except ApplicationError:
@@ -203,7 +217,10 @@ class LLMActivities:
                 "duration_s": round(time.monotonic() - started, 3),
             },
         )
-        response.notes += await self.breakers.succeeded(admission)
+        closed = await self.breakers.succeeded(admission)
+        if admission.probe and len(closed) > len(admission.notes):
+            metrics.BREAKER_TRANSITIONS.labels(request.model, "closed").inc()
+        response.notes += closed
         response.worker = _worker_identity()
         response.projection_written = await _settle(projection)
         return response

@@ -23,6 +23,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from mahsm.activities import telemetry
 from mahsm.activities.blobs import BlobStore
 from mahsm.activities.tools.failures import is_infrastructure_error
 from mahsm.activities.tools.output import bound_output
@@ -116,7 +117,12 @@ class ToolActivities:
             budget = info.start_to_close_timeout.total_seconds()
             timeout_s = min(timeout_s, max(budget * 0.5, budget - _TIMEOUT_MARGIN_S))
         try:
-            return await self.run(invocation, idempotency_key=key, timeout_s=timeout_s)
+            known = self.registry.get(invocation.call.name) is not None
+            content = self.settings.trace_content
+            with telemetry.tool_span(invocation, content=content, known=known) as traced:
+                outcome = await self.run(invocation, idempotency_key=key, timeout_s=timeout_s)
+                traced.record(outcome)
+                return outcome
         except ApplicationError:
             raise
         except Exception as error:

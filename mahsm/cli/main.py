@@ -17,6 +17,7 @@ from mahsm.cli import (
     run,
     stack,
     tasks,
+    usage,
 )
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ app.add_typer(artifacts.app)
 app.add_typer(optimize.app)
 app.add_typer(experiments.app)
 app.add_typer(datasets.app)
+app.add_typer(usage.app)
 
 
 if __name__ == "__main__":
