@@ -98,6 +98,7 @@ async def run_agent_loop(request: AgentInput, steps: AgentSteps) -> AgentResult:
                     model=request.model,
                     fallback=request.fallback,
                     middleware=request.middleware,
+                    side_effects=request.side_effects,
                     purpose=LLMPurpose.AGENT_STEP,
                     messages=messages,
                     tools=tools,
@@ -179,6 +180,7 @@ def _invocation(request: AgentInput, call: ToolCall) -> ToolInvocation:
         subtask_id=request.subtask.id,
         call=call,
         capabilities=request.subtask.required_capabilities,
+        side_effects=request.side_effects,
     )
 
 

@@ -86,6 +86,7 @@ class SignatureRunner:
         models: list[str],
         deadline: datetime,
         middleware: list[str] | None = None,
+        side_effects: bool = True,
     ) -> None:
         self._calls = calls
         self._router = router
@@ -93,6 +94,7 @@ class SignatureRunner:
         self._models = models
         self._deadline = deadline
         self._middleware = middleware
+        self._side_effects = side_effects
         self._llm_ids = itertools.count()
         self._tool_ids = itertools.count()
 
@@ -230,6 +232,7 @@ class SignatureRunner:
             subtask_id=step.name,
             call=ToolCall(id=f"{step.name}-{number}", name=name, arguments=json.dumps(arguments)),
             capabilities=need,
+            side_effects=self._side_effects,
         )
         queue = await self._router.queue_for(step.name, frozenset(need))
         outcome, _ = await on_pool(

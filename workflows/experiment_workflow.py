@@ -191,6 +191,9 @@ class ExperimentWorkflow:
         """Run one branch as a child task and record how it went; never raises."""
         request = self._request
         task: TaskRequest = branch_request(request, branch.config, dict(inputs))
+        if shadow and not request.shadow_side_effects:
+            options = task.options.model_copy(update={"side_effects": False})
+            task = task.model_copy(update={"options": options})
         task_id = self._task_id(branch)
         branch.task_ids.append(task_id)
         branch.status = BranchStatus.RUNNING

@@ -186,6 +186,7 @@ class GraphRunner(DagRunner):
                 models=self._models,
                 tool_timeout_s=defaults.tool_timeout_s,
                 middleware=request.options.middleware,
+                side_effects=request.options.side_effects,
             )
 
     async def hooks_done(self) -> None:
@@ -341,6 +342,7 @@ class GraphRunner(DagRunner):
             fallback=models[1:],
             fallback_attempts=defaults.fallback_attempts,
             middleware=options.middleware,
+            side_effects=options.side_effects,
             instructions=self._instructions.get(agent_artifact(options, step) or ""),
             max_iterations=max_iterations,
             llm_timeout_s=defaults.llm_timeout_s,

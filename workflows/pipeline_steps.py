@@ -126,6 +126,7 @@ class PipelineSteps:
         models: list[str],
         tool_timeout_s: float,
         middleware: list[str] | None = None,
+        side_effects: bool = True,
     ) -> None:
         self.values = values
         self._calls = calls
@@ -134,6 +135,7 @@ class PipelineSteps:
         self._models = models
         self._tool_timeout_s = tool_timeout_s
         self._middleware = middleware
+        self._side_effects = side_effects
 
     async def run(self, node: Subtask, deadline: datetime, queue: str | None) -> StepOutput:
         """Run one step; raises `StepFailed`, or the call's own error."""
@@ -225,6 +227,7 @@ class PipelineSteps:
             models=self._models,
             deadline=deadline,
             middleware=self._middleware,
+            side_effects=self._side_effects,
         )
         try:
             out = await runner.run(step, inputs)
@@ -244,6 +247,7 @@ class PipelineSteps:
             subtask_id=step.name,
             call=ToolCall(id=step.name, name=step.tool, arguments=json.dumps(args)),
             capabilities=node.required_capabilities,
+            side_effects=self._side_effects,
         )
         outcome, _ = await on_pool(
             self._router,

@@ -226,13 +226,25 @@ class LLMActivities:
         return response
 
     def _offer_tools(self, request: LLMRequest) -> LLMRequest:
-        """Add the catalogue's tools for `tool_capabilities`: the tools this worker runs."""
-        if request.tool_capabilities is None:
+        """Add the catalogue's tools for `tool_capabilities`: the tools this worker runs.
+
+        With `side_effects` false, tools that change the world are left out (and
+        `tool_execute` refuses them).
+        """
+        tools = request.tools
+        if request.tool_capabilities is not None:
+            offered = {t.name for t in tools}
+            catalogue = self.tools.specs_for(request.tool_capabilities)
+            tools = [*tools, *(t for t in catalogue if t.name not in offered)]
+        if not request.side_effects:  # e.g. a shadow run: the world is not to be changed
+            tools = [t for t in tools if not self._changes_the_world(t.name)]
+        if tools == request.tools:
             return request
-        offered = {t.name for t in request.tools}
-        catalogue = self.tools.specs_for(request.tool_capabilities)
-        extra = [t for t in catalogue if t.name not in offered]
-        return request.model_copy(update={"tools": [*request.tools, *extra]})
+        return request.model_copy(update={"tools": tools})
+
+    def _changes_the_world(self, name: str) -> bool:
+        registered = self.tools.get(name)
+        return registered is not None and registered.side_effects
 
     async def _write_projection(self, request: LLMRequest) -> bool:
         """Write the carried projection change; a failure only leaves it to a later write."""

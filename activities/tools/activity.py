@@ -155,6 +155,13 @@ class ToolActivities:
             arguments = item.parse_arguments(await self._arguments(call))
         except ToolArgumentsError as error:
             return _error(call, str(error))
+        if item.side_effects and not invocation.side_effects:
+            return _error(
+                call,
+                f"tool '{call.name}' changes the world and is off in this run"
+                " (options.side_effects is false, as in a shadow experiment run); answer"
+                " without it",
+            )
         if not TASK_ID_PATTERN.match(invocation.task_id):
             return _error(call, f"task id '{invocation.task_id}' cannot name a workspace")
         if item.side_effects:

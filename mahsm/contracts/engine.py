@@ -86,6 +86,7 @@ class AgentInput(BaseModel):
     instructions: str | None = Field(
         default=None, description="from a prompt artifact: instructions and worked examples"
     )
+    side_effects: bool = Field(default=True, description="the task's `options.side_effects`")
 
 
 class AgentResult(BaseModel):

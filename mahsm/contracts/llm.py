@@ -81,6 +81,9 @@ class LLMRequest(BaseModel):
         description="a pending write of the task's Postgres projection; the activity writes"
         " it while the call runs, so the engine needs no activity of its own for it",
     )
+    side_effects: bool = Field(
+        default=True, description="false: tools that change the world are not offered"
+    )
     middleware: list[str] | None = Field(
         default=None,
         description="middleware run around the call, in order; None: the worker's default",

@@ -163,6 +163,11 @@ class TaskOptions(BaseModel):
         description="a prompt artifact 'name@version' (or 'name': its latest) whose"
         " instructions and demos every agent without one of its own is given",
     )
+    side_effects: bool = Field(
+        default=True,
+        description="false: tools that change the world (file writes, shared state) are"
+        " neither offered nor run (a shadow experiment run's default)",
+    )
 
 
 MAX_SUBTASKS = 50

@@ -17,6 +17,9 @@ class ToolInvocation(BaseModel):
     capabilities: list[Capability] = Field(
         default_factory=list, description="the subtask's capabilities; limits which tools run"
     )
+    side_effects: bool = Field(
+        default=True, description="false: a tool that changes the world is refused"
+    )
 
 
 class ToolOutcome(BaseModel):

@@ -147,6 +147,11 @@ class ExperimentRequest(BaseModel):
     dataset: list[DatasetRow] | None = Field(default=None, max_length=MAX_ROWS)
     metrics: list[MetricSpec] = Field(default_factory=list, max_length=16)
     primary: int = Field(default=0, ge=0, description="shadow: index of the primary config")
+    shadow_side_effects: bool = Field(
+        default=False,
+        description="shadow: let shadow runs use tools that change the world (file writes,"
+        " shared state); off by default, so a shadow cannot touch what the primary touches",
+    )
     max_concurrency: int = Field(default=8, ge=1, le=64, description="branches at once")
     inputs: dict[str, Any] = Field(
         default_factory=dict, description="values for every run (without a dataset)"

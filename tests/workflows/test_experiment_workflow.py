@@ -257,3 +257,47 @@ async def test_a_long_output_is_claim_checked_scored_and_logged_whole(
     )
     path = client.download_artifacts(run.info.run_id, "outputs.json", str(data_dir))
     assert "word word" in Path(path).read_text() and "answer 4" in Path(path).read_text()
+
+
+async def test_shadows_run_without_tools_that_change_the_world(
+    engine_factory, data_dir: Path
+) -> None:
+    writes = {
+        "name": "notes",
+        "inputs": {"q": "str", "mode": "str"},
+        "steps": [
+            {"name": "answer", "kind": "llm", "prompt": "Question: {q} mode={mode}"},
+            {
+                "name": "save",
+                "kind": "tool",
+                "tool": "write_file",
+                "args": {"path": "answer-{mode}.txt", "content": "{answer}"},
+            },
+        ],
+        "outputs": {"answer": "{answer}"},
+    }
+    configs = [_mode("good"), _mode("other")]
+    async with engine_factory(SCENARIO) as engine:
+        shadowed = await _start(
+            engine, _request(configs, strategy="shadow", target={"pipeline": writes})
+        )
+        allowed = await _start(
+            engine,
+            _request(
+                configs,
+                strategy="shadow",
+                target={"pipeline": writes},
+                shadow_side_effects=True,
+            ),
+        )
+        default, opted_in = await shadowed.result(), await allowed.result()
+
+    assert default.primary is not None and default.primary.status == BranchStatus.SUCCESS
+    (shadow,) = [b for b in default.branches if b.role == "shadow"]
+    assert shadow.status == BranchStatus.FAILED  # its tool step was refused, not run
+    assert shadow.error is not None
+    assert "changes the world and is off in this run" in shadow.error.message
+    assert not (data_dir / "workspaces" / shadow.task_ids[0] / "answer-other.txt").exists()
+    (opted,) = [b for b in opted_in.branches if b.role == "shadow"]
+    assert opted.status == BranchStatus.SUCCESS, opted.error
+    assert (data_dir / "workspaces" / opted.task_ids[0] / "answer-other.txt").exists()
