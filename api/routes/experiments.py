@@ -59,6 +59,9 @@ class ExperimentItem(BaseModel):
     strategy: str | None = None
     status: str
     started_at: str | None = None
+    configs: int | None = Field(
+        default=None, description="how many configs it compares (unknown for older ones)"
+    )
 
 
 class ExperimentPage(BaseModel):
@@ -111,7 +114,11 @@ async def start_experiment(
             request,
             id=experiment_id,
             task_queue=tasks_queue(settings.queue_prefix),
-            memo={"name": request.name, "strategy": request.strategy.value},
+            memo={
+                "name": request.name,
+                "strategy": request.strategy.value,
+                "configs": len(request.configs),
+            },
         )
     except RPCError as error:
         raise ApiError(503, code="temporal_unavailable", message=str(error)) from None
@@ -133,6 +140,7 @@ async def list_experiments(
     try:
         async for execution in client.list_workflows(query, limit=limit):
             memo = await execution.memo()
+            configs = memo.get("configs")
             items.append(
                 ExperimentItem(
                     id=execution.id,
@@ -140,6 +148,7 @@ async def list_experiments(
                     strategy=memo.get("strategy"),
                     status=execution.status.name.lower() if execution.status else "unknown",
                     started_at=execution.start_time.isoformat(),
+                    configs=configs if isinstance(configs, int) else None,
                 )
             )
     except RPCError as error:

@@ -355,6 +355,20 @@ function setNodeStatus(node, id, status) {
   node.querySelector("title").textContent = `${id}: ${status}`;
 }
 
+/* One server-sent event (the text between two blank lines): its name, data and id. */
+function sseBlock(block) {
+  let name = "message", data = "", id = null;
+  for (const line of block.split("\n")) {
+    if (line.startsWith(":")) continue;
+    const [field, ...rest] = line.split(":");
+    const text = rest.join(":").replace(/^ /, "");
+    if (field === "event") name = text;
+    else if (field === "data") data += (data ? "\n" : "") + text;
+    else if (field === "id") id = text;
+  }
+  return { name, data, id };
+}
+
 async function followEvents(taskId, onEvent, signal) {
   let last = 0;
   while (!signal.aborted) {
@@ -388,15 +402,7 @@ async function followEvents(taskId, onEvent, signal) {
         while ((cut = buffer.indexOf("\n\n")) >= 0) {
           const block = buffer.slice(0, cut);
           buffer = buffer.slice(cut + 2);
-          let name = "message", data = "", id = null;
-          for (const line of block.split("\n")) {
-            if (line.startsWith(":")) continue;
-            const [field, ...rest] = line.split(":");
-            const text = rest.join(":").replace(/^ /, "");
-            if (field === "event") name = text;
-            else if (field === "data") data += (data ? "\n" : "") + text;
-            else if (field === "id") id = text;
-          }
+          const { name, data, id } = sseBlock(block);
           if (!data) continue;
           if (id) last = Number(id);
           onEvent(name, JSON.parse(data));
@@ -777,6 +783,282 @@ async function pageArtifacts() {
   }
 }
 
+// ---- experiments ------------------------------------------------------------------------
+
+const EXPERIMENT_PAGE = 50;
+
+function usd(x) {
+  return typeof x === "number" ? `$${x.toFixed(6)}` : "—";
+}
+
+function fixed(x, digits, unit = "") {
+  return typeof x === "number" ? `${x.toFixed(digits)}${unit}` : "—";
+}
+
+async function pageExperiments(params) {
+  const limit = Math.min(200, Math.max(EXPERIMENT_PAGE, Number(params.get("limit")) || EXPERIMENT_PAGE));
+  const body = h("div", { text: "Loading…" });
+  fill(main, h("h1", { text: "Experiments" }), body);
+  try {
+    const page = await api(`/experiments${query({ limit })}`);
+    if (!page.experiments.length) {
+      fill(body, h("p", { class: "muted", text: "No experiment yet (POST /experiments, or mahsm experiment run)." }));
+      return;
+    }
+    fill(body, h("div", { class: "table-wrap" }, h("table", {},
+      h("thead", {}, h("tr", {}, ["Experiment", "Strategy", "Status", "Created", "Configs"]
+        .map((c) => h("th", { scope: "col", text: c })))),
+      h("tbody", {}, page.experiments.map((e) => h("tr", { "data-experiment": e.id },
+        h("td", {}, h("a", { href: `#/experiment/${encodeURIComponent(e.id)}`, text: e.name || e.id }),
+          e.name ? h("div", { class: "muted small", text: e.id }) : null),
+        h("td", { text: e.strategy || "—" }), h("td", {}, badge(e.status)),
+        h("td", { text: when(e.started_at) }),
+        h("td", { class: "num", text: e.configs ?? "—" })))))));
+    // The API answers the newest `limit` (at most 200); "Show more" asks for a longer list.
+    if (page.experiments.length >= limit && limit < 200) {
+      body.append(h("div", { class: "actions" }, h("a", {
+        href: `#/experiments${query({ limit: Math.min(200, limit + EXPERIMENT_PAGE) })}`,
+        text: "Show more experiments" })));
+    }
+  } catch (error) {
+    showError(body, error);
+  }
+}
+
+/* The config's overrides as short "field=value" texts (the label is not an override). */
+function overrides(config) {
+  const out = [];
+  for (const [k, v] of Object.entries(config || {})) {
+    if (k === "label" || v === null || v === undefined) continue;
+    if (k === "inputs") {
+      for (const [ik, iv] of Object.entries(v)) out.push(`inputs.${ik}=${JSON.stringify(iv)}`);
+    } else out.push(`${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
+  }
+  return out;
+}
+
+function percentile(values, p) {
+  if (!values.length) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+const mean = (values) => (values.length ? values.reduce((a, b) => a + b, 0) / values.length : null);
+
+/* One row per config: the workflow's summary once done; while it runs, figures so far
+ * computed from the finished branches (marked provisional). */
+function configRows(state) {
+  const metric = state.summary.length ? null
+    : state.branches.map((b) => Object.keys(b.scores || {})[0]).find(Boolean) || null;
+  return state.config_ids.map((id, index) => {
+    const config = state.configs[index] || {};
+    const mine = state.branches.filter((b) => b.config_id === id);
+    const count = (status) => mine.filter((b) => b.status === status).length;
+    const row = { id, config, label: config.label || id, done: count("success"), failed: count("failed"),
+      active: count("running") + count("pending"), winner: state.winner === id };
+    const summary = state.summary.find((s) => s.config_id === id);
+    if (summary) {
+      return { ...row, label: summary.label || row.label, score: summary.mean_score, ci95: summary.ci95,
+        passRate: summary.pass_rate, p50: summary.p50_latency_s, p95: summary.p95_latency_s,
+        tokens: summary.tokens_per_row, cost: summary.cost_per_row, final: true };
+    }
+    const finished = mine.filter((b) => b.status === "success" || b.status === "failed");
+    const scores = metric ? finished.map((b) => b.scores[metric]).filter((x) => typeof x === "number") : [];
+    const latencies = finished.map((b) => b.duration_s).filter((x) => typeof x === "number");
+    return { ...row, score: mean(scores), ci95: null,
+      passRate: scores.length ? scores.filter((x) => x >= 1).length / scores.length : null,
+      p50: percentile(latencies, 50), p95: percentile(latencies, 95),
+      tokens: finished.length ? mean(finished.map((b) => tokens(b.usage))) : null,
+      cost: finished.length ? mean(finished.map((b) => (b.usage.cost_usd || 0) + (b.judge_usage?.cost_usd || 0))) : null,
+      final: false };
+  });
+}
+
+function niceTicks(lo, hi, count = 5) {
+  const step = (hi - lo) / count;
+  return Array.from({ length: count + 1 }, (_, i) => lo + i * step);
+}
+
+/* Score against cost per row, one labelled point per config (the table has the same data). */
+function scoreCostChart(rows, metric, width) {
+  const points = rows.filter((r) => typeof r.score === "number" && typeof r.cost === "number");
+  // Drawn at the width it gets (so its text stays readable on a phone), 320 to 640 units.
+  const W = Math.round(Math.min(640, Math.max(320, width || 640))), H = 340, L = 64, R = 24, T = 28, B = 52;
+  const maxCost = Math.max(0, ...points.map((r) => r.cost)) * 1.15 || 1e-6;
+  const lo = Math.min(0, ...points.map((r) => r.score - (r.ci95 || 0)));
+  const hi = Math.max(1, ...points.map((r) => r.score + (r.ci95 || 0)));
+  const x = (v) => L + (v / maxCost) * (W - L - R);
+  const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+  const root = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img",
+    "aria-labelledby": "chart-title chart-desc", id: "score-cost-chart" });
+  const title = svg("title", { id: "chart-title" });
+  title.textContent = "Mean score against cost per row, one point per config";
+  const desc = svg("desc", { id: "chart-desc" });
+  desc.textContent = points.length ? points.map((r) => `${r.label}: score ${r.score.toFixed(3)}`
+    + ` at ${usd(r.cost)} per row${r.winner ? " (winner)" : ""}`).join("; ") : "No config has a score yet.";
+  root.append(title, desc);
+  const text = (attrs, content) => { const t = svg("text", attrs); t.textContent = content; return t; };
+  for (const v of niceTicks(lo, hi)) {
+    root.append(svg("line", { class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v) }),
+      text({ x: L - 6, y: y(v) + 4, "text-anchor": "end", class: "tick" }, v.toFixed(2)));
+  }
+  for (const v of niceTicks(0, maxCost, W < 480 ? 2 : 4)) {
+    root.append(svg("line", { class: "grid", x1: x(v), x2: x(v), y1: T, y2: H - B }),
+      text({ x: x(v), y: H - B + 16, "text-anchor": "middle", class: "tick" },
+        v === 0 ? "$0" : `$${Number(v.toPrecision(2))}`));
+  }
+  root.append(svg("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }),
+    svg("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }),
+    text({ x: (L + W - R) / 2, y: H - 10, "text-anchor": "middle", class: "axis-label" }, "Cost per row (USD)"),
+    text({ x: -(T + H - B) / 2, y: 16, transform: "rotate(-90)", "text-anchor": "middle", class: "axis-label" },
+      `Mean score${metric ? ` (${metric})` : ""}, 0 to 1`));
+  for (const r of points) {
+    const px = x(r.cost), py = y(r.score);
+    const g = svg("g", { class: `point${r.winner ? " winner" : ""}`, "data-config": r.id });
+    const tip = svg("title", {});
+    tip.textContent = `${r.label}: score ${r.score.toFixed(3)}, ${usd(r.cost)} per row`;
+    g.append(tip);
+    if (r.ci95) g.append(svg("line", { class: "ci", x1: px, x2: px, y1: y(r.score - r.ci95), y2: y(r.score + r.ci95) }));
+    g.append(svg("circle", { cx: px, cy: py, r: 6 }));
+    const right = px > W * 0.7;
+    g.append(text({ x: right ? px - 10 : px + 10, y: py - 8, "text-anchor": right ? "end" : "start", class: "point-label" },
+      `${r.label}${r.winner ? " ★" : ""}`));
+    root.append(g);
+  }
+  return root;
+}
+
+/* Follows GET /experiments/{id}/events (a `state` event each time it changes, then `end`). */
+async function followExperiment(id, onState, onError, signal) {
+  while (!signal.aborted) {
+    let response;
+    try {
+      response = await fetch(`${ROOT}/experiments/${encodeURIComponent(id)}/events`,
+        { headers: authHeaders(), signal });
+    } catch (error) {
+      if (signal.aborted) return;
+      await new Promise((r) => setTimeout(r, 2000));
+      continue;
+    }
+    if (!response.ok) {
+      let body = null;
+      try { body = await response.json(); } catch (_) { body = null; }
+      onError(new ApiError(response.status, body));
+      if (response.status === 401 || response.status === 404) return;
+      await new Promise((r) => setTimeout(r, 3000));
+      continue;
+    }
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value.replace(/\r\n/g, "\n");
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const { name, data } = sseBlock(buffer.slice(0, cut));
+          buffer = buffer.slice(cut + 2);
+          if (name === "end") return;
+          if (name === "state" && data) onState(JSON.parse(data));
+        }
+      }
+    } catch (error) {
+      if (signal.aborted) return;
+    }
+    // Closed before the end: the stream starts again with the current state.
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+async function pageExperiment(id) {
+  const controller = new AbortController();
+  let last = null, resizing = 0;
+  const onResize = () => {
+    cancelAnimationFrame(resizing);
+    resizing = requestAnimationFrame(() => { if (last) render(last); });
+  };
+  window.addEventListener("resize", onResize);
+  leave = () => { controller.abort(); window.removeEventListener("resize", onResize); };
+  const heading = h("h1", { text: id });
+  const statusBox = h("span", { id: "experiment-status", "aria-live": "polite" });
+  const errorBox = h("div", { "aria-live": "polite" });
+  const facts = h("dl", { class: "facts" });
+  const progressBar = h("div");
+  const progressText = h("span", { id: "experiment-progress" });
+  const tableBox = h("div");
+  const chartBox = h("div", { class: "chart-wrap" });
+  const branchesBox = h("div");
+  fill(main, h("p", {}, h("a", { href: "#/experiments", text: "← All experiments" })),
+    heading, h("div", { class: "card" }, h("p", {}, "Status: ", statusBox), facts,
+      h("div", { class: "progress", role: "progressbar", "aria-labelledby": "experiment-progress" }, progressBar),
+      progressText, errorBox),
+    h("h2", { text: "Configs" }), tableBox,
+    h("h2", { text: "Score against cost" }), chartBox,
+    h("h2", { text: "Branches" }), branchesBox);
+
+  const render = (state) => {
+    last = state;
+    heading.textContent = state.name;
+    fill(statusBox, badge(state.status));
+    const finished = state.branches.filter((b) => !["pending", "running"].includes(b.status)).length;
+    const total = state.branches.length;
+    progressBar.style.width = `${total ? (100 * finished) / total : 0}%`;
+    progressBar.parentElement.setAttribute("aria-valuenow", String(finished));
+    progressBar.parentElement.setAttribute("aria-valuemax", String(total));
+    progressText.textContent = `${finished} / ${total} branches finished`;
+    const rows = configRows(state);
+    const winner = rows.find((r) => r.winner);
+    const metric = Object.keys(state.summary[0]?.scores || {})[0]
+      || state.branches.map((b) => Object.keys(b.scores || {})[0]).find(Boolean) || null;
+    fill(facts,
+      h("dt", { text: "Experiment" }), h("dd", { text: state.experiment_id }),
+      h("dt", { text: "Strategy" }), h("dd", { text: state.strategy }),
+      h("dt", { text: "Created" }), h("dd", { text: when(state.created_at) }),
+      h("dt", { text: "Updated" }), h("dd", { text: when(state.updated_at) }),
+      h("dt", { text: "Winner" }), h("dd", { id: "experiment-winner",
+        text: winner ? `${winner.label} (${winner.id})` : state.status === "running" ? "not decided yet" : "none" }),
+      h("dt", { text: "MLflow" }), h("dd", { text: state.mlflow.status + (state.mlflow.error ? `: ${state.mlflow.error}` : "") }),
+      state.strategy === "round_robin" ? [h("dt", { text: "Requests served" }), h("dd", { text: state.served })] : null);
+    fill(errorBox, state.error ? h("div", { class: "error", text: state.error }) : null);
+    const final = rows.every((r) => r.final);
+    const columns = ["Config", "Overrides", "Done", "Failed", "Mean score", "Pass rate",
+      "p50 latency", "p95 latency", "Tokens / row", "Cost / row"];
+    fill(tableBox, h("p", { class: "muted", id: "config-note", text: final
+      ? `Per config; scores are the mean of ${metric || "the first metric"} with its 95% interval.`
+      : "Figures so far, from the finished branches; the final summary comes when the experiment ends." }),
+    h("div", { class: "table-wrap" }, h("table", { id: "config-table", "aria-describedby": "config-note" },
+      h("caption", { class: "visually-hidden", text: "Configs of this experiment" }),
+      h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", text: c })))),
+      h("tbody", {}, rows.map((r) => h("tr", { "data-config": r.id, class: r.winner ? "winner" : null },
+        h("th", { scope: "row" }, h("div", { text: r.label }), h("div", { class: "muted small", text: r.id }),
+          r.winner ? h("span", { class: "badge s-completed", text: "winner" }) : null),
+        h("td", {}, h("ul", { class: "plain" }, overrides(r.config).map((o) => h("li", { text: o })))),
+        h("td", { class: "num", text: r.done + (r.active ? ` (+${r.active} to go)` : "") }),
+        h("td", { class: "num", text: r.failed }),
+        h("td", { class: "num score", text: typeof r.score === "number"
+          ? r.score.toFixed(3) + (typeof r.ci95 === "number" ? ` ± ${r.ci95.toFixed(3)}` : "") : "—" }),
+        h("td", { class: "num", text: typeof r.passRate === "number" ? `${Math.round(r.passRate * 100)}%` : "—" }),
+        h("td", { class: "num", text: fixed(r.p50, 2, " s") }),
+        h("td", { class: "num", text: fixed(r.p95, 2, " s") }),
+        h("td", { class: "num", text: fixed(r.tokens, 1) }),
+        h("td", { class: "num cost", text: usd(r.cost) })))))));
+    fill(chartBox, scoreCostChart(rows, metric, chartBox.clientWidth - 16),
+      h("p", { class: "muted", text: "Up and to the left is better: a higher score for less money."
+        + " Bars show the 95% interval when the summary has one." }));
+    const open = Boolean(branchesBox.querySelector("details")?.open);  // kept across redraws
+    fill(branchesBox, h("details", { open }, h("summary", { text: `All ${state.branches.length} branches` }),
+      table(["Config", "Row", "Status", "Scores", "Duration", "Tokens", "Cost", "Error"],
+        state.branches.map((b) => [b.config.label || b.config_id, b.row ?? "—", badge(b.status),
+          Object.entries(b.scores || {}).map(([k, v]) => `${k}=${v.toFixed(3)}`).join(", ") || "—",
+          fixed(b.duration_s, 2, " s"), tokens(b.usage), usd(b.usage.cost_usd),
+          b.error ? `${b.error.type}: ${b.error.message}` : ""]))));
+  };
+
+  render(await api(`/experiments/${encodeURIComponent(id)}`));
+  followExperiment(id, render, (error) => showError(errorBox, error), controller.signal);
+}
+
 // ---- routing ----------------------------------------------------------------------------
 
 async function route() {
@@ -787,7 +1069,8 @@ async function route() {
   const params = new URLSearchParams(search || "");
   const parts = path.split("/").filter(Boolean);
   for (const link of document.querySelectorAll("header nav a")) {
-    const current = link.getAttribute("href").slice(2) === (parts[0] === "task" ? "tasks" : parts[0]);
+    const current = link.getAttribute("href").slice(2) === (parts[0] === "task" ? "tasks"
+      : parts[0] === "experiment" ? "experiments" : parts[0]);
     if (current) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
   fill(main, h("p", { class: "muted", text: "Loading…" }));
@@ -800,6 +1083,8 @@ async function route() {
       case "logs": await pageLogs(params); break;
       case "pipelines": await pagePipelines(); break;
       case "artifacts": await pageArtifacts(); break;
+      case "experiments": await pageExperiments(params); break;
+      case "experiment": await pageExperiment(decodeURIComponent(parts[1] || "")); break;
       default: await pageTasks(params);
     }
   } catch (error) {

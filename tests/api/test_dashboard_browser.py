@@ -7,6 +7,8 @@ Screenshots land in `test-output/dashboard/` (git-ignored) for a person to look 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
 import time
@@ -16,12 +18,14 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import yaml
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.api.conftest import StackFactory, served, subtask
 from tests.engine_harness import AGGREGATE, answer_rule, plan_rule
 
-SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "dashboard"
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "test-output" / "dashboard"
 WIDE = {"width": 1280, "height": 900}
 NARROW = {"width": 390, "height": 844}
 KEYS = {"key-ann": "ann", "key-bob": "bob"}
@@ -293,6 +297,7 @@ async def test_tasks_filter_and_every_page_renders_at_both_widths_labelled_and_b
                 ("logs", "Logs"),
                 ("pipelines", "Pipelines"),
                 ("artifacts", "Artifacts"),
+                ("experiments", "Experiments"),
             ):
                 await page.goto(f"{base}/ui/#/{route}")
                 await expect(page.get_by_role("heading", name=ready, exact=True)).to_be_visible()
@@ -320,6 +325,7 @@ async def test_tasks_filter_and_every_page_renders_at_both_widths_labelled_and_b
                 "Logs",
                 "Pipelines",
                 "Artifacts",
+                "Experiments",
             } - reached
 
     assert refused == []
@@ -462,3 +468,106 @@ async def test_a_pipeline_written_in_the_editor_runs_and_its_errors_name_the_ste
         )
 
     assert "add" in step_error and "abacus" in step_error
+
+
+# The shipped experiment example (examples/experiments) on its scripted scenario: a terse
+# config that answers exactly and a chatty one that costs more and scores lower. The model is
+# slowed down so the page opens while the experiment still runs.
+EXAMPLES = ROOT / "examples" / "experiments"
+EXPERIMENT_SCENARIO = {
+    **yaml.safe_load((ROOT / "mahsm/scenarios/experiments.yaml").read_text()),
+    "latency_ms": 600,
+}
+WATCH_EXPERIMENT = """
+window.__experimentStatuses = [];
+document.addEventListener("DOMContentLoaded", () => {
+  new MutationObserver(() => {
+    const text = document.getElementById("experiment-status")?.textContent;
+    const seen = window.__experimentStatuses;
+    if (text && seen[seen.length - 1] !== text) seen.push(text);
+  }).observe(document.getElementById("main"), {subtree: true, childList: true});
+});
+"""
+
+
+def experiment_body() -> dict[str, Any]:
+    rows = [json.loads(line) for line in (EXAMPLES / "dataset.jsonl").read_text().splitlines()]
+    return {
+        "name": "ui styles",
+        "strategy": "multi_branch",
+        "target": {"pipeline": yaml.safe_load((EXAMPLES / "qa.pipeline.yaml").read_text())},
+        "configs": [
+            yaml.safe_load((EXAMPLES / "configs" / f"{name}.yaml").read_text())
+            for name in ("terse", "chatty")
+        ],
+        "dataset": rows,
+        "metrics": [{"kind": "exact_match"}],
+        "max_concurrency": 2,
+        "mlflow": False,
+    }
+
+
+async def test_the_experiments_page_shows_configs_live_with_scores_costs_and_a_chart(
+    api_stack: StackFactory, browser: Browser
+) -> None:
+    async with api_stack(EXPERIMENT_SCENARIO) as stack, served(stack.app) as base:
+        started = await stack.http.post("/experiments", json=experiment_body())
+        assert started.status_code == 202, started.text
+        experiment_id = started.json()["id"]
+        for _ in range(50):  # Temporal's visibility store lists a new workflow a moment later
+            listing = (await stack.http.get("/experiments")).json()["experiments"]
+            if any(e["id"] == experiment_id for e in listing):
+                break
+            await asyncio.sleep(0.1)
+        page = await open_page(browser)
+        await page.add_init_script(WATCH_EXPERIMENT)
+        await page.goto(f"{base}/ui/#/experiments")
+        link = page.get_by_role("link", name="ui styles")
+        await expect(link).to_be_visible()
+        await shot(page, "experiments-list")
+        listed = await page.locator(f'tr[data-experiment="{experiment_id}"]').inner_text()
+        configs_cell = await page.locator(
+            f'tr[data-experiment="{experiment_id}"] td.num'
+        ).inner_text()
+        await link.click()
+        await page.wait_for_url(f"**/ui/#/experiment/{experiment_id}")
+        await page.evaluate("window.__sameDocument = true")
+        await expect(page.locator("#experiment-status")).to_have_text("completed", timeout=60_000)
+        statuses = await page.evaluate("window.__experimentStatuses")
+        same_document = await page.evaluate("window.__sameDocument === true")
+        state = (await stack.http.get(f"/experiments/{experiment_id}")).json()
+        rows = {
+            s["config_id"]: await page.locator(
+                f'#config-table tr[data-config="{s["config_id"]}"]'
+            ).inner_text()
+            for s in state["summary"]
+        }
+        points = await page.locator("svg.chart g.point").evaluate_all(
+            "gs => gs.map((g) => g.dataset.config)"
+        )
+        chart_title = await page.locator("svg.chart > title").text_content()
+        chart_desc = await page.locator("svg.chart > desc").text_content()
+        winner_row = await page.locator("#config-table tr.winner").get_attribute("data-config")
+        await shot(page, "experiment")
+        await page.set_viewport_size(NARROW)
+        narrow_overflow = await page.evaluate("document.documentElement.scrollWidth > innerWidth")
+        await shot(page, "experiment-narrow")
+        # A missing experiment reads as the API's message, not as JSON.
+        await page.goto(f"{base}/ui/#/experiment/experiment-nope")
+        await expect(page.locator("main .error")).to_contain_text("no experiment")
+
+    assert "multi_branch" in listed and configs_cell == "2"
+    assert same_document and statuses[0] == "running" and statuses[-1] == "completed", statuses
+    assert len(state["summary"]) == 2 and state["winner"] is not None
+    for summary in state["summary"]:
+        row = rows[summary["config_id"]]
+        assert summary["label"] in row
+        assert f"{summary['mean_score']:.3f}" in row, (row, summary)
+        assert f"${summary['cost_per_row']:.6f}" in row, (row, summary)
+        assert summary["cost_per_row"] > 0
+    assert sorted(points) == sorted(state["config_ids"])
+    assert chart_title and "score" in chart_title.lower()
+    assert chart_desc and all(s["label"] in chart_desc for s in state["summary"])
+    assert winner_row == state["winner"]
+    assert not narrow_overflow
+    assert (SHOTS / "experiment.png").exists() and (SHOTS / "experiment-narrow.png").exists()

@@ -48,7 +48,7 @@ async def test_post_get_and_list_an_experiment(api_stack: StackFactory) -> None:
     assert state["status"] == "completed"
     assert [b["status"] for b in state["branches"]] == ["success", "success"]
     assert [s["config_id"] for s in state["summary"]] == accepted["configs"]
-    assert {"id": accepted["id"], "name": "api test"}.items() <= listed[0].items()
+    assert {"id": accepted["id"], "name": "api test", "configs": 2}.items() <= listed[0].items()
 
 
 async def test_invalid_configs_are_rejected_at_submit_naming_index_and_field(
