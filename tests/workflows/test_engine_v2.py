@@ -227,9 +227,11 @@ async def test_a_pool_whose_workers_died_shows_waiting_for_and_is_re_resolved(
                 lambda s: bool(s.subtasks) and s.subtask("first").result.status == "completed",
             )
         # Pool A's only worker stopped while 'slow' runs; 'second' will be routed to A.
+        # First "no worker took this subtask's work ... looking for a live pool", then, the
+        # lookup finding no other pool, what it waits for.
         waiting = await engine.wait_for(
             handle,
-            lambda s: bool(s.subtask("second").result.waiting_for),
+            lambda s: "waiting for a worker of" in (s.subtask("second").result.waiting_for or ""),
             timeout_s=POOL_PICKUP_S + 30,
         )
         await start_pool(
