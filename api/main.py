@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app still starts, `/health` reports it, and the connection is retried on next use.
     """
     resolved = settings or get_settings()
-    configure_tracing(service_name="mahsm-api")  # before the lifespan connects to Temporal
+    tracing = configure_tracing(service_name="mahsm-api")  # before the lifespan connects
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -146,7 +146,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(BodyLimitMiddleware)
-    app.add_middleware(RequestTracingMiddleware)
+    if tracing.enabled:  # off, even a no-op span per request and per streamed event costs
+        app.add_middleware(RequestTracingMiddleware)
     app.include_router(health.router)
     app.include_router(tasks.router)
     app.include_router(events.router)
