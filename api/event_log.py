@@ -17,7 +17,7 @@ import asyncpg
 
 from mahsm.api.dashboard_schemas import LogEntry, LogLevel, LogPage
 from mahsm.api.deps import ApiError
-from mahsm.api.read_model import QUERY_TIMEOUT_S, guarded
+from mahsm.api.read_model import QUERY_TIMEOUT_S, Where, guarded
 
 _LEVEL_SQL = """CASE
     WHEN e.status IN ('failed', 'timed_out') THEN 'error'
@@ -73,40 +73,30 @@ async def list_log(
     limit: int,
 ) -> LogPage:
     """A page of log events, newest first, continuing after the position `after`."""
-    clauses: list[str] = []
-    params: list[object] = []
-
-    def add(clause: str, value: object) -> None:
-        params.append(value)
-        clauses.append(clause.replace("?", f"${len(params)}"))
-
+    found = Where()
     if where.user_id is not None:
-        add("t.user_id = ?", where.user_id)
+        found.add("t.user_id = ?", where.user_id)
     if where.task_id is not None:
-        add("e.task_id = ?", where.task_id)
+        found.add("e.task_id = ?", where.task_id)
     if where.kinds:
-        add("e.kind = ANY(?::text[])", where.kinds)
+        found.add("e.kind = ANY(?::text[])", where.kinds)
     if where.levels:
-        add(f"({_LEVEL_SQL}) = ANY(?::text[])", [level.value for level in where.levels])
+        found.add(f"({_LEVEL_SQL}) = ANY(?::text[])", [level.value for level in where.levels])
     if where.since is not None:
-        add("e.created_at >= ?", where.since)
+        found.add("e.created_at >= ?", where.since)
     if where.until is not None:
-        add("e.created_at < ?", where.until)
+        found.add("e.created_at < ?", where.until)
     if after is not None:
-        params.extend(after)
-        n = len(params)
-        clauses.append(f"(e.created_at, e.task_id, e.seq) < (${n - 2}, ${n - 1}, ${n})")
+        found.before("e.created_at, e.task_id, e.seq", after)
     sql = (
         f"SELECT e.task_id, e.seq, e.kind, e.subtask_id, e.status, e.data, e.created_at,"
         f" {_LEVEL_SQL} AS level FROM task_events e JOIN tasks t ON t.id = e.task_id"
+        f"{found.sql()}"
     )
-    if clauses:
-        sql += " WHERE " + " AND ".join(clauses)
-    params.append(limit + 1)
-    sql += f" ORDER BY e.created_at DESC, e.task_id DESC, e.seq DESC LIMIT ${len(params)}"
+    sql += f" ORDER BY e.created_at DESC, e.task_id DESC, e.seq DESC LIMIT {found.param(limit + 1)}"
 
     async def read() -> list[asyncpg.Record]:
-        return list(await pool.fetch(sql, *params, timeout=QUERY_TIMEOUT_S))
+        return list(await pool.fetch(sql, *found.params, timeout=QUERY_TIMEOUT_S))
 
     rows = await guarded(read)
     page = rows[:limit]

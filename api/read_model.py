@@ -199,39 +199,54 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+class Where:
+    """A WHERE clause built from `?` placeholders, numbered `$1, $2, ...` as asyncpg wants."""
+
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.params: list[object] = []
+
+    def param(self, value: object) -> str:
+        """Add a parameter; returns its placeholder."""
+        self.params.append(value)
+        return f"${len(self.params)}"
+
+    def add(self, clause: str, value: object) -> None:
+        """Add `clause`; every `?` in it is `value`."""
+        self.clauses.append(clause.replace("?", self.param(value)))
+
+    def before(self, columns: str, position: Sequence[object]) -> None:
+        """Rows ordered (descending) after the keyset `position` of `columns`."""
+        placeholders = ", ".join(self.param(value) for value in position)
+        self.clauses.append(f"({columns}) < ({placeholders})")
+
+    def sql(self) -> str:
+        """` WHERE ...`, or nothing when no clause was added."""
+        return " WHERE " + " AND ".join(self.clauses) if self.clauses else ""
+
+
 async def list_tasks(
     pool: asyncpg.Pool, *, where: TaskFilter, after: tuple[datetime, str] | None, limit: int
 ) -> TaskPage:
     """A page of tasks, newest first, continuing after the position `after` (a cursor's)."""
-    clauses: list[str] = []
-    params: list[object] = []
-
-    def add(clause: str, value: object) -> None:
-        params.append(value)
-        clauses.append(clause.replace("?", f"${len(params)}"))
-
+    found = Where()
     if where.user_id is not None:
-        add("user_id = ?", where.user_id)
+        found.add("user_id = ?", where.user_id)
     if where.statuses:
-        add("status = ANY(?::text[])", [s.value for s in where.statuses])
+        found.add("status = ANY(?::text[])", [s.value for s in where.statuses])
     if where.created_after is not None:
-        add("created_at >= ?", where.created_after)
+        found.add("created_at >= ?", where.created_after)
     if where.created_before is not None:
-        add("created_at < ?", where.created_before)
+        found.add("created_at < ?", where.created_before)
     if where.text:
-        add("(description ILIKE ? OR id ILIKE ?)", _like(where.text))
+        found.add("(description ILIKE ? OR id ILIKE ?)", _like(where.text))
     if after is not None:
-        created_at, task_id = after
-        params.extend([created_at, task_id])
-        clauses.append(f"(created_at, id) < (${len(params) - 1}, ${len(params)})")
-    sql = f"SELECT {_TASK_COLUMNS} FROM tasks"
-    if clauses:
-        sql += " WHERE " + " AND ".join(clauses)
-    params.append(limit + 1)
-    sql += f" ORDER BY created_at DESC, id DESC LIMIT ${len(params)}"
+        found.before("created_at, id", after)
+    sql = f"SELECT {_TASK_COLUMNS} FROM tasks{found.sql()}"
+    sql += f" ORDER BY created_at DESC, id DESC LIMIT {found.param(limit + 1)}"
 
     async def read() -> list[asyncpg.Record]:
-        return list(await pool.fetch(sql, *params, timeout=QUERY_TIMEOUT_S))
+        return list(await pool.fetch(sql, *found.params, timeout=QUERY_TIMEOUT_S))
 
     rows = await guarded(read)
     page = rows[:limit]
