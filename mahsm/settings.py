@@ -302,6 +302,14 @@ class Settings(BaseSettings):
         " data_dir",
     )
     mlflow_port: int = Field(default=5000, ge=1, le=65535, description="`mahsm up`'s MLflow UI")
+    mcp_servers: Path | None = Field(
+        default=None,
+        description="YAML/JSON file listing the MCP servers whose tools this worker offers"
+        " (docs/tools.md); unset = none",
+    )
+    mcp_connect_timeout_s: float = Field(
+        default=30.0, gt=0, description="how long connecting to (starting) one MCP server may take"
+    )
 
     def mlflow_uri(self) -> str:
         """The tracking URI experiments log to (read when called, never at import)."""

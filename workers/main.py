@@ -31,6 +31,7 @@ from mahsm.activities.optimize import OptimizeActivities
 from mahsm.activities.prompt_artifacts import PromptActivities
 from mahsm.activities.store import StoreActivities
 from mahsm.activities.tools.activity import ToolActivities
+from mahsm.activities.tools.mcp_tools.worker import start_mcp_tools
 from mahsm.activities.tools.registry import ToolRegistry, default_registry
 from mahsm.activities.tools.sql import create_sql_pool
 from mahsm.activities.transform import TransformActivities
@@ -158,7 +159,11 @@ async def run(settings: Settings) -> None:
     pool = await create_pool(database_url, max_size=settings.database_pool_max)
     sql_url = settings.sql_tool_database_url
     sql_pool = None if sql_url is None else await create_sql_pool(sql_url.get_secret_value())
-    workers = build_workers(client=client, pool=pool, settings=settings, sql_pool=sql_pool)
+    mcp = await start_mcp_tools(settings)  # a server that is down never stops the start
+    tools = mcp.add_to(default_registry().copy()) if mcp is not None else None
+    workers = build_workers(
+        client=client, pool=pool, settings=settings, sql_pool=sql_pool, tools=tools
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -184,6 +189,8 @@ async def run(settings: Settings) -> None:
             await asyncio.gather(*(worker.shutdown() for worker in workers))
             log.info("worker stopped")
     finally:
+        if mcp is not None:
+            await mcp.close()
         if sql_pool is not None:
             await sql_pool.close()
         await pool.close()

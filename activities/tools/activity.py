@@ -208,6 +208,9 @@ class ToolActivities:
                 f"Tool '{invocation.call.name}' is not available to this subtask"
                 f" (capabilities: {caps}). Available tools: {offered}."
             )
+        reason = self.registry.unavailable_reason(invocation.call.name)
+        if reason is not None:
+            return f"Tool '{invocation.call.name}' is unavailable: {reason}"
         return f"Unknown tool '{invocation.call.name}'. Available tools: {offered}."
 
     async def _call(

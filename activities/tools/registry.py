@@ -46,6 +46,7 @@ class ToolRegistry:
 
     def __init__(self, tools: Iterable[RegisteredTool] = ()) -> None:
         self._tools: dict[str, RegisteredTool] = {}
+        self._unavailable: dict[str, str] = {}
         for item in tools:
             self.add(item)
 
@@ -127,9 +128,26 @@ class ToolRegistry:
         """The schemas of `tools_for(capabilities)`, sorted by name; pure and deterministic."""
         return [item.spec.model_copy(deep=True) for item in self.tools_for(capabilities)]
 
+    def mark_unavailable(self, prefix: str, reason: str) -> None:
+        """Tools named `prefix...` are unavailable for `reason` (e.g. their MCP server is down).
+
+        A call to such a tool that the registry does not hold gets the reason as its error,
+        instead of "unknown tool".
+        """
+        self._unavailable[prefix] = reason
+
+    def unavailable_reason(self, name: str) -> str | None:
+        """Why the tool `name` is unavailable, when a `mark_unavailable` prefix covers it."""
+        for prefix, reason in self._unavailable.items():
+            if name.startswith(prefix):
+                return reason
+        return None
+
     def copy(self) -> ToolRegistry:
         """A new registry holding the same tools (e.g. the built-ins plus test tools)."""
-        return ToolRegistry(self._tools.values())
+        registry = ToolRegistry(self._tools.values())
+        registry._unavailable = dict(self._unavailable)
+        return registry
 
 
 def _origin(func: Callable[..., Any]) -> str:
