@@ -119,6 +119,8 @@ class McpServerSession:
         self._client: Client | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._ready: asyncio.Future[Client] | None = None
+        self._deadline = 0.0
         self._lock = asyncio.Lock()
         self.connections = 0  # how many times a connection was made (restarts show here)
 
@@ -190,14 +192,18 @@ class McpServerSession:
         async with self._lock:
             if self._client is not None:
                 return self._client
-            await self._stop_runner()
             loop = asyncio.get_running_loop()
-            ready: asyncio.Future[Client] = loop.create_future()
-            self._stop = asyncio.Event()
-            self._runner = asyncio.create_task(self._run(ready, self._stop))
+            if self._ready is None or self._ready.done():
+                # A connection still starting is kept: a call that gave up waiting for it (its
+                # own time limit) must not make the next call start the server all over again.
+                await self._stop_runner()
+                self._ready = loop.create_future()
+                self._stop = asyncio.Event()
+                self._runner = asyncio.create_task(self._run(self._ready, self._stop))
+                self._deadline = loop.time() + self.connect_timeout_s
             try:
-                async with asyncio.timeout(self.connect_timeout_s):
-                    client = await asyncio.shield(ready)
+                async with asyncio.timeout_at(self._deadline):
+                    client = await asyncio.shield(self._ready)
             except Exception as error:
                 await self._stop_runner()
                 raise McpUnavailable(
@@ -222,6 +228,9 @@ class McpServerSession:
 
     async def _stop_runner(self) -> None:
         runner, self._runner = self._runner, None
+        if self._ready is not None and not self._ready.done():
+            self._ready.cancel()
+        self._ready = None
         if runner is None:
             return
         self._stop.set()
@@ -246,6 +255,8 @@ class McpServerSession:
                 streams = await stack.enter_async_context(await self._transport(stack))
                 client = Client(_WatchedTransport(streams, on_end), client_info=CLIENT_INFO)
                 await stack.enter_async_context(client)
+                if ready.done():  # given up on meanwhile (the session was closed)
+                    return
                 ready.set_result(client)
                 await stop.wait()
                 if ended:  # the server closed the connection (a stdio server exited)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ from mahsm.activities.tools import ToolActivities, default_registry
 from mahsm.activities.tools.mcp_tools import (
     McpConfigError,
     McpServerConfig,
+    McpServerSession,
     McpToolset,
     load_mcp_config,
     load_mcp_tools,
@@ -29,7 +31,7 @@ from mahsm.contracts.tools import ToolInvocation
 from mahsm.settings import Settings
 from tests.activities.tools.mcp_servers.running import DEMO_SERVER, free_port, http_demo_server
 
-TOKEN_VAR = "MAHSM_TEST_MCP_TOKEN"
+TOKEN_VAR = "MAHSM_TEST_MCP_BEARER"  # not a name redaction knows: the config registers it
 CONNECT_S = 90.0  # the SDK's import alone takes seconds on a loaded machine
 MakeActivities = Callable[..., ToolActivities]
 
@@ -220,7 +222,10 @@ async def test_a_stdio_server_that_dies_mid_run_is_restarted(
     make_activities: MakeActivities,
 ) -> None:
     async with await load_mcp_tools([stdio_config("solo")], connect_timeout_s=CONNECT_S) as toolset:
-        activities = make_activities(toolset.add_to(default_registry().copy()))
+        # the restart happens within the call: give it the time a cold start takes here
+        activities = make_activities(
+            toolset.add_to(default_registry().copy()), tool_timeout_s=CONNECT_S
+        )
         before = await activities.run(invocation("solo__pid", {}), idempotency_key="k1")
         crashed = await activities.run(invocation("solo__crash", {}), idempotency_key="k2")
         assert crashed.is_error
@@ -252,3 +257,20 @@ async def test_an_http_server_that_goes_away_errors_clearly_and_is_reconnected(
                 invocation("remote__add", {"a": 1, "b": 2}), idempotency_key="k2"
             )
         assert (back.content, back.is_error) == ("3", False)
+
+
+async def test_a_call_that_gives_up_on_a_slow_start_leaves_the_start_to_the_next(
+    tmp_path: Path,
+) -> None:
+    starts = tmp_path / "starts.txt"
+    config = stdio_config("slow", env={"DEMO_STARTS_FILE": str(starts), "DEMO_START_DELAY_S": "3"})
+    session = McpServerSession(config, connect_timeout_s=CONNECT_S)
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):  # a tool call's limit, shorter than the start
+                await session.connect()
+        await session.connect()
+        assert session.connections == 1
+        assert len(starts.read_text().split()) == 1  # started once, not once per caller
+    finally:
+        await session.close()

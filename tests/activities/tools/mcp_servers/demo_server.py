@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import ToolAnnotations
+if os.environ.get("DEMO_STARTS_FILE"):  # lets a test count the starts (before slow imports)
+    with open(os.environ["DEMO_STARTS_FILE"], "a") as starts:
+        starts.write(f"{os.getpid()}\n")
+time.sleep(float(os.environ.get("DEMO_START_DELAY_S", "0")))  # a slow server, for a test
+
+from mcp.server.mcpserver import MCPServer  # noqa: E402  (after the start marker)
+from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
+from mcp_types import ToolAnnotations  # noqa: E402
 
 server = MCPServer("demo")
 NOTES: list[str] = []
