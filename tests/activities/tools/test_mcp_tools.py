@@ -274,3 +274,28 @@ async def test_a_call_that_gives_up_on_a_slow_start_leaves_the_start_to_the_next
         assert len(starts.read_text().split()) == 1  # started once, not once per caller
     finally:
         await session.close()
+
+
+async def test_the_example_config_of_the_docs_works(make_activities: MakeActivities) -> None:
+    configs = load_mcp_config(Path(__file__).parents[3] / "examples" / "mcp" / "servers.yaml")
+    assert [c.name for c in configs] == ["notes", "shared-notes"]
+    notes = configs[0].model_copy(update={"command": sys.executable})  # this test's interpreter
+    shared = configs[1].model_copy(update={"url": f"http://127.0.0.1:{free_port()}/mcp"})
+    assert shared.tools == ["list_notes", "read_note"] and shared.headers
+    async with await load_mcp_tools([notes], connect_timeout_s=CONNECT_S) as toolset:
+        tools = {item.name: item for item in toolset.tools}
+        assert sorted(tools) == ["notes__list_notes", "notes__read_note", "notes__write_note"]
+        assert (
+            tools["notes__write_note"].side_effects and not tools["notes__read_note"].side_effects
+        )
+        registry = toolset.add_to(default_registry().copy())
+        coders = {spec.name for spec in registry.specs_for(["code_generation"])}  # type: ignore[list-item]
+        assert "calculator" in coders and not any(n.startswith("notes__") for n in coders)
+        activities = make_activities(registry)
+        saved = await activities.run(
+            invocation("notes__write_note", {"title": "plan", "text": "1. do"}),
+            idempotency_key="k1",
+        )
+        listed = await activities.run(invocation("notes__list_notes", {}), idempotency_key="k2")
+    assert saved.content == "saved 'plan'"
+    assert listed.content == "notes of example:\nplan"  # env reached the process
