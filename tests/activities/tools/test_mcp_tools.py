@@ -299,3 +299,13 @@ async def test_the_example_config_of_the_docs_works(make_activities: MakeActivit
         listed = await activities.run(invocation("notes__list_notes", {}), idempotency_key="k2")
     assert saved.content == "saved 'plan'"
     assert listed.content == "notes of example:\nplan"  # env reached the process
+
+
+async def test_the_config_picks_tools_and_overrides_the_side_effect_hints() -> None:
+    config = stdio_config("picky", tools=["add", "nope"], side_effects=True)
+    with structlog.testing.capture_logs() as logs:
+        toolset = await load_mcp_tools([config], connect_timeout_s=CONNECT_S)
+    async with toolset:
+        assert [(t.name, t.side_effects) for t in toolset.tools] == [("picky__add", True)]
+    (missing,) = [entry for entry in logs if "not on the server" in entry["event"]]
+    assert missing["missing"] == ["nope"]
