@@ -9,7 +9,6 @@ from everything MAHSM logs or records.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -177,8 +176,3 @@ def resolve(value: str, *, field: str, environ: Mapping[str, str] | None = None)
 def resolve_all(values: Mapping[str, str], *, field: str) -> dict[str, str]:
     """`resolve` over the values of a mapping (env, headers)."""
     return {key: resolve(value, field=f"{field}.{key}") for key, value in values.items()}
-
-
-def dumps(config: McpServerConfig) -> str:
-    """The config as JSON, references unresolved (what a log or an error may show)."""
-    return json.dumps(config.model_dump(mode="json", exclude_defaults=True))

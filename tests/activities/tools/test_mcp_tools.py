@@ -109,7 +109,7 @@ def test_the_config_file_is_checked_field_by_field(tmp_path: Path) -> None:
 
 async def test_discovery_turns_the_servers_schemas_into_tool_specs(toolset: McpToolset) -> None:
     names = [item.name for item in toolset.tools]
-    expected = ["add", "crash", "fail", "huge", "leak_token", "pid", "write_note"]
+    expected = ["add", "crash", "fail", "huge", "leak_token", "pid", "slow", "write_note"]
     assert names == [f"demo__{n}" for n in expected] + [f"web__{n}" for n in expected]
     assert toolset.unavailable == {}
     tools = {item.name: item for item in toolset.tools}
@@ -309,3 +309,19 @@ async def test_the_config_picks_tools_and_overrides_the_side_effect_hints() -> N
         assert [(t.name, t.side_effects) for t in toolset.tools] == [("picky__add", True)]
     (missing,) = [entry for entry in logs if "not on the server" in entry["event"]]
     assert missing["missing"] == ["nope"]
+
+
+async def test_a_slow_mcp_call_times_out_and_the_session_stays_usable(
+    toolset: McpToolset, make_activities: MakeActivities
+) -> None:
+    activities = make_activities(toolset.add_to(default_registry().copy()), tool_timeout_s=1.0)
+    for server in ("demo", "web"):
+        slow = await activities.run(
+            invocation(f"{server}__slow", {"seconds": 30}), idempotency_key="k"
+        )
+        assert slow.is_error and slow.content == f"Tool '{server}__slow' did not finish within 1 s."
+        quick = await activities.run(
+            invocation(f"{server}__add", {"a": 1, "b": 1}), idempotency_key="k"
+        )
+        assert quick.content == "2"
+    assert toolset.sessions["demo"].connections == 1  # the same session, not a restart

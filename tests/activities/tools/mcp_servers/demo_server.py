@@ -11,6 +11,7 @@ annotations: side-effecting; '.' is not allowed in a MAHSM tool name).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -52,6 +53,13 @@ def fail(reason: str) -> str:
 def crash() -> str:
     """The server process exits while answering."""
     os._exit(3)
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+async def slow(seconds: float) -> str:
+    """Answer after `seconds`."""
+    await asyncio.sleep(seconds)
+    return "done"
 
 
 @server.tool(annotations=ToolAnnotations(read_only_hint=True))
