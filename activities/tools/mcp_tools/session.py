@@ -98,12 +98,13 @@ class _WatchedTransport(contextlib.AbstractAsyncContextManager[Any]):
         return None
 
 
-def describe(error: BaseException) -> str:
+def describe(error: BaseException, *, stdio: bool = False) -> str:
     """A one-line, redacted account of why a connection failed."""
     while isinstance(error, BaseExceptionGroup) and error.exceptions:
         error = error.exceptions[0]
     if isinstance(error, MCPError) and error.code == CONNECTION_CLOSED:
-        return "the server closed the connection (did the command exit? see the worker's stderr)"
+        hint = " (did the command exit? see the worker's stderr)" if stdio else ""
+        return f"the server closed the connection{hint}"
     if isinstance(error, TimeoutError):
         return "no answer in time"
     text = str(error) or type(error).__name__
@@ -147,7 +148,10 @@ class McpServerSession:
                     break
         except Exception as error:
             await self._drop(client)
-            raise McpUnavailable(f"listing its tools failed: {describe(error)}") from None
+            raise McpUnavailable(
+                f"MCP server '{self.name}' is unavailable: listing its tools failed:"
+                f" {describe(error, stdio=self._stdio)}"
+            ) from None
         return tools
 
     async def call_tool(
@@ -175,8 +179,8 @@ class McpServerSession:
         await self._drop(client)
         raise McpUnavailable(
             f"the connection to MCP server '{self.name}' was lost during the call"
-            f" ({describe(failure)}); it may or may not have taken effect. The worker"
-            " reconnects on the next call"
+            f" ({describe(failure, stdio=self._stdio)}); it may or may not have taken effect."
+            " The worker reconnects on the next call"
         ) from None
 
     async def _live_client(self) -> Client:
@@ -208,7 +212,7 @@ class McpServerSession:
                 await self._stop_runner()
                 raise McpUnavailable(
                     f"MCP server '{self.name}' ({self.config.transport}: {self._where()}) is"
-                    f" unavailable: {describe(error)}"
+                    f" unavailable: {describe(error, stdio=self._stdio)}"
                 ) from None
             self._client = client
             self.connections += 1
@@ -294,6 +298,10 @@ class McpServerSession:
         http: httpx2.AsyncClient = create_mcp_http_client(headers=headers)
         await stack.enter_async_context(http)
         return streamable_http_client(resolve(config.url, field="url"), http_client=http)
+
+    @property
+    def _stdio(self) -> bool:
+        return self.config.command is not None
 
     def _where(self) -> str:
         return redact_text(self.config.where())
