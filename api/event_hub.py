@@ -15,7 +15,8 @@ missing one appears, for at most `GAP_WAIT_S`; after that the rows are delivered
 The same connection listens to `TOKEN_CHANNEL`: workers publish the text of running LLM calls
 there (`mahsm.contracts.stream`). A chunk is routed by the task id that starts its payload,
 without parsing, to the subscriptions of that task that asked for tokens; each holds at most
-`TOKEN_QUEUE` unsent chunks, so a slow client loses chunks (counted), never memory or time.
+`TOKEN_QUEUE` unsent chunks (`api/stream_subscription.py`), so a slow client loses chunks
+(counted), never memory or time.
 Chunks are never stored nor replayed: a stream sees those published while it is open.
 """
 
@@ -26,14 +27,14 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import structlog
 
 from mahsm.api.deps import CONNECT_TIMEOUT_S, BackendUnavailable
-from mahsm.api.task_events import DATABASE_ERRORS, READ_BATCH, LogEvent, contiguous, read_log
+from mahsm.api.stream_subscription import LiveTokens, LogUnavailable, Subscription
+from mahsm.api.task_events import DATABASE_ERRORS, READ_BATCH, contiguous, read_log
 from mahsm.contracts.stream import TOKEN_CHANNEL
 from mahsm.db.pool import create_pool
 from mahsm.logging import redact_text
@@ -51,69 +52,6 @@ LISTEN_CHECK_S = 15.0
 GAP_WAIT_S = 2.0
 # How long a reader retries while Postgres cannot answer before its streams get `error`.
 GIVE_UP_S = 60.0
-# Token chunks a stream may have waiting; past that a slow client's chunks are dropped.
-TOKEN_QUEUE = 500
-
-
-class LogUnavailable(Exception):
-    """The event log could not be read for `GIVE_UP_S`."""
-
-
-@dataclass(frozen=True)
-class LiveTokens:
-    """One token chunk of a running LLM call: its JSON as the worker published it."""
-
-    body: str
-
-
-@dataclass(eq=False)
-class Subscription:
-    """One stream's place in a task's log: rows past `delivered` arrive on `queue`.
-
-    With `tokens`, the task's live token chunks arrive on the same queue, in between.
-    """
-
-    delivered: int
-    tokens: bool = False
-    queue: asyncio.Queue[list[LogEvent] | LiveTokens | LogUnavailable] = field(
-        default_factory=asyncio.Queue
-    )
-    queued_tokens: int = 0
-    dropped_tokens: int = 0
-
-    def offer_tokens(self, tokens: LiveTokens) -> None:
-        """Queue a token chunk, unless this stream wants none or has too many waiting."""
-        if not self.tokens:
-            return
-        if self.queued_tokens >= TOKEN_QUEUE:
-            self.dropped_tokens += 1
-            return
-        self.queued_tokens += 1
-        self.queue.put_nowait(tokens)
-
-    async def next_item(self) -> list[LogEvent] | LiveTokens:
-        """The next events in order, or a token chunk (waits for one).
-
-        Raises:
-            LogUnavailable: Postgres did not answer for `GIVE_UP_S`.
-        """
-        item = await self.queue.get()
-        if isinstance(item, LogUnavailable):
-            raise item
-        if isinstance(item, LiveTokens):
-            self.queued_tokens -= 1
-        return item
-
-    async def next_events(self) -> list[LogEvent]:
-        """The next events in order (waits for them); token chunks are skipped.
-
-        Raises:
-            LogUnavailable: Postgres did not answer for `GIVE_UP_S`.
-        """
-        while True:
-            item = await self.next_item()
-            if isinstance(item, list):
-                return item
 
 
 class _Topic:

@@ -24,9 +24,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from mahsm.api.auth import Caller, CallerDep, authenticate
 from mahsm.api.deps import ApiError, Backends, BackendsDep, BackendUnavailable, SettingsDep
-from mahsm.api.event_hub import EventHub, LiveTokens, LogUnavailable, StreamSlot
+from mahsm.api.event_hub import EventHub, StreamSlot
 from mahsm.api.routes.tasks import TaskId, error_responses
 from mahsm.api.schemas import ErrorBody
+from mahsm.api.stream_subscription import LiveTokens, LogUnavailable
 from mahsm.api.task_access import RPC_TIMEOUT, task_not_found, unstarted_state
 from mahsm.api.task_events import (
     DATABASE_ERRORS,

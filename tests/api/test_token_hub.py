@@ -15,8 +15,9 @@ import pytest
 import pytest_asyncio
 
 from mahsm.activities.llm.token_stream import CallTextStream, TokenPublisher
-from mahsm.api import event_hub
-from mahsm.api.event_hub import EventHub, LiveTokens
+from mahsm.api import stream_subscription
+from mahsm.api.event_hub import EventHub
+from mahsm.api.stream_subscription import LiveTokens, Subscription
 from mahsm.contracts.stream import LiveText, TokenChunk
 
 
@@ -36,7 +37,7 @@ def _stream(publisher: TokenPublisher, task_id: str) -> CallTextStream:
     return CallTextStream(publisher, identity=identity, interval_s=0.0)
 
 
-async def _tokens(subscription: event_hub.Subscription, count: int) -> list[TokenChunk]:
+async def _tokens(subscription: Subscription, count: int) -> list[TokenChunk]:
     chunks = []
     while len(chunks) < count:
         item = await asyncio.wait_for(subscription.next_item(), 5)
@@ -71,7 +72,7 @@ async def test_chunks_reach_only_the_streams_of_their_task_that_asked(
 async def test_a_stream_that_does_not_read_drops_chunks_and_slows_nobody(
     hub: EventHub, db_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(event_hub, "TOKEN_QUEUE", 20)
+    monkeypatch.setattr(stream_subscription, "TOKEN_QUEUE", 20)
     publisher = TokenPublisher(db_pool)
     async with hub.subscribe("task-slow", 0, tokens=True) as stalled:
         text = _stream(publisher, "task-slow")
