@@ -132,6 +132,7 @@ class CallTextStream:
         self._seq = 0
         self._last = clock()
         self._closed = False
+        self._room = _room(identity)
 
     def feed(self, text: str) -> None:
         """Add a text delta; publishes a chunk when `interval_s` has passed since the last."""
@@ -154,7 +155,7 @@ class CallTextStream:
         text, self._pending = self._pending[:cut], self._pending[cut:]
         self._last = self._clock()
         payloads = []
-        pieces = _split(redact_output(text), self._room()) if text else [""]
+        pieces = _split(redact_output(text), self._room) if text else [""]
         for index, piece in enumerate(pieces):
             last = index == len(pieces) - 1
             chunk = self._identity.model_copy(
@@ -164,11 +165,12 @@ class CallTextStream:
             payloads.append(f"{chunk.task_id}\n{chunk.model_dump_json()}")
         self._publisher.publish(payloads)
 
-    def _room(self) -> int:
-        """Characters of text per chunk: a char takes at most 6 bytes in JSON (an escape)."""
-        empty = self._identity.model_copy(update={"seq": 2**40, "done": True, "failed": True})
-        overhead = len(empty.task_id.encode()) + 1 + len(empty.model_dump_json().encode())
-        return max((NOTIFY_MAX_BYTES - overhead) // 6, 1)
+
+def _room(identity: TokenChunk) -> int:
+    """Characters of text per chunk: a char takes at most 6 bytes in JSON (an escape)."""
+    widest = identity.model_copy(update={"seq": 2**40, "done": True, "failed": True})
+    overhead = len(widest.task_id.encode()) + 1 + len(widest.model_dump_json().encode())
+    return max((NOTIFY_MAX_BYTES - overhead) // 6, 1)
 
 
 def _safe_cut(text: str) -> int:
