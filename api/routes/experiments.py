@@ -133,7 +133,8 @@ async def list_experiments(
 ) -> ExperimentPage:
     """Experiments of this deployment, newest first (from Temporal's visibility store)."""
     query = (
-        f"WorkflowType = '{WORKFLOW_TYPE}' AND TaskQueue = '{tasks_queue(settings.queue_prefix)}'"
+        f"WorkflowType = '{WORKFLOW_TYPE}'"
+        f" AND TaskQueue = '{tasks_queue(settings.queue_prefix)}'"
     )
     items: list[ExperimentItem] = []
     try:
