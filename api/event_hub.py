@@ -11,6 +11,13 @@ per notification, not N.
 Rows are delivered in `seq` order without gaps. A gap (an event whose predecessor is not
 committed yet, e.g. two writes committing out of order) holds the later rows back until the
 missing one appears, for at most `GAP_WAIT_S`; after that the rows are delivered anyway.
+
+The same connection listens to `TOKEN_CHANNEL`: workers publish the text of running LLM calls
+there (`mahsm.contracts.stream`). A chunk is routed by the task id that starts its payload,
+without parsing, to the subscriptions of that task that asked for tokens; each holds at most
+`TOKEN_QUEUE` unsent chunks (`api/stream_subscription.py`), so a slow client loses chunks
+(counted), never memory or time.
+Chunks are never stored nor replayed: a stream sees those published while it is open.
 """
 
 from __future__ import annotations
@@ -20,14 +27,15 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import structlog
 
 from mahsm.api.deps import CONNECT_TIMEOUT_S, BackendUnavailable
-from mahsm.api.task_events import DATABASE_ERRORS, READ_BATCH, LogEvent, contiguous, read_log
+from mahsm.api.stream_subscription import LiveTokens, LogUnavailable, Subscription
+from mahsm.api.task_events import DATABASE_ERRORS, READ_BATCH, contiguous, read_log
+from mahsm.contracts.stream import TOKEN_CHANNEL
 from mahsm.db.pool import create_pool
 from mahsm.logging import redact_text
 
@@ -44,29 +52,6 @@ LISTEN_CHECK_S = 15.0
 GAP_WAIT_S = 2.0
 # How long a reader retries while Postgres cannot answer before its streams get `error`.
 GIVE_UP_S = 60.0
-
-
-class LogUnavailable(Exception):
-    """The event log could not be read for `GIVE_UP_S`."""
-
-
-@dataclass(eq=False)
-class Subscription:
-    """One stream's place in a task's log: rows past `delivered` arrive on `queue`."""
-
-    delivered: int
-    queue: asyncio.Queue[list[LogEvent] | LogUnavailable] = field(default_factory=asyncio.Queue)
-
-    async def next_events(self) -> list[LogEvent]:
-        """The next events in order (waits for them).
-
-        Raises:
-            LogUnavailable: Postgres did not answer for `GIVE_UP_S`.
-        """
-        item = await self.queue.get()
-        if isinstance(item, LogUnavailable):
-            raise item
-        return item
 
 
 class _Topic:
@@ -141,6 +126,7 @@ class EventHub:
     def __init__(self, database_url: str | None) -> None:
         self.database_url = database_url
         self.reads = 0  # log queries made, for tests and benchmarks
+        self.token_chunks = 0  # token chunks received for a followed task
         self.listening = asyncio.Event()
         self._pool: asyncpg.Pool | None = None
         self._topics: dict[str, _Topic] = {}
@@ -203,12 +189,14 @@ class EventHub:
             del self._streams[user]
 
     @asynccontextmanager
-    async def subscribe(self, task_id: str, after: int) -> AsyncIterator[Subscription]:
-        """Follow a task's log from `seq > after`; the backlog arrives first."""
+    async def subscribe(
+        self, task_id: str, after: int, *, tokens: bool = False
+    ) -> AsyncIterator[Subscription]:
+        """Follow a task's log from `seq > after` (and its live tokens); the backlog first."""
         topic = self._topics.get(task_id)
         if topic is None:
             topic = self._topics[task_id] = _Topic(self, task_id)
-        subscription = Subscription(delivered=after)
+        subscription = Subscription(delivered=after, tokens=tokens)
         topic.subscribers.add(subscription)
         topic.wake.set()
         try:
@@ -234,6 +222,22 @@ class EventHub:
         topic = self._topics.get(str(task_id))
         if topic is not None:
             topic.wake.set()
+
+    def _tokens_notified(
+        self,
+        _connection: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+        _pid: int,
+        _channel: str,
+        payload: object,
+    ) -> None:
+        task_id, _, body = str(payload).partition("\n")
+        topic = self._topics.get(task_id)
+        if topic is None or not body:
+            return
+        self.token_chunks += 1
+        chunk = LiveTokens(body)
+        for subscriber in topic.subscribers:
+            subscriber.offer_tokens(chunk)
 
     def _wake_all(self) -> None:
         for topic in self._topics.values():
@@ -261,6 +265,7 @@ class EventHub:
         connection.add_termination_listener(lambda _connection: lost.set())
         try:
             await connection.add_listener(CHANNEL, self._notified)
+            await connection.add_listener(TOKEN_CHANNEL, self._tokens_notified)
             self.listening.set()
             self._wake_all()  # rows inserted before we listened have sent no notification
             while not connection.is_closed():

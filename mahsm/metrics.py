@@ -62,6 +62,11 @@ SPANS_DROPPED = Counter(
     "mahsm_trace_spans_dropped", "Spans not exported: queue full or exporter failing"
 )
 SPANS_EXPORTED = Counter("mahsm_trace_spans_exported", "Spans exported by this process")
+LLM_TOKEN_CHUNKS = Counter(
+    "mahsm_llm_token_chunks",
+    "Live token chunks of running LLM calls, by outcome (sent, dropped)",
+    ["outcome"],
+)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -311,6 +311,19 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="how long connecting to (starting) one MCP server may take"
     )
 
+    # Live token streams (docs/llm.md): the text of running LLM calls, pushed to SSE streams.
+    stream_tokens: bool = Field(
+        default=True,
+        description="Workers publish the text of running LLM calls (providers then use their"
+        " streaming APIs); false: plain calls, nothing published",
+    )
+    stream_interval_ms: int = Field(
+        default=75,
+        ge=10,
+        le=5000,
+        description="How often a running call's text is cut into a published chunk",
+    )
+
     def mlflow_uri(self) -> str:
         """The tracking URI experiments log to (read when called, never at import)."""
         import os

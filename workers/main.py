@@ -27,6 +27,7 @@ from mahsm.activities.llm.breaker import BreakerConfig, CircuitBreakers
 from mahsm.activities.llm.middleware.activity import MiddlewareActivities
 from mahsm.activities.llm.middleware.registry import MiddlewareRegistry
 from mahsm.activities.llm.registry import ProviderRegistry
+from mahsm.activities.llm.token_stream import TokenPublisher
 from mahsm.activities.optimize import OptimizeActivities
 from mahsm.activities.prompt_artifacts import PromptActivities
 from mahsm.activities.store import StoreActivities
@@ -83,6 +84,7 @@ def build_workers(
         projection=store.projection,
         breakers=CircuitBreakers(pool, BreakerConfig.from_settings(settings)),
         middleware=middleware,
+        tokens=TokenPublisher(pool),  # live text of running calls (NOTIFY)
     )
     engine = EngineActivities(settings=settings, client=client, middleware=middleware)
     hooks = MiddlewareActivities(registry=middleware)

@@ -33,13 +33,16 @@ from mahsm.activities.blobs import BlobStore
 from mahsm.activities.llm.breaker import CircuitBreakers
 from mahsm.activities.llm.claim_check import RESPONSE_INLINE_BUDGET, offload_response, resolve_refs
 from mahsm.activities.llm.errors import LLMCallError, check_hint, timeout_error
+from mahsm.activities.llm.middleware.chain import MiddlewareChain
 from mahsm.activities.llm.middleware.registry import MiddlewareRegistry
 from mahsm.activities.llm.pricing import cost
 from mahsm.activities.llm.provider import CallContext, PricedProvider
 from mahsm.activities.llm.registry import ProviderRegistry
+from mahsm.activities.llm.token_stream import CallTextStream, TokenPublisher
 from mahsm.activities.store import ProjectionWriter
 from mahsm.activities.tools.registry import ToolRegistry, default_registry
 from mahsm.contracts.llm import LLMPurpose, LLMRequest, LLMResponse
+from mahsm.contracts.stream import TokenChunk
 from mahsm.redaction import redact_output, redact_text, register_settings
 from mahsm.settings import Settings
 
@@ -69,6 +72,8 @@ class LLMActivities:
             when omitted.
         middleware: The middleware a request may name (`request.middleware`, else the
             worker default); `MiddlewareRegistry.from_settings(settings)` when omitted.
+        tokens: Publishes the live text of running calls (`docs/llm.md`, "Live token
+            streams"); none when omitted, and then providers make non-streaming calls.
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class LLMActivities:
         projection: ProjectionWriter | None = None,
         breakers: CircuitBreakers | None = None,
         middleware: MiddlewareRegistry | None = None,
+        tokens: TokenPublisher | None = None,
     ) -> None:
         self.settings = settings
         self.blobs = blobs
@@ -91,6 +97,7 @@ class LLMActivities:
         self.middleware = (
             middleware if middleware is not None else MiddlewareRegistry.from_settings(settings)
         )
+        self.tokens = tokens if settings.stream_tokens else None
         register_settings(settings)  # secrets read from a .env file are redacted too
 
     @activity.defn(name="llm_complete")
@@ -142,6 +149,7 @@ class LLMActivities:
             provider, model = await self._heartbeating(
                 asyncio.to_thread(self.registry.resolve, request.model), request, info
             )
+            text = self._live_text(request, info, chain)
             context = CallContext(
                 attempt=info.attempt,
                 workflow_id=info.workflow_id,
@@ -149,10 +157,18 @@ class LLMActivities:
                 task_id=request.task_id,
                 subtask_id=request.subtask_id,
                 heartbeat=activity.heartbeat,
+                on_text=text.feed if text is not None else None,
             )
-            response = await self._heartbeating(
-                provider.complete(resolved, model=model, context=context), request, info
-            )
+            try:
+                response = await self._heartbeating(
+                    provider.complete(resolved, model=model, context=context), request, info
+                )
+            except BaseException:  # the attempt says it failed; a retry streams as attempt + 1
+                if text is not None:
+                    text.close(failed=True)
+                raise
+            if text is not None:
+                text.close(failed=False)
             response = await chain.after_llm_call(resolved, response)  # adds detections
             price = provider.price(model) if isinstance(provider, PricedProvider) else None
             # A plan is parsed by the workflow: it stays inline up to the response budget.
@@ -224,6 +240,31 @@ class LLMActivities:
         response.worker = _worker_identity()
         response.projection_written = await _settle(projection)
         return response
+
+    def _live_text(
+        self, request: LLMRequest, info: activity.Info, chain: MiddlewareChain
+    ) -> CallTextStream | None:
+        """The live text of this attempt, or None when nobody could watch it.
+
+        Not streamed: calls outside a task, and calls whose output middleware may rewrite
+        or block the answer (what it would withhold must not leak live).
+        """
+        if self.tokens is None or request.task_id is None:
+            return None
+        if any(m.defines("after_llm_call") for m in chain.middleware):
+            return None
+        identity = TokenChunk(
+            task_id=request.task_id,
+            subtask_id=request.subtask_id,
+            workflow_id=info.workflow_id,
+            activity_id=info.activity_id,
+            call=f"{info.workflow_id}/{info.activity_id}",
+            attempt=info.attempt,
+            seq=0,
+        )
+        return CallTextStream(
+            self.tokens, identity=identity, interval_s=self.settings.stream_interval_ms / 1000
+        )
 
     def _offer_tools(self, request: LLMRequest) -> LLMRequest:
         """Add the catalogue's tools for `tool_capabilities`: the tools this worker runs.

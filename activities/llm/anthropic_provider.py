@@ -5,20 +5,26 @@ tool messages `tool_result` blocks. Structured output uses a forced tool named a
 schema, whose input is returned as the JSON content. Credentials come from the worker's
 environment (`ANTHROPIC_API_KEY`, or the SDK's other credential sources); the SDK's own
 retries are off (`max_retries=0`): Temporal owns retrying.
+
+When the call is watched live (`CallContext.on_text`), the message is streamed with the SDK's
+`messages.stream`, whose accumulated final `Message` is read by the same code as a plain reply.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
-from anthropic.types import TextBlock, ToolUseBlock
+import httpx
+from anthropic.types import Message, TextBlock, ToolUseBlock
 
 from mahsm.activities.llm.errors import (
     LLMCallError,
     classify_sdk_error,
+    interrupted_stream,
     schema_error,
 )
 from mahsm.activities.llm.provider import CallContext
@@ -174,30 +180,51 @@ class AnthropicProvider:
         """Run one Messages API call (see `LLMProvider.complete`)."""
         params = build_params(request, model=model)
         try:
-            reply = await self._client.messages.create(**params)
+            if context.on_text is None:
+                reply = await self._client.messages.create(**params)
+            else:
+                reply = await self._streamed(params, context.on_text)
         except anthropic.AnthropicError as error:
             raise classify(error) from error
-        texts = [b.text for b in reply.content if isinstance(b, TextBlock)]
-        uses = [b for b in reply.content if isinstance(b, ToolUseBlock)]
-        content: str | None = "".join(texts) if texts else None
-        calls = [ToolCall(id=b.id, name=b.name, arguments=json.dumps(b.input)) for b in uses]
-        finish = _FINISH.get(reply.stop_reason or "", reply.stop_reason)
-        if request.response_schema is not None:
-            name = request.response_schema_name or "Plan"
-            forced = next((b for b in uses if b.name == name), None)
-            if forced is None:
-                raise schema_error(_NAME, f"the reply has no {name!r} tool call")
-            content, calls, finish = json.dumps(forced.input), [], "stop"
-        usage = reply.usage
-        input_tokens = (
-            usage.input_tokens
-            + (usage.cache_creation_input_tokens or 0)
-            + (usage.cache_read_input_tokens or 0)
-        )
-        return LLMResponse(
-            content=content,
-            tool_calls=calls,
-            usage=Usage(input_tokens=input_tokens, output_tokens=usage.output_tokens),
-            model=request.model,
-            finish_reason=finish,
-        )
+        except httpx.TransportError as error:  # the stream broke off mid-answer
+            raise interrupted_stream(_NAME, f"{type(error).__name__}: {error}") from error
+        return _response(reply, request)
+
+    async def _streamed(self, params: dict[str, Any], on_text: Callable[[str], None]) -> Message:
+        """The message, streamed: each text delta goes to `on_text` as it arrives."""
+        async with self._client.messages.stream(**params) as stream:
+            async for event in stream:
+                if event.type == "text" and event.text:
+                    on_text(event.text)
+            reply = await stream.get_final_message()
+        if reply.stop_reason is None:
+            raise interrupted_stream(_NAME, "the stream ended without a stop_reason")
+        return reply
+
+
+def _response(reply: Message, request: LLMRequest) -> LLMResponse:
+    """The `LLMResponse` of a reply, plain or assembled from a stream."""
+    texts = [b.text for b in reply.content if isinstance(b, TextBlock)]
+    uses = [b for b in reply.content if isinstance(b, ToolUseBlock)]
+    content: str | None = "".join(texts) if texts else None
+    calls = [ToolCall(id=b.id, name=b.name, arguments=json.dumps(b.input)) for b in uses]
+    finish = _FINISH.get(reply.stop_reason or "", reply.stop_reason)
+    if request.response_schema is not None:
+        name = request.response_schema_name or "Plan"
+        forced = next((b for b in uses if b.name == name), None)
+        if forced is None:
+            raise schema_error(_NAME, f"the reply has no {name!r} tool call")
+        content, calls, finish = json.dumps(forced.input), [], "stop"
+    usage = reply.usage
+    input_tokens = (
+        usage.input_tokens
+        + (usage.cache_creation_input_tokens or 0)
+        + (usage.cache_read_input_tokens or 0)
+    )
+    return LLMResponse(
+        content=content,
+        tool_calls=calls,
+        usage=Usage(input_tokens=input_tokens, output_tokens=usage.output_tokens),
+        model=request.model,
+        finish_reason=finish,
+    )

@@ -219,6 +219,15 @@ def connection_error(
     )
 
 
+def interrupted_stream(provider: str, detail: str) -> LLMCallError:
+    """A retryable streamed answer that broke off before its end (connection cut, no stop)."""
+    return LLMCallError(
+        f"{provider}: the streamed answer broke off: {redact_text(detail)[:_MAX_DETAIL]}",
+        kind="server_error",
+        retryable=True,
+    )
+
+
 def schema_error(provider: str, detail: str) -> LLMCallError:
     """A non-retryable response-shape error (unparseable or missing structured output)."""
     return LLMCallError(

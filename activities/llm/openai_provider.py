@@ -3,19 +3,27 @@
 Also serves any OpenAI-compatible server (vLLM, Ollama, llama.cpp) through `OPENAI_BASE_URL`.
 Credentials come from the worker's environment (`OPENAI_API_KEY`), never from the request.
 The SDK's own retries are off (`max_retries=0`): Temporal owns retrying.
+
+When the call is watched live (`CallContext.on_text`), the completion is streamed
+(`stream=True`, `stream_options.include_usage`) and assembled by the SDK's own
+`ChatCompletionStreamState`, then read by the same code as a plain completion.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
+import httpx
 import openai
-from openai.types.chat import ChatCompletionMessageFunctionToolCall
+from openai.lib.streaming.chat import ChatCompletionStreamState
+from openai.types.chat import ChatCompletion
 
 from mahsm.activities.llm.errors import (
     LLMCallError,
     classify_sdk_error,
+    interrupted_stream,
     schema_error,
 )
 from mahsm.activities.llm.provider import CallContext
@@ -142,28 +150,61 @@ class OpenAIProvider:
         """Run one chat completion (see `LLMProvider.complete`)."""
         params = build_params(request, model=model, token_param=self.token_param)
         try:
-            completion = await self._client.chat.completions.create(**params)
+            if context.on_text is None:
+                completion = await self._client.chat.completions.create(**params)
+            else:
+                completion = await self._streamed(params, context.on_text)
         except openai.OpenAIError as error:
             raise classify(error) from error
-        if not completion.choices:
-            raise schema_error(_NAME, "the completion has no choices")
-        choice = completion.choices[0]
-        message = choice.message
-        if message.refusal:
-            raise schema_error(_NAME, f"the model refused: {message.refusal}")
-        calls = [
-            ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments or "{}")
-            for call in message.tool_calls or []
-            if isinstance(call, ChatCompletionMessageFunctionToolCall)
-        ]
-        usage = completion.usage
-        return LLMResponse(
-            content=message.content,
-            tool_calls=calls,
-            usage=Usage(
-                input_tokens=usage.prompt_tokens if usage else 0,
-                output_tokens=usage.completion_tokens if usage else 0,
-            ),
-            model=request.model,
-            finish_reason=choice.finish_reason,
+        except httpx.TransportError as error:  # the stream broke off mid-answer
+            raise interrupted_stream(_NAME, f"{type(error).__name__}: {error}") from error
+        return _response(completion, request)
+
+    async def _streamed(
+        self, params: dict[str, Any], on_text: Callable[[str], None]
+    ) -> ChatCompletion:
+        """The completion, streamed: each content delta goes to `on_text` as it arrives."""
+        state: ChatCompletionStreamState[None] = ChatCompletionStreamState()
+        seen = False
+        stream = await self._client.chat.completions.create(
+            **params, stream=True, stream_options={"include_usage": True}
         )
+        async with stream:
+            async for chunk in stream:
+                state.handle_chunk(chunk)
+                seen = True
+                for choice in chunk.choices:
+                    if choice.index == 0 and choice.delta.content:
+                        on_text(choice.delta.content)
+        if not seen:
+            raise interrupted_stream(_NAME, "the stream carried no chunk")
+        completion = state.current_completion_snapshot
+        if completion.choices and completion.choices[0].finish_reason is None:
+            raise interrupted_stream(_NAME, "the stream ended without a finish_reason")
+        return completion
+
+
+def _response(completion: ChatCompletion, request: LLMRequest) -> LLMResponse:
+    """The `LLMResponse` of a completion, plain or assembled from a stream."""
+    if not completion.choices:
+        raise schema_error(_NAME, "the completion has no choices")
+    choice = completion.choices[0]
+    message = choice.message
+    if message.refusal:
+        raise schema_error(_NAME, f"the model refused: {message.refusal}")
+    calls = [
+        ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments or "{}")
+        for call in message.tool_calls or []
+        if call.type == "function"
+    ]
+    usage = completion.usage
+    return LLMResponse(
+        content=message.content,
+        tool_calls=calls,
+        usage=Usage(
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+        ),
+        model=request.model,
+        finish_reason=choice.finish_reason,
+    )

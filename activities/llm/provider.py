@@ -24,6 +24,10 @@ class CallContext:
         task_id: MAHSM task the call belongs to, if any.
         subtask_id: MAHSM subtask the call belongs to, if any.
         heartbeat: Call this during long work (e.g. per streamed chunk) to report liveness.
+        on_text: When set, someone may watch the call live: the provider should use its
+            streaming API and pass each text delta of the answer here, in order (it never
+            blocks). The returned `LLMResponse` must be the same as without streaming. When
+            None, the provider makes its ordinary (non-streaming) call.
     """
 
     attempt: int = 1
@@ -32,6 +36,7 @@ class CallContext:
     task_id: str | None = None
     subtask_id: str | None = None
     heartbeat: Callable[..., None] = field(default=_no_heartbeat, repr=False, compare=False)
+    on_text: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
 
 class LLMProvider(Protocol):

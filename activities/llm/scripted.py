@@ -33,6 +33,7 @@ from mahsm.settings import Settings
 
 CALL_LOG_ENV = "MAHSM_SCRIPTED_CALL_LOG"
 _TASK_LABEL = re.compile(r"^\s*task:\s*", re.IGNORECASE)
+_WORD_CUTS = re.compile(r"(?<=\s)(?=\S)")
 _PLACEHOLDER = re.compile(r"\{(last_tool_result|tool_results|context|user)\}")
 
 _Stamp = tuple[int, int, int] | None
@@ -171,16 +172,17 @@ class ScriptedProvider:
             scenario.latency_ms if rule is None or rule.latency_ms is None else rule.latency_ms
         )
         latency += scenario.jitter_ms * _unit(scenario.seed, digest, "jitter")
-        if latency > 0:
-            await asyncio.sleep(latency / 1000)
         fault = self._fault(scenario, digest, context.attempt)
         if fault is None and rule is not None and rule.respond.error is not None:
             fault = rule.respond.error
+        scripted_error = rule is not None and rule.respond.error is not None
+        response = None if scripted_error else self._answer(request, rule, view)
+        await _spend(latency / 1000, response, context, broken=fault is not None)
         if fault is not None:
             error = _fault_error(fault, model, scenario)
             await log.write("fault", error=error.kind, status=error.status)
             raise error
-        response = self._answer(request, rule, view)
+        assert response is not None
         response.usage = Usage(
             input_tokens=sum(_words(m.content) for m in request.messages),
             output_tokens=_words(response.content)
@@ -232,6 +234,34 @@ class ScriptedProvider:
             model=model_id,
             finish_reason="tool_calls" if calls else "stop",
         )
+
+
+STREAM_PIECES = 6
+"""A watched call's content arrives in this many pieces, spread over its latency."""
+
+
+async def _spend(
+    seconds: float, response: LLMResponse | None, context: CallContext, *, broken: bool
+) -> None:
+    """Wait out the latency; a watched call streams its content meanwhile.
+
+    An attempt that will fail streams only the first half of its content, as a connection
+    cut mid-answer would.
+    """
+    content = response.content if response is not None else None
+    words = _WORD_CUTS.split(content) if content else []
+    if context.on_text is None or not words:
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+        return
+    size = -(-len(words) // STREAM_PIECES)
+    pieces = ["".join(words[i : i + size]) for i in range(0, len(words), size)]
+    shown = pieces[: len(pieces) // 2] if broken else pieces
+    for piece in shown:
+        await asyncio.sleep(seconds / len(pieces))
+        context.on_text(piece)
+    if broken:
+        await asyncio.sleep(seconds * (len(pieces) - len(shown)) / len(pieces))
 
 
 def _fault_error(fault: FaultKind, model: str, scenario: Scenario) -> LLMCallError:

@@ -2,7 +2,9 @@
 
 The stream sends the rows of `task_events` (see `api/task_events.py`) in `seq` order, each as
 one event named by its kind with id = seq, then `task_ended`. New rows are pushed by the
-process's `EventHub` (Postgres LISTEN/NOTIFY); no stream ever queries the workflow.
+process's `EventHub` (Postgres LISTEN/NOTIFY); no stream ever queries the workflow. With
+`?tokens=true` the stream also carries `llm_tokens` events (no id: never replayed), the live
+text of running LLM calls (`mahsm.contracts.stream`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 from temporalio.client import WorkflowExecutionStatus
@@ -22,9 +24,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from mahsm.api.auth import Caller, CallerDep, authenticate
 from mahsm.api.deps import ApiError, Backends, BackendsDep, BackendUnavailable, SettingsDep
-from mahsm.api.event_hub import EventHub, LogUnavailable, StreamSlot
+from mahsm.api.event_hub import EventHub, StreamSlot
 from mahsm.api.routes.tasks import TaskId, error_responses
 from mahsm.api.schemas import ErrorBody
+from mahsm.api.stream_subscription import LiveTokens, LogUnavailable
 from mahsm.api.task_access import RPC_TIMEOUT, task_not_found, unstarted_state
 from mahsm.api.task_events import (
     DATABASE_ERRORS,
@@ -38,6 +41,7 @@ from mahsm.api.task_events import (
     read_log,
 )
 from mahsm.api.text_guard import reject_unstorable_params
+from mahsm.contracts.stream import TOKENS_EVENT
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +91,14 @@ LastEventId = Annotated[
         le=2**62,
         description="Resume after this event id (sent by EventSource when it reconnects):"
         " only events with a greater id are sent.",
+    ),
+]
+WithTokens = Annotated[
+    bool,
+    Query(
+        description="Also send `llm_tokens` events: the live text of running LLM calls, each"
+        " chunk tagged with its call and attempt (a higher attempt replaces the text of a lower"
+        " one). Not stored, not replayed; see docs/api.md.",
     ),
 ]
 
@@ -154,15 +166,15 @@ async def _closed_end(backends: Backends, hub: EventHub, task_id: str) -> TaskEn
 
 
 async def _live_stream(
-    hub: EventHub, backends: Backends, task_id: str, after: int, slot: StreamSlot
+    hub: EventHub, backends: Backends, task_id: str, after: int, slot: StreamSlot, tokens: bool
 ) -> AsyncIterator[ServerSentEvent]:
     """The log from `seq > after` as it grows, until the event that ends the task."""
     sent = after
     try:
-        async with hub.subscribe(task_id, after) as subscription:
+        async with hub.subscribe(task_id, after, tokens=tokens) as subscription:
             while True:
                 try:
-                    events = await asyncio.wait_for(subscription.next_events(), IDLE_CHECK_S)
+                    events = await asyncio.wait_for(subscription.next_item(), IDLE_CHECK_S)
                 except TimeoutError:
                     end = await _closed_end(backends, hub, task_id)
                     if end is None:
@@ -171,6 +183,9 @@ async def _live_stream(
                         yield _sse(event)
                     yield _end(end)
                     return
+                if isinstance(events, LiveTokens):
+                    yield ServerSentEvent(data=events.body, event=TOKENS_EVENT)
+                    continue
                 for event in events:
                     yield _sse(event)
                     sent = event.seq
@@ -203,7 +218,8 @@ async def _whole_log(hub: EventHub, task_id: str, after: int) -> list[LogEvent]:
     responses={
         200: {
             "description": "An SSE stream of the task's event log: `task_status`, `plan_ready`,"
-            " `subtask_status`, `note` (id = seq), then `task_ended`.",
+            " `subtask_status`, `note` (id = seq), then `task_ended`; with `tokens=true` also"
+            " `llm_tokens` (no id).",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
         204: {"description": "The task has ended and Last-Event-ID is its last event"},
@@ -218,6 +234,7 @@ async def task_events(
     settings: SettingsDep,
     hub: HubDep,
     last_event_id: LastEventId = None,
+    tokens: WithTokens = False,
 ) -> Response:
     """Follow a task: every event of its log in order (after `Last-Event-ID`), then `task_ended`."""
     head = await _head(hub, backends, task_id, caller)
@@ -238,7 +255,7 @@ async def task_events(
             details={"open_streams": hub.open_streams(caller.user), "limit": limit},
         )
     return EventSourceResponse(
-        _live_stream(hub, backends, task_id, after, slot),
+        _live_stream(hub, backends, task_id, after, slot, tokens),
         ping=PING_S,
         background=BackgroundTask(slot.release),
     )

@@ -369,14 +369,15 @@ function sseBlock(block) {
   return { name, data, id };
 }
 
-async function followEvents(taskId, onEvent, signal) {
+async function followEvents(taskId, onEvent, signal, tokens = false) {
   let last = 0;
   while (!signal.aborted) {
     const headers = authHeaders();
     if (last) headers["Last-Event-ID"] = String(last);
     let response;
     try {
-      response = await fetch(`${ROOT}/tasks/${taskId}/events`, { headers, signal });
+      response = await fetch(`${ROOT}/tasks/${taskId}/events${tokens ? "?tokens=true" : ""}`,
+        { headers, signal });
     } catch (error) {
       if (signal.aborted) return;
       await new Promise((r) => setTimeout(r, 2000));
@@ -418,6 +419,20 @@ async function followEvents(taskId, onEvent, signal) {
   }
 }
 
+/* Live text of running LLM calls (`llm_tokens` events, docs/api.md): per call, the newest
+   attempt's text; a chunk of a higher attempt replaces what an older attempt streamed. */
+function addTokens(calls, chunk) {
+  let call = calls[chunk.call];
+  if (!call || chunk.attempt > call.attempt) {
+    call = calls[chunk.call] = { subtask: chunk.subtask_id, attempt: chunk.attempt, text: "", next: 0 };
+  } else if (chunk.attempt < call.attempt || chunk.seq < call.next) {
+    return;
+  }
+  call.text += chunk.text;
+  call.next = chunk.seq + 1;
+  call.done = chunk.done;
+}
+
 async function pageTask(taskId) {
   const cfg = await loadConfig();
   const controller = new AbortController();
@@ -449,6 +464,16 @@ async function pageTask(taskId) {
   const sideBox = h("section", { class: "card", "aria-label": "Subtask details", id: "subtask-panel" },
     h("p", { class: "muted", text: "Select a subtask in the graph or the table." }));
   const resultBox = h("section", { class: "card", "aria-label": "Result" });
+  const liveCalls = {};
+  const liveBox = h("pre", { id: "live-text", "aria-label": "Live output of the running call" });
+  Object.assign(liveBox.style, { maxHeight: "16em", overflow: "auto" });  // CSSOM: allowed by the CSP
+  const showLive = () => {  // the newest running call of the selected subtask, its last 4000 chars
+    const running = Object.values(liveCalls).filter((c) => c.subtask === selected && !c.done);
+    const call = running[running.length - 1];
+    liveBox.hidden = !call;
+    liveBox.textContent = call ? call.text.slice(-4000) : "";
+    liveBox.scrollTop = liveBox.scrollHeight;
+  };
   fill(main, heading,
     h("div", { class: "card" }, h("div", { class: "actions" }, statusBox, progressText), progress,
       actionsBox, actionError, facts),
@@ -547,7 +572,8 @@ async function pageTask(taskId) {
         s.waiting_for ? [h("dt", { text: "Waiting for" }), h("dd", { text: s.waiting_for })] : null),
       s.error ? h("div", { class: "error", text: s.error }) : null,
       s.output ? [h("h4", { text: "Output" }), h("pre", { text: s.output })] : null,
-      h("div", { class: "actions" }, show), transcriptBox);
+      liveBox, h("div", { class: "actions" }, show), transcriptBox);
+    showLive();
   };
 
   const select = (id) => {
@@ -625,10 +651,13 @@ async function pageTask(taskId) {
       refreshSoon();
     } else if (name === "plan_ready" || name === "task_ended") {
       refresh();
+    } else if (name === "llm_tokens") {
+      addTokens(liveCalls, data);
+      if (data.subtask_id === selected) showLive();
     } else if (name === "stream_error") {
       showError(actionError, data);
     }
-  }, controller.signal);
+  }, controller.signal, true);
 }
 
 async function loadTranscript(taskId, subtaskId, box) {

@@ -9,6 +9,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
+import httpx
 import typer
 import yaml
 from pydantic import ValidationError
@@ -165,9 +166,23 @@ def load_plan(path: Path) -> Plan:
 async def follow(client: MahsmClient, task_id: str, *, poll_s: float = 0.5) -> TaskState:
     """Show the live view until the task ends, then its result; returns the final state."""
     with LiveTask(console) as live:
-        final = await client.wait(task_id, on_progress=live.update, poll_s=poll_s)
+        text = asyncio.create_task(_show_text(client, task_id, live))
+        try:
+            final = await client.wait(task_id, on_progress=live.update, poll_s=poll_s)
+        finally:
+            text.cancel()
+            await asyncio.gather(text, return_exceptions=True)
     console.print(outcome(final))
     return final
+
+
+async def _show_text(client: MahsmClient, task_id: str, live: LiveTask) -> None:
+    """Feed the live text of running calls to the view; a preview, so failures are ignored."""
+    try:
+        async for chunk in client.live_tokens(task_id):
+            live.text(chunk)
+    except (MahsmError, httpx.HTTPError, ValueError):
+        return  # the table still follows the task by polling
 
 
 # Fields of TaskRequest/TaskOptions named the way `submit` spells them.

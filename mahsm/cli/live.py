@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mahsm.contracts.pipeline import StepKind
+from mahsm.contracts.stream import CallText, LiveText, TokenChunk
 from mahsm.contracts.task import SubtaskResult, SubtaskStatus, TaskState, TaskStatus, Usage
 
 STATUS_STYLES: dict[str, str] = {
@@ -104,9 +105,47 @@ def task_table(state: TaskState) -> Table:
     return table
 
 
-def task_view(state: TaskState) -> RenderableType:
-    """The table plus, for a task awaiting approval, the command that approves it."""
+LIVE_CALLS = 3
+"""Running calls whose text the live view shows at most (the most recent ones)."""
+LIVE_LINES = 4
+"""Lines of a running call's text shown: its tail, so the view never scrolls."""
+
+
+def live_text_panels(live: LiveText, *, width: int = 100) -> list[RenderableType]:
+    """The tail of each running call's streamed text, one small panel per call."""
+    panels: list[RenderableType] = []
+    for call in live.running()[-LIVE_CALLS:]:
+        if call.text.strip():
+            panels.append(
+                Panel(
+                    Text(_tail(call.text, width), style="dim"),
+                    title=_call_title(call),
+                    title_align="left",
+                    border_style="cyan",
+                )
+            )
+    return panels
+
+
+def _call_title(call: CallText) -> str:
+    who = f"subtask {call.subtask_id}" if call.subtask_id else "planning / combining"
+    retry = f", attempt {call.attempt}" if call.attempt > 1 else ""
+    return f"{who}: writing{retry}"
+
+
+def _tail(text: str, width: int) -> str:
+    """The last `LIVE_LINES` lines of `text` as wrapped at `width` columns."""
+    lines: list[str] = []
+    for line in text.rstrip().splitlines()[-LIVE_LINES:]:
+        lines += [line[i : i + width] for i in range(0, len(line), width)] or [""]
+    return "\n".join(lines[-LIVE_LINES:])
+
+
+def task_view(state: TaskState, live: LiveText | None = None) -> RenderableType:
+    """The table, the live text of running calls, and how to approve a task awaiting it."""
     parts: list[RenderableType] = [task_table(state)]
+    if live is not None and not state.status.is_terminal:
+        parts += live_text_panels(live)
     if state.status == TaskStatus.AWAITING_APPROVAL:
         parts.append(
             Text(f"Awaiting approval: mahsm approve {state.task_id}  (or --reject)", style="yellow")
@@ -130,12 +169,17 @@ def outcome(state: TaskState) -> RenderableType:
 class LiveTask:
     """A live-updating task view; use as a context manager and pass `update` as progress callback.
 
+    Token chunks passed to `text` show the tail of each running call's text under the table;
+    the view is redrawn at most 8 times a second, however fast they come.
+
     Args:
         console: Where to draw.
     """
 
     def __init__(self, console: Console) -> None:
         self._console = console
+        self._state: TaskState | None = None
+        self.live_text = LiveText()
         self._live = Live(
             Text("waiting for the task ...", style="dim"),
             console=console,
@@ -159,7 +203,13 @@ class LiveTask:
 
     def update(self, state: TaskState) -> None:
         """Redraw with `state`."""
-        self._live.update(task_view(state), refresh=True)
+        self._state = state
+        self._live.update(task_view(state, self.live_text), refresh=True)
+
+    def text(self, chunk: TokenChunk) -> None:
+        """Take a token chunk; the next periodic refresh shows it (never floods the terminal)."""
+        if self.live_text.add(chunk) is not None and self._state is not None:
+            self._live.update(task_view(self._state, self.live_text), refresh=False)
 
 
 WIDE_LIST = 120  # console columns from which a task list is drawn as a table

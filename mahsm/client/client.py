@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -33,6 +33,7 @@ from mahsm.client.models import (
 from mahsm.client.pipelines import PipelineMethods
 from mahsm.client.rest import RestBackend
 from mahsm.contracts.pipeline import Pipeline
+from mahsm.contracts.stream import TokenChunk
 from mahsm.contracts.task import (
     ApprovalDecision,
     Plan,
@@ -226,6 +227,18 @@ class MahsmClient(PipelineMethods):
             if deadline is not None and loop.time() >= deadline:
                 raise TimeoutError(f"task {task_id} still {state.status.value} after {timeout_s}s")
             await asyncio.sleep(poll_s)
+
+    async def live_tokens(self, task_id: str) -> AsyncIterator[TokenChunk]:
+        """The live text of the task's running LLM calls, chunk by chunk, until it ends.
+
+        Feed the chunks to a `mahsm.contracts.stream.LiveText` to get each call's text (a
+        retried attempt replaces the text of the one before). A preview only: chunks may be
+        dropped under load, and the durable outputs are in `get`. REST mode only; in Temporal
+        mode nothing is yielded (the chunks travel through the API's database).
+        """
+        if isinstance(self._backend, RestBackend):
+            async for chunk in self._backend.live_tokens(task_id):
+                yield chunk
 
     async def cancel(self, task_id: str) -> None:
         """Ask a running task to stop (idempotent while it runs).

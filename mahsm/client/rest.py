@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ from mahsm.client.models import (
     task_state_from_api,
 )
 from mahsm.contracts.pipeline import Pipeline
+from mahsm.contracts.stream import TOKENS_EVENT, TokenChunk
 from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskState, TaskStatus
 
 _ERRORS: dict[int, type[MahsmError]] = {
@@ -138,6 +140,27 @@ class RestBackend:
     async def agents(self) -> AgentPools:
         """GET /agents."""
         return AgentPools.model_validate(await self._call("GET", "/agents"))
+
+    async def live_tokens(self, task_id: str) -> AsyncIterator[TokenChunk]:
+        """The live text chunks of the task's running LLM calls, until the task ends.
+
+        Reads `GET /tasks/{id}/events?tokens=true` and keeps only its `llm_tokens` events.
+        """
+        path = f"/tasks/{task_id}/events"
+        async with self._http.stream("GET", path, params={"tokens": "true"}) as response:
+            if not response.is_success:
+                await response.aread()
+                raise _error(response)
+            event = ""
+            async for line in response.aiter_lines():
+                if line.startswith("event:"):
+                    event = line.removeprefix("event:").strip()
+                elif line.startswith("data:") and event == TOKENS_EVENT:
+                    yield TokenChunk.model_validate_json(line.removeprefix("data:").strip())
+                elif event == "task_ended":
+                    return
+                elif not line:
+                    event = ""
 
     async def closed(self, task_id: str, state: TaskState) -> bool:
         """Whether the task can no longer change (the API reports final statuses)."""

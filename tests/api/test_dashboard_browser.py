@@ -571,3 +571,32 @@ async def test_the_experiments_page_shows_configs_live_with_scores_costs_and_a_c
     assert winner_row == state["winner"]
     assert not narrow_overflow
     assert (SHOTS / "experiment.png").exists() and (SHOTS / "experiment-narrow.png").exists()
+
+
+STORY = (
+    "Once upon a time a fox wrote a very long story, word by word, in front of everyone, "
+    "and when it was done they all lived happily ever after."
+)
+
+
+async def test_the_task_page_shows_the_live_text_of_the_selected_running_subtask(
+    api_stack: StackFactory, browser: Browser
+) -> None:
+    rules = {"rules": [answer_rule("Write the story", STORY, latency_ms=6000)]}
+    async with api_stack(rules) as stack, served(stack.app) as base:
+        plan = {"subtasks": [subtask("write", "Write the story")]}
+        body = {"description": "Tell a story", "plan": plan}
+        created = await stack.http.post("/tasks", json=body)
+        assert created.status_code == 202, created.text
+        task_id = created.json()["task_id"]
+        page = await open_page(browser)
+        await page.goto(f"{base}/ui/#/task/{task_id}")
+        await page.locator('svg.graph g.node[data-id="write"]').click()
+        live = page.locator("#live-text")
+        await expect(live).to_contain_text("Once upon a time")  # streamed while it runs
+        partial = await live.inner_text()
+        await shot(page, "task-live-text")
+        await expect(page.locator("#task-result")).to_contain_text("happily", timeout=30_000)
+        await expect(live).to_be_hidden()  # the call ended: its output is shown instead
+
+    assert "happily ever after" not in partial

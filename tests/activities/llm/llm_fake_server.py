@@ -3,14 +3,21 @@
 Tests queue canned replies (status, JSON body, headers); the server answers requests in
 order and records what it received, so a test can assert both what the real SDK sent and
 how many times it was called.
+
+A request asking for a stream (`"stream": true`) gets its canned 200 body as the provider's
+streaming protocol (OpenAI's `chat.completion.chunk`s, Anthropic's message events), split
+into small pieces; `Reply.cut_after` ends such a stream after that many events, as a
+connection that breaks mid-answer.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,6 +31,10 @@ class Reply:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    cut_after: int | None = None
+    """Streamed: stop (and close the connection) after this many events."""
+    event_delay_s: float = 0.0
+    """Streamed: pause before each event."""
 
 
 @dataclass
@@ -61,6 +72,10 @@ class FakeLLMServer:
                         if server.replies
                         else Reply(500, {"error": {"message": "no canned reply left"}})
                     )
+                body = server.received[-1].body
+                if reply.status == 200 and body.get("stream"):
+                    self._stream(reply, body)
+                    return
                 # A reply may echo the request's credentials, as some providers' errors do.
                 payload = (
                     json.dumps(reply.body)
@@ -74,6 +89,25 @@ class FakeLLMServer:
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _stream(self, reply: Reply, body: dict[str, Any]) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("connection", "close")
+                self.end_headers()
+                events = (
+                    anthropic_events(reply.body)
+                    if self.path.endswith("/messages")
+                    else openai_events(
+                        reply.body, usage=bool(body.get("stream_options", {}).get("include_usage"))
+                    )
+                )
+                for count, event in enumerate(events):
+                    if reply.cut_after is not None and count >= reply.cut_after:
+                        break
+                    time.sleep(reply.event_delay_s)
+                    self.wfile.write(event.encode())
+                    self.wfile.flush()
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 return
@@ -165,3 +199,86 @@ def anthropic_message(
 
 def anthropic_error(message: str, kind: str = "invalid_request_error") -> dict[str, Any]:
     return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+# ---- streaming protocols ------------------------------------------------------------------
+
+_PIECES = re.compile(r"(?<=\s)(?=\S)")
+
+
+def pieces(text: str) -> list[str]:
+    """`text` cut after each run of whitespace: the deltas a streaming server sends."""
+    return _PIECES.split(text) if text else []
+
+
+def _halves(text: str) -> list[str]:
+    middle = len(text) // 2
+    return [part for part in (text[:middle], text[middle:]) if part]
+
+
+def openai_events(completion: dict[str, Any], *, usage: bool) -> Iterator[str]:
+    """A canned chat completion as OpenAI's SSE stream of `chat.completion.chunk`s."""
+    base = {
+        "id": completion["id"],
+        "object": "chat.completion.chunk",
+        "created": completion["created"],
+        "model": completion["model"],
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
+
+    choice = completion["choices"][0]
+    message = choice["message"]
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in pieces(message.get("content") or ""):
+        yield chunk({"content": piece})
+    for index, call in enumerate(message.get("tool_calls") or []):
+        function = call["function"]
+        head = {"name": function["name"], "arguments": ""}
+        yield chunk(
+            {
+                "tool_calls": [
+                    {"index": index, "id": call["id"], "type": "function", "function": head}
+                ]
+            }
+        )
+        for part in _halves(function["arguments"]):
+            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": part}}]})
+    yield chunk({}, choice["finish_reason"])
+    if usage:
+        yield f"data: {json.dumps({**base, 'choices': [], 'usage': completion['usage']})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def anthropic_events(message: dict[str, Any]) -> Iterator[str]:
+    """A canned Messages API reply as Anthropic's SSE stream of message events."""
+
+    def event(kind: str, data: dict[str, Any]) -> str:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
+
+    usage = message["usage"]
+    start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+    yield event("message_start", {"message": start})
+    for index, block in enumerate(message["content"]):
+        if block["type"] == "text":
+            yield event(
+                "content_block_start",
+                {"index": index, "content_block": {"type": "text", "text": ""}},
+            )
+            for piece in pieces(block["text"]):
+                delta = {"type": "text_delta", "text": piece}
+                yield event("content_block_delta", {"index": index, "delta": delta})
+        else:
+            empty = {**block, "input": {}}
+            yield event("content_block_start", {"index": index, "content_block": empty})
+            for part in _halves(json.dumps(block["input"])):
+                delta = {"type": "input_json_delta", "partial_json": part}
+                yield event("content_block_delta", {"index": index, "delta": delta})
+        yield event("content_block_stop", {"index": index})
+    delta = {"stop_reason": message["stop_reason"], "stop_sequence": None}
+    yield event(
+        "message_delta", {"delta": delta, "usage": {"output_tokens": usage["output_tokens"]}}
+    )
+    yield event("message_stop", {})

@@ -1,8 +1,9 @@
 """A fake OpenAI chat-completions server that answers per model, for routing tests.
 
 Each model has a script: statuses to answer in order, then a default status. 200 answers
-"answer from <model>"; any other status an OpenAI-shaped error. Every request is recorded
-with its model, so a test can count the calls each model received (or did not).
+"answer from <model>" (as OpenAI's SSE stream when the request asks for one); any other
+status an OpenAI-shaped error. Every request is recorded with its model, so a test can count
+the calls each model received (or did not).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.activities.llm.llm_fake_server import openai_completion, openai_error
+from tests.activities.llm.llm_fake_server import openai_completion, openai_error, openai_events
 
 
 class ModelServer:
@@ -35,6 +36,15 @@ class ModelServer:
                 body: dict[str, Any] = json.loads(self.rfile.read(length) or b"{}")
                 model = str(body.get("model"))
                 status = server._next_status(model)
+                if status == 200 and body.get("stream"):
+                    self.send_response(200)
+                    self.send_header("content-type", "text/event-stream")
+                    self.end_headers()
+                    answer = openai_completion(content=f"answer from {model}")
+                    usage = bool(body.get("stream_options", {}).get("include_usage"))
+                    for event in openai_events(answer, usage=usage):
+                        self.wfile.write(event.encode())
+                    return
                 reply = (
                     openai_completion(content=f"answer from {model}")
                     if status == 200
