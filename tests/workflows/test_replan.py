@@ -28,25 +28,25 @@ from tests.engine_harness import AGGREGATE, answer_rule, plan_rule
 DESCRIPTION = "Build the yearly sales report"
 REVISE = r"Revise the plan"  # in the replanner's system prompt only
 
+
+def subtask(sid: str, description: str, capability: str, *after: str) -> dict[str, Any]:
+    return {
+        "id": sid,
+        "description": description,
+        "required_capabilities": [capability],
+        "depends_on": list(after),
+    }
+
+
 FIRST_PLAN = plan_rule(
     "yearly",
     [
-        {"id": "fetch", "description": "Fetch the figures", "required_capabilities": ["api_integration"]},
-        {"id": "summary", "description": "Summarize the year", "required_capabilities": ["data_analysis"]},
-        {
-            "id": "analyze",
-            "description": "Analyze the figures with the broken tool",
-            "depends_on": ["fetch"],
-            "required_capabilities": ["data_analysis"],
-        },
-        {
-            "id": "report",
-            "description": "Write the report",
-            "depends_on": ["fetch", "analyze"],
-            "required_capabilities": ["file_processing"],
-        },
+        subtask("fetch", "Fetch the figures", "api_integration"),
+        subtask("summary", "Summarize the year", "data_analysis"),
+        subtask("analyze", "Analyze the figures with the broken tool", "data_analysis", "fetch"),
+        subtask("report", "Write the report", "file_processing", "fetch", "analyze"),
     ],
-)  # fmt: skip
+)
 
 REVISION = {
     "subtasks": [
@@ -340,8 +340,10 @@ async def test_cancelling_during_a_revision_cancels_the_task(
         handle = await engine.start(request(replan=ReplanOptions(max_replans=1)))
         await engine.wait_for(
             handle,
-            lambda s: s.status == TaskStatus.PLANNING
-            and s.subtask("summary").result.status == SubtaskStatus.COMPLETED,
+            lambda s: (
+                s.status == TaskStatus.PLANNING
+                and s.subtask("summary").result.status == SubtaskStatus.COMPLETED
+            ),
         )
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
