@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from temporalio.client import WorkflowFailureError
 
+from mahsm.activities.llm.scenario import bundled_dir
 from mahsm.contracts.task import (
     ApprovalDecision,
     ReplanOptions,
@@ -353,3 +355,25 @@ async def test_cancelling_during_a_revision_cancels_the_task(
     assert state.status == TaskStatus.CANCELLED
     assert state.revisions == []
     assert "analyze_alt" not in agent_calls_by_subtask(log)
+
+
+async def test_the_demo_scenario_replans_the_inventory_dashboard(
+    engine_factory, tmp_path: Path
+) -> None:
+    """The example of docs/replanning.md, on the bundled `scripted/demo` scenario."""
+    demo = yaml.safe_load((bundled_dir() / "demo.yaml").read_text())
+    demo.update(latency_ms=0, jitter_ms=0, call_log=str(tmp_path / "calls.jsonl"))
+    async with engine_factory(demo) as engine:
+        handle = await engine.start(
+            TaskRequest(
+                description="Build the inventory dashboard from the legacy feed and the"
+                " supplier list.",
+                options=TaskOptions(replan=ReplanOptions(max_replans=1)),
+            )
+        )
+        state = await handle.result()
+
+    assert state.status == TaskStatus.COMPLETED, state.error
+    assert [r.added for r in state.revisions] == [["archived_feed", "merge_dashboard_2"]]
+    assert agent_calls_by_subtask(tmp_path / "calls.jsonl")["supplier_list"] == 1
+    assert "17 below reorder level" in (state.result or "")
