@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mahsm.client.models import task_state_from_api
 from tests.api.conftest import TERMINAL, StackFactory
 from tests.workflows.test_replan import DESCRIPTION, REVISION, replan_rule, scenario
 
@@ -37,3 +38,6 @@ async def test_revisions_show_live_and_from_postgres_and_bad_options_are_422(
         assert revision["added"] == ["analyze_alt", "report_alt"]
         statuses = {s["id"]: s["status"] for s in body["subtask_results"]}
         assert statuses["analyze"] == "failed" and statuses["report_alt"] == "completed"
+    # The Python client's REST mapping carries them too (docs/replanning.md's example).
+    state = task_state_from_api(stored["task"], stored["subtask_results"])
+    assert [r.added for r in state.revisions] == [["analyze_alt", "report_alt"]]
