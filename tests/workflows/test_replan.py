@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 import yaml
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowFailureError
 
 from mahsm.activities.llm.scenario import bundled_dir
 from mahsm.contracts.task import (
     ApprovalDecision,
+    Budget,
     ReplanOptions,
     SubtaskStatus,
     TaskOptions,
@@ -128,6 +130,7 @@ async def test_a_failed_subtask_is_replanned_and_finished_siblings_never_rerun(
         state = await handle.result()
         events = await engine.events(handle.id)
         row = await engine.task_row(handle.id)
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
         summaries = [
             event.user_metadata.summary.data.decode()
             async for event in handle.fetch_history_events()
@@ -174,6 +177,7 @@ async def test_a_failed_subtask_is_replanned_and_finished_siblings_never_rerun(
     assert [r["number"] for r in row["revisions"]] == [1]
     assert row["plan"]["subtasks"][-1]["id"] == "report_alt"
     assert any("replan 1 after analyze, report failed" in s for s in summaries)
+    assert "plan revised (1): subtask 'analyze' failed" in metadata.current_details
     assert replan_activity_ids(log) == ["replan-1-0"]
 
 
@@ -377,3 +381,35 @@ async def test_the_demo_scenario_replans_the_inventory_dashboard(
     assert [r.added for r in state.revisions] == [["archived_feed", "merge_dashboard_2"]]
     assert agent_calls_by_subtask(tmp_path / "calls.jsonl")["supplier_list"] == 1
     assert "17 below reorder level" in (state.result or "")
+
+
+async def test_no_revision_once_the_budget_is_spent(engine_factory, tmp_path: Path) -> None:
+    log = tmp_path / "calls.jsonl"
+    async with engine_factory(scenario(log, replan_rule(REVISION))) as engine:
+        handle = await engine.start(
+            request(replan=ReplanOptions(max_replans=1), budget=Budget(max_total_tokens=1))
+        )
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        state = await engine.state(handle)
+
+    assert state.status == TaskStatus.FAILED
+    assert state.error is not None and "budget spent" in state.error
+    assert state.revisions == [] and replan_activity_ids(log) == []
+
+
+async def test_the_task_timeout_applies_while_the_planner_revises(
+    engine_factory, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.jsonl"
+    slow = replan_rule(REVISION, latency_ms=60_000)
+    async with engine_factory(scenario(log, slow)) as engine:
+        handle = await engine.start(request(replan=ReplanOptions(max_replans=1), task_timeout_s=20))
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        state = await engine.state(handle)
+
+    assert state.status == TaskStatus.TIMED_OUT
+    assert state.error == "task timed out after 20s"
+    assert state.revisions == []
+    assert any(e["event"] == "start" and e["activity_id"] == "replan-1-0" for e in calls(log))
