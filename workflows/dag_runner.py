@@ -145,12 +145,12 @@ class DagRunner:
             return []
         return [
             item.subtask.id
-            for item in self._current()
+            for item in self.current()
             if item.result.status in (SubtaskStatus.FAILED, SubtaskStatus.BLOCKED)
             and item.subtask.is_critical
         ]
 
-    def _current(self) -> list[SubtaskState]:
+    def current(self) -> list[SubtaskState]:
         """The subtasks of the current plan (a revision leaves earlier failures outside it)."""
         plan = self._recorder.state.plan
         assert plan is not None
@@ -160,7 +160,7 @@ class DagRunner:
     def _failure_reason(self) -> str | None:
         failed = [
             f"subtask '{i.subtask.id}' failed: {i.result.error}"
-            for i in self._current()
+            for i in self.current()
             if i.result.status == SubtaskStatus.FAILED and i.subtask.is_critical
         ]
         failed += [f"subtask '{sid}' was cancelled" for sid in self._cancelled_outside]

@@ -25,7 +25,6 @@ with workflow.unsafe.imports_passed_through():
         Capability,
         Plan,
         Subtask,
-        SubtaskState,
         SubtaskStatus,
         TaskOptions,
         TaskRequest,
@@ -272,7 +271,7 @@ class TaskWorkflow:
         if isinstance(self._dag, GraphRunner) and request.pipeline is not None:
             await self._pipeline_outputs(self._dag)
             return
-        current = self._current_subtasks()
+        current = self._dag.current()  # a revision leaves dropped subtasks outside the plan
         if self._calls is not None and len(current) == 1:
             only = current[0].result  # its answer is the task's result
             recorder.state.result, recorder.state.result_ref = only.output, only.output_ref
@@ -309,12 +308,6 @@ class TaskWorkflow:
             dag.adopt_plan()
             failure = await dag.run()
         return None
-
-    def _current_subtasks(self) -> list[SubtaskState]:
-        """Subtasks of the current plan: a revision leaves dropped ones outside it."""
-        plan = self._recorder.state.plan
-        ids = {s.id for s in plan.subtasks} if plan is not None else set()
-        return [item for item in self._recorder.state.subtasks if item.subtask.id in ids]
 
     def _pipeline_plan(self, request: TaskRequest) -> Plan | None:
         """The plan of a pipeline run, or None (the task failed) when it cannot run."""
@@ -471,7 +464,8 @@ class TaskWorkflow:
         recorder = self._recorder
         outputs: dict[str, str] = {}
         extra: list[ChatMessage] = []
-        for item in self._current_subtasks():
+        assert self._dag is not None
+        for item in self._dag.current():
             result = item.result
             if result.output_ref is not None:
                 outputs[item.subtask.id] = "(attached below)"
