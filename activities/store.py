@@ -17,14 +17,15 @@ from mahsm.contracts.task import BlobRef, SubtaskState, TaskState, TaskStatus
 
 _UPSERT_TASK = """
 INSERT INTO tasks (id, user_id, description, status, model, options, plan, result, result_ref,
-                   error, usage, version, created_at, updated_at, pipeline, outputs)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                   error, usage, version, created_at, updated_at, pipeline, outputs, revisions)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 ON CONFLICT (id) DO UPDATE SET
     status = EXCLUDED.status, model = EXCLUDED.model, options = EXCLUDED.options,
     plan = COALESCE(EXCLUDED.plan, tasks.plan), result = EXCLUDED.result,
     result_ref = EXCLUDED.result_ref,
     error = EXCLUDED.error, usage = EXCLUDED.usage, version = EXCLUDED.version,
-    updated_at = EXCLUDED.updated_at, pipeline = EXCLUDED.pipeline, outputs = EXCLUDED.outputs
+    updated_at = EXCLUDED.updated_at, pipeline = EXCLUDED.pipeline, outputs = EXCLUDED.outputs,
+    revisions = EXCLUDED.revisions
 WHERE tasks.version < EXCLUDED.version
 """
 
@@ -87,6 +88,7 @@ def _task_row(state: TaskState) -> tuple[object, ...]:
         state.updated_at,
         state.pipeline,
         _json(state.outputs),
+        [_json(r.model_dump(mode="json")) for r in state.revisions],
     )
 
 

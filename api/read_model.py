@@ -17,7 +17,7 @@ import asyncpg
 
 from mahsm.api.deps import ApiError, BackendUnavailable
 from mahsm.api.schemas import SubtaskView, TaskDetail, TaskPage, TaskView
-from mahsm.contracts.task import Plan, TaskStatus, Usage
+from mahsm.contracts.task import Plan, PlanRevision, TaskStatus, Usage
 from mahsm.logging import redact_text
 
 _T = TypeVar("_T")
@@ -26,7 +26,7 @@ QUERY_TIMEOUT_S = 10.0
 
 _TASK_COLUMNS = (
     "id, user_id, description, status, model, plan, result, result_ref, error, usage,"
-    " created_at, updated_at, version, pipeline, outputs"
+    " created_at, updated_at, version, pipeline, outputs, revisions"
 )
 
 
@@ -57,6 +57,7 @@ def _task_view(row: asyncpg.Record) -> TaskView:
         model=row["model"] or None,
         pipeline=row["pipeline"],
         outputs=row["outputs"],
+        revisions=[PlanRevision.model_validate(r) for r in row["revisions"] or []],
     )
 
 

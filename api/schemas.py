@@ -11,6 +11,7 @@ from mahsm.contracts.pipeline import StepKind
 from mahsm.contracts.task import (
     Capability,
     Plan,
+    PlanRevision,
     SubtaskState,
     SubtaskStatus,
     TaskState,
@@ -65,6 +66,9 @@ class TaskView(BaseModel):
     pipeline: str | None = Field(default=None, description="name[@version] of the pipeline run")
     outputs: dict[str, Any] | None = Field(
         default=None, description="a pipeline run's declared outputs, rendered"
+    )
+    revisions: list[PlanRevision] = Field(
+        default_factory=list, description="revisions of the plan after failures (replanning)"
     )
 
 
@@ -182,4 +186,5 @@ def task_view(state: TaskState) -> TaskView:
         waiting_for=state.waiting_for,
         pipeline=state.pipeline,
         outputs=state.outputs,
+        revisions=state.revisions,
     )

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from mahsm.contracts.task import (
         Subtask,
+        SubtaskState,
         SubtaskStatus,
         TaskRequest,
         Usage,
@@ -130,10 +131,36 @@ class DagRunner:
         budget = self._request.options.budget
         return budget.exceeded_by(self._recorder.state.usage) if budget else None
 
+    def adopt_plan(self) -> None:
+        """Take up a revised plan (`TaskRecorder.revise_plan`): its new subtasks run next."""
+        self._order = {item.subtask.id: i for i, item in enumerate(self._recorder.state.subtasks)}
+
+    def stuck(self) -> list[str]:
+        """Failed and blocked subtasks of the current plan, when they alone stopped the task.
+
+        Empty when the budget stopped it or a subtask was cancelled from outside: replanning
+        would not help (docs/replanning.md).
+        """
+        if self._budget_stop or self._cancelled_outside:
+            return []
+        return [
+            item.subtask.id
+            for item in self.current()
+            if item.result.status in (SubtaskStatus.FAILED, SubtaskStatus.BLOCKED)
+            and item.subtask.is_critical
+        ]
+
+    def current(self) -> list[SubtaskState]:
+        """The subtasks of the current plan (a revision leaves earlier failures outside it)."""
+        plan = self._recorder.state.plan
+        assert plan is not None
+        ids = {subtask.id for subtask in plan.subtasks}
+        return [item for item in self._recorder.state.subtasks if item.subtask.id in ids]
+
     def _failure_reason(self) -> str | None:
         failed = [
             f"subtask '{i.subtask.id}' failed: {i.result.error}"
-            for i in self._recorder.state.subtasks
+            for i in self.current()
             if i.result.status == SubtaskStatus.FAILED and i.subtask.is_critical
         ]
         failed += [f"subtask '{sid}' was cancelled" for sid in self._cancelled_outside]

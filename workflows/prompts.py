@@ -82,3 +82,45 @@ def parse_plan(content: str | None) -> tuple[Plan | None, list[str]]:
         ]
     errors = validate_plan(plan)
     return (None, errors) if errors else (plan, [])
+
+
+REPLAN_INSTRUCTIONS = """A subtask of the plan failed for good (or was blocked by one that did).
+Revise the plan: return, as JSON in the same plan format, only the NEW subtasks that finish the
+task. Finished subtasks are kept with their results and never run again: do not list them;
+a new subtask may depend on them by id. Do not depend on a failed or blocked subtask. Give every
+new subtask an id not used before. Work around the failure (another approach, smaller steps,
+other capabilities) instead of repeating what failed."""
+
+REPLAN_OUTPUT_CHARS = 2000
+"""How much of a finished subtask's output the planner sees when revising a plan."""
+
+
+def replanner_system(planner_system: str) -> str:
+    """The planner's system prompt for a revision: the planning rules, then how to revise."""
+    return f"{planner_system}\n\n{REPLAN_INSTRUCTIONS}"
+
+
+def replan_user(
+    *,
+    description: str,
+    plan: list[tuple[str, str, list[str]]],
+    finished: dict[str, str],
+    failures: dict[str, str],
+    used_ids: list[str],
+) -> str:
+    """The revision request: the task, the plan so far, finished outputs and the failures.
+
+    `plan` lists (id, description, depends_on); `finished` the (truncated) outputs of
+    completed subtasks by id; `failures` each failed or blocked subtask's error by id.
+    """
+    lines = [f"Task:\n{description}", "", "Current plan:"]
+    for subtask_id, text, depends_on in plan:
+        after = f" (after {', '.join(depends_on)})" if depends_on else ""
+        lines.append(f"- {subtask_id}{after}: {text}")
+    lines += ["", "Finished subtasks (kept; their results):"]
+    lines += [f"[{sid}]\n{out}" for sid, out in finished.items()] or ["(none)"]
+    lines += ["", "Failed or blocked subtasks:"]
+    lines += [f"- {sid}: {error}" for sid, error in failures.items()]
+    lines += ["", "Ids already used (do not reuse): " + ", ".join(used_ids)]
+    lines += ["", "Return the new subtasks for the remaining work as a plan in JSON."]
+    return "\n".join(lines)

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.contracts.task import (
         BlobRef,
         Plan,
+        PlanRevision,
         SubtaskState,
         SubtaskStatus,
         TaskState,
@@ -191,6 +192,33 @@ class TaskRecorder:
             counts[item.result.status.value] = counts.get(item.result.status.value, 0) + 1
         parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         model = f" · model `{self.state.model}`" if self.state.model else ""
+        revised = self.state.revisions[-1] if self.state.revisions else None
+        why = f" · plan revised ({revised.number}): {revised.reason[:200]}" if revised else ""
         workflow.set_current_details(
-            f"**{self.state.status.value}**" + (f": subtasks {parts}" if parts else "") + model
+            f"**{self.state.status.value}**"
+            + (f": subtasks {parts}" if parts else "")
+            + model
+            + why
         )
+
+    def revise_plan(self, plan: Plan, revision: PlanRevision) -> None:
+        """Adopt a revised plan: finished subtasks stay, new ones start `pending`.
+
+        Subtasks the revision dropped (failed, blocked) stay in `state.subtasks` with their
+        status, outside `state.plan`: the record of what was tried.
+        """
+        known = {item.subtask.id for item in self.state.subtasks}
+        self.state.plan = plan
+        self._plan_changed = True
+        self.state.revisions.append(revision)
+        self._log(
+            "plan_revised",
+            message=f"plan revised ({revision.number}): {revision.reason} · {revision.summary}",
+        )
+        for subtask in plan.subtasks:
+            if subtask.id not in known:
+                self.state.subtasks.append(SubtaskState(subtask=subtask))
+                self._changed_subtasks.add(subtask.id)
+                self._log("subtask_status", subtask_id=subtask.id, status=SubtaskStatus.PENDING)
+        self._touch()
+        self._describe_progress()

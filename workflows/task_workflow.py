@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.workflows.middleware_hooks import run_hook, run_info
     from mahsm.workflows.payloads import OUTPUT_INLINE_BYTES, store_text
     from mahsm.workflows.pipeline_steps import StepFailed, registered_tool_capabilities
+    from mahsm.workflows.replanner import Replanner
     from mahsm.workflows.retry import LLM_RETRY, STORE_RETRY
     from mahsm.workflows.task_calls import TaskCalls
     from mahsm.workflows.task_recorder import TaskRecorder
@@ -258,6 +259,10 @@ class TaskWorkflow:
                 instructions=instructions,
             )
         failure = await self._dag.run()
+        if failure and request.pipeline is None and request.options.replan is not None:
+            failure = await self._replanned(request, failure)
+            if recorder.state.status.is_terminal:  # a revision was rejected or not approved
+                return
         if isinstance(self._dag, GraphRunner):
             await self._dag.hooks_done()
         if failure:
@@ -266,12 +271,43 @@ class TaskWorkflow:
         if isinstance(self._dag, GraphRunner) and request.pipeline is not None:
             await self._pipeline_outputs(self._dag)
             return
-        if self._calls is not None and len(recorder.state.subtasks) == 1:
-            only = recorder.state.subtasks[0].result  # its answer is the task's result
+        current = self._dag.current()  # a revision leaves dropped subtasks outside the plan
+        if self._calls is not None and len(current) == 1:
+            only = current[0].result  # its answer is the task's result
             recorder.state.result, recorder.state.result_ref = only.output, only.output_ref
         else:
             await self._aggregate(plan)
         recorder.set_status(TaskStatus.COMPLETED)
+
+    async def _replanned(self, request: TaskRequest, failure: str | None) -> str | None:
+        """Revise the plan and run on while subtasks fail and revisions remain.
+
+        Returns why the task failed, or None once the revised plan ran to the end.
+        """
+        dag, recorder = self._dag, self._recorder
+        assert dag is not None
+        replanner = Replanner(
+            recorder=recorder, options=request.options, llm=self._llm, fallback=self._fallback
+        )
+        while failure:
+            stuck = dag.stuck()
+            spent = self._calls.budget.spent() if self._calls is not None else None
+            if not stuck or spent or replanner.allowed == 0:
+                return failure
+            if replanner.used >= replanner.allowed:
+                return f"{failure}; replans used up ({replanner.used} of {replanner.allowed})"
+            not_revised = await replanner.revise(failure, stuck)
+            if not_revised:
+                return f"{failure}; {not_revised}"
+            approval = request.options.require_approval
+            if approval:
+                self._decision = None  # the revised plan needs an approval of its own
+                if not await self._await_approval(request.options):
+                    return None
+            recorder.set_status(TaskStatus.RUNNING, upsert=approval)
+            dag.adopt_plan()
+            failure = await dag.run()
+        return None
 
     def _pipeline_plan(self, request: TaskRequest) -> Plan | None:
         """The plan of a pipeline run, or None (the task failed) when it cannot run."""
@@ -428,7 +464,8 @@ class TaskWorkflow:
         recorder = self._recorder
         outputs: dict[str, str] = {}
         extra: list[ChatMessage] = []
-        for item in recorder.state.subtasks:
+        assert self._dag is not None
+        for item in self._dag.current():
             result = item.result
             if result.output_ref is not None:
                 outputs[item.subtask.id] = "(attached below)"

@@ -596,6 +596,9 @@ async function pageTask(taskId) {
       h("dt", { text: "Created" }), h("dd", { text: when(task.created_at) }),
       h("dt", { text: "Duration" }), h("dd", { text: seconds(task.created_at, TERMINAL.has(task.status) ? task.updated_at : null) }),
       h("dt", { text: "Usage" }), h("dd", { text: `${tokens(task.usage)} tokens, ${cost(task.usage)}` }),
+      // Replanning: the latest revision and why (docs/replanning.md).
+      task.revisions && task.revisions.length ? [h("dt", { text: "Plan" }), h("dd", { id: "task-revised",
+        text: `plan revised (${task.revisions.length}): ${task.revisions[task.revisions.length - 1].reason}` })] : null,
       h("dt", { text: "Workflow" }), h("dd", {}, h("a", { href: temporalLink(task.id), target: "_blank",
         rel: "noopener", text: "Open in the Temporal Web UI" })));
     renderActions(task);

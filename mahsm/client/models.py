@@ -89,7 +89,7 @@ def task_state_from_api(task: dict[str, Any], subtasks: list[dict[str, Any]]) ->
         states.append(SubtaskState(subtask=definition, result=result))
     extra = {
         k: task[k]
-        for k in ("options", "model", "version", "pipeline", "outputs")
+        for k in ("options", "model", "version", "pipeline", "outputs", "revisions")
         if task.get(k) is not None
     }
     return TaskState(

@@ -121,6 +121,37 @@ class Budget(BaseModel):
         return None
 
 
+MAX_REPLANS = 5
+"""The most plan revisions one task may ask for (`ReplanOptions.max_replans`)."""
+
+
+class ReplanOptions(BaseModel):
+    """Replanning on failure: the planner revises the rest of the plan (docs/replanning.md)."""
+
+    model_config = _INPUT
+
+    max_replans: int = Field(
+        default=1,
+        ge=0,
+        le=MAX_REPLANS,
+        description="how many times the planner may revise the remaining plan after a subtask"
+        " failed for good or was blocked; 0: never (as without `replan`)",
+    )
+
+
+class PlanRevision(BaseModel):
+    """One revision of a task's plan after a failure, as `TaskState.revisions` lists it."""
+
+    number: int = Field(description="1 for the first revision")
+    reason: str = Field(description="the failure that led to it (redacted like any error)")
+    failed: list[str] = Field(
+        default_factory=list, description="ids of the subtasks that failed or were blocked"
+    )
+    at: datetime
+    summary: str = Field(default="", description="what changed: kept, dropped, added subtasks")
+    added: list[str] = Field(default_factory=list, description="ids of the new subtasks")
+
+
 class TaskOptions(BaseModel):
     """How a task runs. Unset timeouts take the worker's configured defaults.
 
@@ -167,6 +198,10 @@ class TaskOptions(BaseModel):
         default=True,
         description="false: tools that change the world (file writes, shared state) are"
         " neither offered nor run (a shadow experiment run's default)",
+    )
+    replan: ReplanOptions | None = Field(
+        default=None,
+        description="revise the remaining plan when a subtask fails for good; unset: off",
     )
 
 
@@ -320,6 +355,9 @@ class TaskState(BaseModel):
     pipeline: str | None = Field(default=None, description="name[@version] of the pipeline run")
     outputs: dict[str, Any] | None = Field(
         default=None, description="a pipeline run's declared outputs, rendered"
+    )
+    revisions: list[PlanRevision] = Field(
+        default_factory=list, description="revisions of the plan after failures, oldest first"
     )
 
     def subtask(self, subtask_id: str) -> SubtaskState:

@@ -93,6 +93,7 @@ async def test_submit_returns_202_with_links_and_the_task_reads_live_then_from_p
         "waiting_for",
         "pipeline",
         "outputs",
+        "revisions",
     }
     assert task["pipeline"] is None and task["outputs"] is None
     assert task["status"] == "completed" and "sum=3" in task["result"]
