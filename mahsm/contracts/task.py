@@ -168,6 +168,11 @@ class TaskOptions(BaseModel):
         description="false: tools that change the world (file writes, shared state) are"
         " neither offered nor run (a shadow experiment run's default)",
     )
+    estimate: bool = Field(
+        default=False,
+        description="estimate the plan's calls, tokens, cost and duration before it runs (always"
+        " done when require_approval is set); the final state shows it next to the actuals",
+    )
 
 
 MAX_SUBTASKS = 50
@@ -286,6 +291,9 @@ class SubtaskResult(BaseModel):
     detections: dict[str, int] = Field(
         default_factory=dict, description="middleware detections, '<middleware>.<kind>' -> count"
     )
+    llm_calls: int | None = Field(
+        default=None, description="LLM calls its agent made (set when it completes)"
+    )
 
 
 class SubtaskState(BaseModel):
@@ -321,6 +329,11 @@ class TaskState(BaseModel):
     outputs: dict[str, Any] | None = Field(
         default=None, description="a pipeline run's declared outputs, rendered"
     )
+    estimate: PlanEstimate | None = Field(
+        default=None,
+        description="the plan's estimate (with approval or options.estimate); once the task"
+        " ended, with the actuals beside it",
+    )
 
     def subtask(self, subtask_id: str) -> SubtaskState:
         """The state of one subtask by id."""
@@ -343,3 +356,9 @@ class ApprovalOutcome(BaseModel):
     """Result of the `approve` update."""
 
     status: TaskStatus
+
+
+# Estimates refer to plans and usage above; imported last to break the cycle.
+from mahsm.contracts.estimate import PlanEstimate  # noqa: E402
+
+TaskState.model_rebuild()
