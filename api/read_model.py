@@ -17,6 +17,7 @@ import asyncpg
 
 from mahsm.api.deps import ApiError, BackendUnavailable
 from mahsm.api.schemas import SubtaskView, TaskDetail, TaskPage, TaskView
+from mahsm.contracts.estimate import PlanEstimate
 from mahsm.contracts.task import Plan, TaskStatus, Usage
 from mahsm.logging import redact_text
 
@@ -26,7 +27,7 @@ QUERY_TIMEOUT_S = 10.0
 
 _TASK_COLUMNS = (
     "id, user_id, description, status, model, plan, result, result_ref, error, usage,"
-    " created_at, updated_at, version, pipeline, outputs"
+    " created_at, updated_at, version, pipeline, outputs, estimate"
 )
 
 
@@ -57,6 +58,7 @@ def _task_view(row: asyncpg.Record) -> TaskView:
         model=row["model"] or None,
         pipeline=row["pipeline"],
         outputs=row["outputs"],
+        estimate=PlanEstimate.model_validate(row["estimate"]) if row["estimate"] else None,
     )
 
 
@@ -79,6 +81,7 @@ def _subtask_view(row: asyncpg.Record) -> SubtaskView:
         value=row["value"],
         model=row["model"],
         detections=row["detections"] or {},
+        llm_calls=row["llm_calls"],
     )
 
 

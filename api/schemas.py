@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mahsm.contracts.estimate import PlanEstimate
 from mahsm.contracts.pipeline import StepKind
 from mahsm.contracts.task import (
     Capability,
@@ -66,6 +67,10 @@ class TaskView(BaseModel):
     outputs: dict[str, Any] | None = Field(
         default=None, description="a pipeline run's declared outputs, rendered"
     )
+    estimate: PlanEstimate | None = Field(
+        default=None,
+        description="the plan's estimate (approval, options.estimate); with `actual` once ended",
+    )
 
 
 class SubtaskView(BaseModel):
@@ -92,6 +97,7 @@ class SubtaskView(BaseModel):
     detections: dict[str, int] = Field(
         default_factory=dict, description="middleware detections, '<middleware>.<kind>' -> count"
     )
+    llm_calls: int | None = Field(default=None, description="LLM calls its agent made")
 
 
 class TaskDetail(BaseModel):
@@ -162,6 +168,7 @@ def subtask_view(item: SubtaskState) -> SubtaskView:
         value=result.value,
         model=result.model,
         detections=result.detections,
+        llm_calls=result.llm_calls,
     )
 
 
@@ -182,4 +189,5 @@ def task_view(state: TaskState) -> TaskView:
         waiting_for=state.waiting_for,
         pipeline=state.pipeline,
         outputs=state.outputs,
+        estimate=state.estimate,
     )

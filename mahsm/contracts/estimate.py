@@ -11,7 +11,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from mahsm.contracts.task import Plan, TaskRequest, Usage
+from mahsm.contracts.common import INPUT, Text
+from mahsm.contracts.task import Plan, TaskOptions, TaskRequest, Usage
 
 
 class Range(BaseModel):
@@ -139,3 +140,19 @@ class EstimateReport(BaseModel):
     )
     estimate: PlanEstimate
     computed_at: datetime | None = None
+
+
+class EstimateRequest(BaseModel):
+    """Body of `POST /tasks/estimate`: a task as `POST /tasks` takes it, with or without a plan."""
+
+    model_config = INPUT
+
+    description: Text = Field(min_length=10, max_length=5000)
+    plan: Plan | None = Field(
+        default=None, description="estimate this plan; without one, the planner makes one"
+    )
+    options: TaskOptions = Field(default_factory=TaskOptions)
+
+    def task_request(self) -> TaskRequest:
+        """The task this estimate is for (raises `ValidationError` for an invalid plan)."""
+        return TaskRequest(description=self.description, plan=self.plan, options=self.options)

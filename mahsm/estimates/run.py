@@ -1,0 +1,37 @@
+"""Running `PlanEstimateWorkflow`: the one way the API and the client ask for an estimate."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from temporalio.client import Client
+
+from mahsm.contracts.estimate import EstimateReport, EstimateWorkflowInput
+from mahsm.contracts.task import TaskRequest
+from mahsm.queues import tasks_queue
+
+ESTIMATE_WORKFLOW = "PlanEstimateWorkflow"
+"""Name of the workflow (on `<prefix>-tasks`) that plans once and estimates."""
+
+
+async def request_estimate(
+    client: Client, request: TaskRequest, *, queue_prefix: str, timeout_s: float
+) -> EstimateReport:
+    """Plan (when `request` has no plan) and estimate, waiting at most `timeout_s`.
+
+    Raises:
+        temporalio.client.WorkflowFailureError: planning or estimating failed, or timed out
+            (its cause says which).
+        temporalio.service.RPCError: Temporal is unreachable.
+    """
+    report: EstimateReport = await client.execute_workflow(
+        ESTIMATE_WORKFLOW,
+        EstimateWorkflowInput(request=request),
+        id=f"estimate-{uuid.uuid4()}",
+        task_queue=tasks_queue(queue_prefix),
+        result_type=EstimateReport,
+        execution_timeout=timedelta(seconds=timeout_s),
+        static_summary=f"estimate: {request.description[:180]}",
+    )
+    return report
