@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from mahsm.estimates import defaults
 from tests.api.conftest import StackFactory, subtask
 from tests.engine_harness import AGGREGATE, answer_rule, plan_rule
-
-from mahsm.estimates import defaults
 
 PRICES = {"input_per_mtok": 2.0, "output_per_mtok": 8.0}
 SCENARIO = {
