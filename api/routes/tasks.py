@@ -29,7 +29,7 @@ from mahsm.api.task_access import approve_task, cancel_task, find_task, raise_un
 from mahsm.api.text_guard import reject_unstorable_body, reject_unstorable_params
 from mahsm.contracts.estimate import EstimateReport, EstimateRequest
 from mahsm.contracts.task import ApprovalDecision, TaskStatus
-from mahsm.estimates.run import request_estimate
+from mahsm.estimates.run import NoTaskWorker, request_estimate
 from mahsm.tasks import start_task, temporal_ui_link
 
 TASK_ID_PATTERN = r"^task-[A-Za-z0-9_.\-]{1,120}$"
@@ -154,6 +154,8 @@ async def estimate_task(
         )
     except RPCError as error:
         raise_unavailable(error)
+    except NoTaskWorker as error:
+        raise ApiError(503, code="no_task_worker", message=str(error)) from error
     except WorkflowFailureError as error:
         cause = error.cause
         while cause.__cause__ is not None and isinstance(cause.__cause__, Exception):

@@ -37,7 +37,7 @@ from mahsm.contracts.estimate import EstimateReport, EstimateRequest
 from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskState, TaskStatus
 from mahsm.errors import InvalidRequest, MahsmError, ServiceUnavailable
-from mahsm.estimates.run import request_estimate
+from mahsm.estimates.run import NoTaskWorker, request_estimate
 from mahsm.pipelines import validate_inputs, validate_pipeline
 from mahsm.pipelines.files import run_description
 from mahsm.queues import tasks_queue
@@ -115,6 +115,8 @@ class TemporalBackend:
                 return await request_estimate(
                     self.client, task, queue_prefix=self.queue_prefix, timeout_s=ESTIMATE_TIMEOUT_S
                 )
+        except NoTaskWorker as error:
+            raise ServiceUnavailable(str(error), code="no_task_worker", status=503) from error
         except WorkflowFailureError as error:
             cause: BaseException = error
             while isinstance(cause.__cause__, Exception):

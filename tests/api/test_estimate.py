@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
+from temporalio.testing import WorkflowEnvironment
+
+from mahsm.api.main import create_app
 from mahsm.estimates import defaults
-from tests.api.conftest import StackFactory, subtask
+from tests.api.conftest import StackFactory, api_settings, asgi_client, subtask
 from tests.engine_harness import AGGREGATE, answer_rule, plan_rule
 
 PRICES = {"input_per_mtok": 2.0, "output_per_mtok": 8.0}
@@ -106,3 +111,14 @@ async def test_bad_input_is_a_422_naming_the_field(api_stack: StackFactory) -> N
             response = await stack.http.post("/tasks/estimate", json=body)
             assert response.status_code == 422, response.text
             assert field in response.text, response.text
+
+
+async def test_without_a_task_worker_the_estimate_is_a_503_at_once(
+    temporal_env: WorkflowEnvironment, database_url: str
+) -> None:
+    settings = api_settings(temporal_env, database_url, queue_prefix=f"none{uuid.uuid4().hex[:8]}")
+    async with asgi_client(create_app(settings)) as http:
+        response = await http.post("/tasks/estimate", json={"description": "Nobody runs this one"})
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["code"] == "no_task_worker" and "mahsm worker" in body["message"]
