@@ -127,11 +127,22 @@ def agent_step(
 
 
 def task_step(
-    *, model: str, planned: bool, aggregated: bool, history: History, price: Price
+    *,
+    model: str,
+    planned: bool,
+    aggregated: bool,
+    history: History,
+    price: Price,
+    outputs: Range | None = None,
 ) -> StepEstimate | None:
-    """The estimate of the task's own calls: planning (when it plans) and aggregation."""
+    """The estimate of the task's own calls: planning (when it plans) and aggregation.
+
+    `outputs` are the subtasks' output tokens, which the aggregation reads: learned figures
+    leave them out (history.py) and get this plan's added.
+    """
     if not planned and not aggregated:
         return None
+    read = outputs if aggregated and outputs is not None else Range()
     exact = float(planned) + float(aggregated)
     # Planning may be repaired twice (three calls).
     calls = Range(low=exact, expected=exact, high=3.0 * planned + float(aggregated))
@@ -144,7 +155,7 @@ def task_step(
             n = observed.samples
             figures = _figures(
                 calls=calls,
-                input_tokens=widened(observed.input_tokens, n),
+                input_tokens=widened(observed.input_tokens, n) + read,
                 output_tokens=widened(observed.output_tokens, n),
                 seconds=widened(observed.seconds, n),
                 price=price,

@@ -3,7 +3,9 @@
 Per capability set and model, the 10th/50th/90th percentiles of the tokens, LLM calls and
 duration of completed agent subtasks; per model, of the task's own calls (planning,
 aggregation: the task's usage less its subtasks', and the time before the first subtask
-started plus after the last one finished). Both over the most recent `HISTORY_ROWS` rows.
+started plus after the last one finished; the input tokens also less the subtasks' outputs,
+which the aggregation reads and an estimate adds back for its own plan). Both over the most
+recent `HISTORY_ROWS` rows.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ WITH recent AS (
            EXISTS (SELECT 1 FROM task_events e WHERE e.task_id = t.id
                    AND e.kind = 'task_status' AND e.status = 'planning') AS planned,
            s.n > 1 AS aggregated,
-           (t.usage->>'input_tokens')::float8 - s.input_tokens AS input_tokens,
+           -- the aggregation reads every subtask's output: that part is added per plan
+           (t.usage->>'input_tokens')::float8 - s.input_tokens
+               - CASE WHEN s.n > 1 THEN s.output_tokens ELSE 0 END AS input_tokens,
            (t.usage->>'output_tokens')::float8 - s.output_tokens AS output_tokens,
            extract(epoch FROM (s.first_start - t.created_at) + (t.updated_at - s.last_end))::float8
                AS seconds

@@ -48,12 +48,16 @@ def estimate_plan(
         for s in plan.subtasks
         if s.kind != StepKind.AGENT
     ]
+    outputs = Range()
+    for step in steps:
+        outputs += step.figures.output_tokens
     own = task_step(
         model=model,
         planned=plans,
         aggregated=len(plan.subtasks) > 1,
         history=history,
         price=price,
+        outputs=outputs,
     )
     total = Figures()
     for step in [*steps, *([own] if own else [])]:

@@ -163,3 +163,22 @@ def test_actuals_are_set_beside_the_estimate_with_relative_errors() -> None:
     expected_tokens = estimate.total.input_tokens.expected + estimate.total.output_tokens.expected
     assert actual.tokens_error == round(2200 / expected_tokens - 1, 4)
     assert with_actuals(state.model_copy(update={"estimate": None}), start) is None
+
+
+def test_the_aggregation_reads_the_plans_own_outputs() -> None:
+    overhead = Observed(
+        samples=100,
+        input_tokens=Range(low=100, expected=100, high=100),
+        output_tokens=Range(low=50, expected=50, high=50),
+        seconds=Range(low=1, expected=1, high=1),
+    )
+    history = History(
+        subtasks={("data_analysis", "m/1"): observed(1000, 100, 10.0, 2, n=100)},
+        tasks={("m/1", False, True): overhead},
+    )
+    wide = plan(("a", []), ("b", []), ("c", []))
+    own = estimate_plan(wide, model="m/1", history=history, price=PRICE).task_calls
+    assert own is not None and own.basis == Basis.HISTORY
+    # What the history left out (the subtasks' outputs), added back for this plan's three.
+    assert own.figures.input_tokens.expected == 100 + 3 * 100
+    assert own.figures.output_tokens.expected == 50
