@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
-from mahsm.activities.llm.pricing import Price
 from mahsm.contracts.estimate import Basis, Figures, Range, StepEstimate
 from mahsm.contracts.task import Subtask
 from mahsm.estimates import defaults
 from mahsm.estimates.history import ANY, History, Observed, capability_key
+
+Price = tuple[float, float]
+"""USD per million input and output tokens (as `activities/llm/pricing.py` answers them)."""
 
 TASK_STEP_ID = "_task"
 """The id of the step standing for the task's own calls (planning, aggregation)."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from mahsm.activities.llm.pricing import Price
 from mahsm.contracts.estimate import Basis, Figures, PlanEstimate, Range
 from mahsm.contracts.pipeline import StepKind
 from mahsm.contracts.task import Plan, Usage
-from mahsm.estimates.figures import agent_step, task_step
+from mahsm.estimates.figures import Price, agent_step, task_step
 from mahsm.estimates.history import History
 from mahsm.estimates.schedule import schedule
 
