@@ -17,15 +17,17 @@ from mahsm.contracts.task import BlobRef, SubtaskState, TaskState, TaskStatus
 
 _UPSERT_TASK = """
 INSERT INTO tasks (id, user_id, description, status, model, options, plan, result, result_ref,
-                   error, usage, version, created_at, updated_at, pipeline, outputs, revisions)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                   error, usage, version, created_at, updated_at, pipeline, outputs, revisions,
+                   estimate)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 ON CONFLICT (id) DO UPDATE SET
     status = EXCLUDED.status, model = EXCLUDED.model, options = EXCLUDED.options,
     plan = COALESCE(EXCLUDED.plan, tasks.plan), result = EXCLUDED.result,
     result_ref = EXCLUDED.result_ref,
     error = EXCLUDED.error, usage = EXCLUDED.usage, version = EXCLUDED.version,
     updated_at = EXCLUDED.updated_at, pipeline = EXCLUDED.pipeline, outputs = EXCLUDED.outputs,
-    revisions = EXCLUDED.revisions
+    revisions = EXCLUDED.revisions,
+    estimate = COALESCE(EXCLUDED.estimate, tasks.estimate)
 WHERE tasks.version < EXCLUDED.version
 """
 
@@ -33,16 +35,16 @@ _UPSERT_SUBTASK = """
 INSERT INTO subtasks (task_id, id, description, required_capabilities, depends_on, priority,
                       status, output, output_ref, error, agent, pool, attempts, usage,
                       started_at, finished_at, version, waiting_for, kind, value, model,
-                      detections)
+                      detections, llm_calls)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-        $19, $20, $21, $22)
+        $19, $20, $21, $22, $23)
 ON CONFLICT (task_id, id) DO UPDATE SET
     status = EXCLUDED.status, output = EXCLUDED.output, output_ref = EXCLUDED.output_ref,
     error = EXCLUDED.error, agent = EXCLUDED.agent, pool = EXCLUDED.pool,
     attempts = EXCLUDED.attempts, usage = EXCLUDED.usage, started_at = EXCLUDED.started_at,
     finished_at = EXCLUDED.finished_at, version = EXCLUDED.version,
     waiting_for = EXCLUDED.waiting_for, value = EXCLUDED.value, model = EXCLUDED.model,
-    detections = EXCLUDED.detections
+    detections = EXCLUDED.detections, llm_calls = EXCLUDED.llm_calls
 WHERE subtasks.version < EXCLUDED.version
 """
 
@@ -89,6 +91,7 @@ def _task_row(state: TaskState) -> tuple[object, ...]:
         state.pipeline,
         _json(state.outputs),
         [_json(r.model_dump(mode="json")) for r in state.revisions],
+        state.estimate.model_dump(mode="json") if state.estimate else None,
     )
 
 
@@ -117,6 +120,7 @@ def _subtask_row(task_id: str, version: int, item: SubtaskState) -> tuple[object
         _json(result.value),
         result.model,
         result.detections,
+        result.llm_calls,
     )
 
 

@@ -17,6 +17,7 @@ import asyncpg
 
 from mahsm.api.deps import ApiError, BackendUnavailable
 from mahsm.api.schemas import SubtaskView, TaskDetail, TaskPage, TaskView
+from mahsm.contracts.estimate import PlanEstimate
 from mahsm.contracts.task import Plan, PlanRevision, TaskStatus, Usage
 from mahsm.logging import redact_text
 
@@ -26,7 +27,7 @@ QUERY_TIMEOUT_S = 10.0
 
 _TASK_COLUMNS = (
     "id, user_id, description, status, model, plan, result, result_ref, error, usage,"
-    " created_at, updated_at, version, pipeline, outputs, revisions"
+    " created_at, updated_at, version, pipeline, outputs, revisions, estimate"
 )
 
 
@@ -58,6 +59,7 @@ def _task_view(row: asyncpg.Record) -> TaskView:
         pipeline=row["pipeline"],
         outputs=row["outputs"],
         revisions=[PlanRevision.model_validate(r) for r in row["revisions"] or []],
+        estimate=PlanEstimate.model_validate(row["estimate"]) if row["estimate"] else None,
     )
 
 
@@ -80,6 +82,7 @@ def _subtask_view(row: asyncpg.Record) -> SubtaskView:
         value=row["value"],
         model=row["model"],
         detections=row["detections"] or {},
+        llm_calls=row["llm_calls"],
     )
 
 

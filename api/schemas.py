@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mahsm.contracts.estimate import PlanEstimate
 from mahsm.contracts.pipeline import StepKind
 from mahsm.contracts.task import (
     Capability,
@@ -70,6 +71,10 @@ class TaskView(BaseModel):
     revisions: list[PlanRevision] = Field(
         default_factory=list, description="revisions of the plan after failures (replanning)"
     )
+    estimate: PlanEstimate | None = Field(
+        default=None,
+        description="the plan's estimate (approval, options.estimate); with `actual` once ended",
+    )
 
 
 class SubtaskView(BaseModel):
@@ -96,6 +101,7 @@ class SubtaskView(BaseModel):
     detections: dict[str, int] = Field(
         default_factory=dict, description="middleware detections, '<middleware>.<kind>' -> count"
     )
+    llm_calls: int | None = Field(default=None, description="LLM calls its agent made")
 
 
 class TaskDetail(BaseModel):
@@ -166,6 +172,7 @@ def subtask_view(item: SubtaskState) -> SubtaskView:
         value=result.value,
         model=result.model,
         detections=result.detections,
+        llm_calls=result.llm_calls,
     )
 
 
@@ -187,4 +194,5 @@ def task_view(state: TaskState) -> TaskView:
         pipeline=state.pipeline,
         outputs=state.outputs,
         revisions=state.revisions,
+        estimate=state.estimate,
     )

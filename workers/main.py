@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from mahsm.activities.blobs import BlobStore
 from mahsm.activities.engine import EngineActivities
+from mahsm.activities.estimate import EstimateActivities
 from mahsm.activities.experiments import ExperimentActivities
 from mahsm.activities.llm.activity import LLMActivities
 from mahsm.activities.llm.breaker import BreakerConfig, CircuitBreakers
@@ -48,6 +49,7 @@ from mahsm.temporal_metrics import TemporalMetrics
 from mahsm.tracing import configure_tracing
 from mahsm.workers.workflow_runner import workflow_runner
 from mahsm.workflows.agent_workflow import AgentWorkflow
+from mahsm.workflows.estimate_workflow import PlanEstimateWorkflow
 from mahsm.workflows.experiment_workflow import ExperimentWorkflow
 from mahsm.workflows.optimize_workflow import OptimizeWorkflow
 from mahsm.workflows.task_workflow import TaskWorkflow
@@ -102,7 +104,12 @@ def build_workers(
             Worker(
                 client,
                 task_queue=tasks_queue(settings.queue_prefix),
-                workflows=[TaskWorkflow, OptimizeWorkflow, ExperimentWorkflow],
+                workflows=[
+                    TaskWorkflow,
+                    OptimizeWorkflow,
+                    ExperimentWorkflow,
+                    PlanEstimateWorkflow,
+                ],
                 workflow_runner=workflow_runner(),
                 activities=[
                     llm.complete,
@@ -115,6 +122,9 @@ def build_workers(
                     PromptActivities(pool=pool, tools=catalogue).get,
                     OptimizeActivities(pool=pool, client=client, settings=settings).run,
                     *_experiment_activities(settings, blobs),
+                    EstimateActivities(
+                        pool=pool, settings=settings, registry=llm.registry
+                    ).estimate_plan,
                 ],
                 **common,  # type: ignore[arg-type]
             )

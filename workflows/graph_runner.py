@@ -460,6 +460,7 @@ class GraphRunner(DagRunner):
             usage=usage,
             agent=result.agent,
             finished_at=workflow.now(),
+            llm_calls=result.iterations,
         )
         if self._pipeline is not None:
             self._pipeline.values.completed(subtask_id, result.answer, output_ref)

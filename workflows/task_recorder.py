@@ -13,6 +13,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from mahsm import search_attributes
+    from mahsm.contracts.estimate import PlanEstimate
     from mahsm.contracts.projection import StoreWrite, TaskEvent
     from mahsm.contracts.task import (
         BlobRef,
@@ -43,6 +44,7 @@ class TaskRecorder:
         self._events: list[TaskEvent] = []
         self._task_changed = False
         self._plan_changed = False
+        self._estimate_changed = False
         self._event_seq = 0
 
     @property
@@ -111,6 +113,7 @@ class TaskRecorder:
         value: Any | _Keep = KEEP,
         model: str | None | _Keep = KEEP,
         detections: dict[str, int] | _Keep = KEEP,
+        llm_calls: int | None | _Keep = KEEP,
     ) -> None:
         """Change fields of a subtask's result (typed; `KEEP` leaves one as it is).
 
@@ -131,6 +134,7 @@ class TaskRecorder:
             "value": value,
             "model": model,
             "detections": detections,
+            "llm_calls": llm_calls,
         }
         changes = {name: value for name, value in fields.items() if value is not KEEP}
         item = self.state.subtask(subtask_id)
@@ -152,6 +156,12 @@ class TaskRecorder:
         self.state.usage = self.state.usage + usage
         self._touch()
 
+    def set_estimate(self, estimate: PlanEstimate) -> None:
+        """Record the plan's estimate (or the estimate with its actuals, at the end)."""
+        self.state.estimate = estimate
+        self._estimate_changed = True
+        self._touch()
+
     def note(self, message: str, *, subtask_id: str | None = None) -> None:
         """Log an informational event (agent logs, waits)."""
         self._log("note", subtask_id=subtask_id, message=message)
@@ -164,11 +174,15 @@ class TaskRecorder:
         changed = [s for s in self.state.subtasks if s.subtask.id in self._changed_subtasks]
         # The plan is written once: resending it with every change would grow history.
         plan = self.state.plan if self._plan_changed else None
+        estimate = self.state.estimate if self._estimate_changed else None  # once, as the plan
         write = StoreWrite(
-            state=self.state.model_copy(update={"subtasks": changed, "plan": plan}),
+            state=self.state.model_copy(
+                update={"subtasks": changed, "plan": plan, "estimate": estimate}
+            ),
             events=self._events,
         )
         self._plan_changed = False
+        self._estimate_changed = False
         self._changed_subtasks = set()
         self._events = []
         self._task_changed = False
@@ -181,6 +195,8 @@ class TaskRecorder:
         """
         if write.state.plan is not None:
             self._plan_changed = True
+        if write.state.estimate is not None:
+            self._estimate_changed = True
         self._changed_subtasks.update(item.subtask.id for item in write.state.subtasks)
         self._events = sorted([*write.events, *self._events], key=lambda e: e.seq)
         self._task_changed = True

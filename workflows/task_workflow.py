@@ -31,10 +31,12 @@ with workflow.unsafe.imports_passed_through():
         TaskState,
         TaskStatus,
     )
+    from mahsm.estimates.actuals import with_actuals
     from mahsm.pipelines import compile_pipeline, validate_inputs, validate_pipeline
     from mahsm.workflows import prompts, spans
     from mahsm.workflows.agent_artifacts import ArtifactUnusable, load_agent_artifacts
     from mahsm.workflows.dag_runner import DagRunner
+    from mahsm.workflows.estimate_workflow import estimate_before_run, wants_estimate
     from mahsm.workflows.failures import failure_message
     from mahsm.workflows.graph_runner import GraphRunner
     from mahsm.workflows.middleware_hooks import run_hook, run_info
@@ -187,6 +189,9 @@ class TaskWorkflow:
             await body
         except asyncio.CancelledError:
             pass
+        estimate = with_actuals(self._recorder.state, workflow.now())
+        if estimate is not None:  # the estimate next to what the task spent
+            self._recorder.set_estimate(estimate)
         self._closing = True
         await flusher
 
@@ -231,6 +236,12 @@ class TaskWorkflow:
         else:
             plan = request.plan or await self._plan(request)
         recorder.set_plan(plan)
+        if wants_estimate(request):
+            estimate = await estimate_before_run(
+                request, plan, model=recorder.state.model, spent_before=recorder.state.usage
+            )
+            if estimate is not None:
+                recorder.set_estimate(estimate)
         if request.options.require_approval and not await self._await_approval(request.options):
             return
         instructions: dict[str, str] = {}

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, ValidationError
+from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
 from mahsm.api.auth import CallerDep, authenticate
@@ -26,7 +27,9 @@ from mahsm.api.schemas import (
 )
 from mahsm.api.task_access import approve_task, cancel_task, find_task, raise_unavailable
 from mahsm.api.text_guard import reject_unstorable_body, reject_unstorable_params
+from mahsm.contracts.estimate import EstimateReport, EstimateRequest
 from mahsm.contracts.task import ApprovalDecision, TaskStatus
+from mahsm.estimates.run import NoTaskWorker, request_estimate
 from mahsm.tasks import start_task, temporal_ui_link
 
 TASK_ID_PATTERN = r"^task-[A-Za-z0-9_.\-]{1,120}$"
@@ -42,6 +45,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "The task's state does not allow this",
         413: "Request body too large",
         422: "Invalid input; the message names the field",
+        502: "The planner failed (the message says why)",
         503: "Temporal or Postgres is unreachable",
     }
     return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
@@ -116,6 +120,49 @@ async def submit_task(
             handle.id, ui_url=settings.temporal_ui_url, namespace=settings.temporal_namespace
         ),
     )
+
+
+@router.post(
+    "/estimate",
+    response_model=EstimateReport,
+    responses=error_responses(400, 413, 502),
+)
+async def estimate_task(
+    body: EstimateRequest, client: TemporalClientDep, settings: SettingsDep
+) -> EstimateReport:
+    """Expected LLM calls, tokens, cost and duration of a task's plan; nothing runs.
+
+    Without `plan`, the planner is asked once (its cost is `planning_usage`). See
+    docs/estimates.md.
+    """
+    reject_unstorable_body(body)
+    try:
+        request = body.task_request()
+    except ValidationError as error:  # the plan's structure (ids, dependencies, cycles)
+        raise ApiError(
+            422,
+            code="validation_error",
+            message="Invalid request: body.plan: " + "; ".join(e["msg"] for e in error.errors()),
+            details=[{"loc": ["body", "plan"], "msg": e["msg"]} for e in error.errors()],
+        ) from error
+    try:
+        return await request_estimate(
+            client,
+            request,
+            queue_prefix=settings.queue_prefix,
+            timeout_s=settings.llm_timeout_s + 30,
+        )
+    except RPCError as error:
+        raise_unavailable(error)
+    except NoTaskWorker as error:
+        raise ApiError(503, code="no_task_worker", message=str(error)) from error
+    except WorkflowFailureError as error:
+        cause = error.cause
+        while cause.__cause__ is not None and isinstance(cause.__cause__, Exception):
+            cause = cause.__cause__
+        raise ApiError(
+            502, code="estimate_failed", message=f"the estimate could not be made: {cause}"
+        ) from error
 
 
 def _iso8601(value: object) -> object:

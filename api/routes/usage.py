@@ -16,6 +16,7 @@ from mahsm.api.auth import CallerDep
 from mahsm.api.deps import DbPoolDep, SettingsDep
 from mahsm.api.routes.tasks import error_responses
 from mahsm.contracts.usage import UsageGroup, UsageReport, UsageRow
+from mahsm.estimates import usage_report
 
 router = APIRouter(tags=["usage"])
 
@@ -51,7 +52,8 @@ async def usage(
         f"SELECT {key} AS key, count(*) AS tasks,"  # noqa: S608 - key from _KEYS only
         " coalesce(sum((usage->>'input_tokens')::bigint), 0) AS input_tokens,"
         " coalesce(sum((usage->>'output_tokens')::bigint), 0) AS output_tokens,"
-        " coalesce(sum((usage->>'cost_usd')::float8), 0) AS cost_usd"
+        " coalesce(sum((usage->>'cost_usd')::float8), 0) AS cost_usd,"
+        f"{usage_report.SQL_COLUMNS}"
         " FROM tasks WHERE ($1::timestamptz IS NULL OR created_at >= $1)"
         " AND ($2::text IS NULL OR user_id = $2)"
         f" GROUP BY {key} ORDER BY {key} NULLS LAST",
@@ -65,6 +67,7 @@ async def usage(
             input_tokens=row["input_tokens"],
             output_tokens=row["output_tokens"],
             cost_usd=row["cost_usd"],
+            estimate=usage_report.usage_estimate(row),
         )
         for row in rows
     ]
@@ -74,6 +77,7 @@ async def usage(
         input_tokens=sum(r.input_tokens for r in found),
         output_tokens=sum(r.output_tokens for r in found),
         cost_usd=sum(r.cost_usd for r in found),
+        estimate=usage_report.total_estimate([r.estimate for r in found]),
     )
     scope = "all users" if sees_all else str(caller.user)
     return UsageReport(group_by=group_by, since=since, scope=scope, rows=found, total=total)

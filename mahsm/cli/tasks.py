@@ -12,6 +12,7 @@ MAHSM_DEFAULT_MODEL in the CLI's own shell changes nothing.
 import asyncio
 import json
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,10 +38,12 @@ from mahsm.cli.common import (
     say,
     task_link,
 )
+from mahsm.cli.estimate_view import print_estimate
 from mahsm.cli.live import outcome, print_task_list, styled_status, task_view
 from mahsm.client import (
     MahsmClient,
 )
+from mahsm.contracts.estimate import EstimateRequest
 from mahsm.contracts.task import TaskOptions, TaskRequest, TaskState, TaskStatus
 from mahsm.settings import Settings
 from mahsm.tasks import temporal_ui_link
@@ -77,6 +80,14 @@ def submit(
     ] = None,
     api: ApiOption = None,
     api_key: ApiKeyOption = None,
+    estimate: Annotated[
+        bool,
+        typer.Option(
+            "--estimate",
+            help="Print the plan's expected calls, tokens, cost and duration; run nothing"
+            " (without --plan the planner is asked once).",
+        ),
+    ] = False,
 ) -> None:
     """Submit a task; prints its id and Temporal UI link (with --wait: follows it live)."""
     fields: dict[str, Any] = {"require_approval": approval}
@@ -98,6 +109,8 @@ def submit(
         )
         fail(f"invalid task: {problems}", ExitCode.USAGE)
 
+    if estimate:
+        raise typer.Exit(int(run_client(api, api_key, _estimate_action(request))))
     submitted: list[str] = []
 
     async def action(client: MahsmClient, settings: Settings) -> ExitCode:
@@ -124,6 +137,21 @@ def submit(
         )
         code = ExitCode.INTERRUPTED
     raise typer.Exit(int(code))
+
+
+def _estimate_action(
+    request: TaskRequest,
+) -> Callable[[MahsmClient, Settings], Awaitable[ExitCode]]:
+    async def action(client: MahsmClient, _: Settings) -> ExitCode:
+        report = await client.estimate(
+            EstimateRequest(
+                description=request.description, plan=request.plan, options=request.options
+            )
+        )
+        print_estimate(report)
+        return ExitCode.OK
+
+    return action
 
 
 async def _resolved_model(client: MahsmClient, task_id: str) -> str:

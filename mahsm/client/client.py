@@ -32,6 +32,7 @@ from mahsm.client.models import (
 )
 from mahsm.client.pipelines import PipelineMethods
 from mahsm.client.rest import RestBackend
+from mahsm.contracts.estimate import EstimateReport, EstimateRequest
 from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.stream import TokenChunk
 from mahsm.contracts.task import (
@@ -53,6 +54,7 @@ ProgressCallback = Callable[[TaskState], Awaitable[object] | object]
 
 class _Backend(Protocol):
     async def submit(self, request: TaskRequest) -> str: ...
+    async def estimate(self, request: EstimateRequest) -> EstimateReport: ...
     async def submit_pipeline(self, run: PipelineRun) -> str: ...
     async def register_pipeline(self, pipeline: Pipeline) -> RegisteredPipeline: ...
     async def get_pipeline(self, ref: str) -> RegisteredPipeline: ...
@@ -184,6 +186,38 @@ class MahsmClient(PipelineMethods):
                 options=TaskOptions.model_validate(merged),
             )
         return await self._backend.submit(request)
+
+    async def estimate(
+        self,
+        task: EstimateRequest | str,
+        *,
+        plan: Plan | None = None,
+        options: TaskOptions | None = None,
+        **option_fields: Any,
+    ) -> EstimateReport:
+        """Expected LLM calls, tokens, cost and duration of a task; nothing runs.
+
+        Args:
+            task: A full `EstimateRequest`, or just the description.
+            plan: With a description: the plan to estimate; without one the planner is asked
+                once (its cost is `planning_usage`).
+            options: With a description: all options (model, max_iterations, max_parallel).
+            **option_fields: With a description: single `TaskOptions` fields.
+
+        Raises:
+            InvalidRequest: The request breaks the contract (the message names the field).
+            MahsmError: The planner failed (`estimate_failed`).
+        """
+        if isinstance(task, EstimateRequest):
+            if plan is not None or options is not None or option_fields:
+                raise TypeError("pass either an EstimateRequest or a description with options")
+            request = task
+        else:
+            merged = (options or TaskOptions()).model_dump(exclude_unset=True) | option_fields
+            request = EstimateRequest(
+                description=task, plan=plan, options=TaskOptions.model_validate(merged)
+            )
+        return await self._backend.estimate(request)
 
     async def get(self, task_id: str) -> TaskState:
         """The current state of a task.

@@ -24,6 +24,7 @@ from mahsm.client.models import (
     TaskPage,
     task_state_from_api,
 )
+from mahsm.contracts.estimate import EstimateReport, EstimateRequest
 from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.stream import TOKENS_EVENT, TokenChunk
 from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskState, TaskStatus
@@ -81,6 +82,12 @@ class RestBackend:
     async def submit(self, request: TaskRequest) -> str:
         """POST /tasks; returns the task id."""
         return await self._start(request.model_dump(mode="json", exclude_none=True))
+
+    async def estimate(self, request: EstimateRequest) -> EstimateReport:
+        """POST /tasks/estimate (it may wait for one planner call: no request timeout)."""
+        body = request.model_dump(mode="json", exclude_none=True)
+        answer = await self._call("POST", "/tasks/estimate", json=body, timeout=None)
+        return EstimateReport.model_validate(answer)
 
     async def submit_pipeline(self, run: PipelineRun) -> str:
         """POST /tasks with `pipeline` or `pipeline_ref` and `inputs`; returns the task id."""

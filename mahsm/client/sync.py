@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mahsm.client.client import MahsmClient
 from mahsm.client.models import AgentPools, PipelinePage, RegisteredPipeline, TaskPage
 from mahsm.client.pipelines import PipelineSource
+from mahsm.contracts.estimate import EstimateReport, EstimateRequest
 from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.task import TaskRequest, TaskState, TaskStatus
 
@@ -92,6 +93,10 @@ class SyncMahsmClient:
     def submit(self, task: TaskRequest | str, **kwargs: Any) -> str:
         """See `MahsmClient.submit`."""
         return self._loop.run(self._client.submit(task, **kwargs))
+
+    def estimate(self, task: EstimateRequest | str, **kwargs: Any) -> EstimateReport:
+        """See `MahsmClient.estimate`."""
+        return self._loop.run(self._client.estimate(task, **kwargs))
 
     def run_pipeline(
         self,

@@ -15,7 +15,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowExecutionStatus
+from pydantic import ValidationError
+from temporalio.client import (
+    Client,
+    RPCTimeoutOrCancelledError,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+)
 from temporalio.service import RPCError
 
 from mahsm import search_attributes
@@ -27,9 +33,11 @@ from mahsm.client.models import (
     TaskFilter,
     TaskPage,
 )
+from mahsm.contracts.estimate import EstimateReport, EstimateRequest
 from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.task import ApprovalDecision, TaskRequest, TaskState, TaskStatus
 from mahsm.errors import InvalidRequest, MahsmError, ServiceUnavailable
+from mahsm.estimates.run import NoTaskWorker, request_estimate
 from mahsm.pipelines import validate_inputs, validate_pipeline
 from mahsm.pipelines.files import run_description
 from mahsm.queues import tasks_queue
@@ -42,6 +50,8 @@ from mahsm.task_driver import (
 from mahsm.tasks import TASK_WORKFLOW, start_task, temporal_ui_link
 
 _SETTLE_S = 0.2
+ESTIMATE_TIMEOUT_S = 300.0
+"""How long an estimate may take (a planner call and its retries)."""
 
 
 @asynccontextmanager
@@ -89,6 +99,31 @@ class TemporalBackend:
         async with _translated():
             handle = await start_task(self.client, request, queue_prefix=self.queue_prefix)
         return handle.id
+
+    async def estimate(self, request: EstimateRequest) -> EstimateReport:
+        """Run `PlanEstimateWorkflow` (one planner call when there is no plan)."""
+        try:
+            task = request.task_request()
+        except ValidationError as error:
+            raise InvalidRequest(
+                "Invalid request: plan: " + "; ".join(e["msg"] for e in error.errors()),
+                code="validation_error",
+                status=422,
+            ) from error
+        try:
+            async with _translated():
+                return await request_estimate(
+                    self.client, task, queue_prefix=self.queue_prefix, timeout_s=ESTIMATE_TIMEOUT_S
+                )
+        except NoTaskWorker as error:
+            raise ServiceUnavailable(str(error), code="no_task_worker", status=503) from error
+        except WorkflowFailureError as error:
+            cause: BaseException = error
+            while isinstance(cause.__cause__, Exception):
+                cause = cause.__cause__
+            raise MahsmError(
+                f"the estimate could not be made: {cause}", code="estimate_failed", status=502
+            ) from error
 
     async def submit_pipeline(self, run: PipelineRun) -> str:
         """Start `TaskWorkflow` with the pipeline; its structure and inputs checked first.

@@ -203,6 +203,11 @@ class TaskOptions(BaseModel):
         default=None,
         description="revise the remaining plan when a subtask fails for good; unset: off",
     )
+    estimate: bool = Field(
+        default=False,
+        description="estimate the plan's calls, tokens, cost and duration before it runs (always"
+        " done when require_approval is set); the final state shows it next to the actuals",
+    )
 
 
 MAX_SUBTASKS = 50
@@ -321,6 +326,9 @@ class SubtaskResult(BaseModel):
     detections: dict[str, int] = Field(
         default_factory=dict, description="middleware detections, '<middleware>.<kind>' -> count"
     )
+    llm_calls: int | None = Field(
+        default=None, description="LLM calls its agent made (set when it completes)"
+    )
 
 
 class SubtaskState(BaseModel):
@@ -359,6 +367,11 @@ class TaskState(BaseModel):
     revisions: list[PlanRevision] = Field(
         default_factory=list, description="revisions of the plan after failures, oldest first"
     )
+    estimate: PlanEstimate | None = Field(
+        default=None,
+        description="the plan's estimate (with approval or options.estimate); once the task"
+        " ended, with the actuals beside it",
+    )
 
     def subtask(self, subtask_id: str) -> SubtaskState:
         """The state of one subtask by id."""
@@ -381,3 +394,9 @@ class ApprovalOutcome(BaseModel):
     """Result of the `approve` update."""
 
     status: TaskStatus
+
+
+# Estimates refer to plans and usage above; imported last to break the cycle.
+from mahsm.contracts.estimate import PlanEstimate  # noqa: E402
+
+TaskState.model_rebuild()

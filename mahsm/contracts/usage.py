@@ -27,6 +27,9 @@ class UsageRow(BaseModel):
     input_tokens: int
     output_tokens: int
     cost_usd: float
+    estimate: UsageEstimate | None = Field(
+        default=None, description="estimate against actual cost, for tasks that carried one"
+    )
 
 
 class UsageReport(BaseModel):
@@ -37,3 +40,16 @@ class UsageReport(BaseModel):
     scope: str = Field(description="'all users' for an admin key (or no auth), else the user")
     rows: list[UsageRow]
     total: UsageRow
+
+
+class UsageEstimate(BaseModel):
+    """How good the estimates were: the ended tasks of a group that carried one."""
+
+    tasks: int = Field(description="ended tasks with an estimate (approval or options.estimate)")
+    expected_cost_usd: float = Field(description="their estimates' expected cost, summed")
+    low_cost_usd: float
+    high_cost_usd: float
+    actual_cost_usd: float = Field(description="what the estimated steps of those tasks cost")
+
+
+UsageRow.model_rebuild()

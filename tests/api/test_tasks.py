@@ -94,8 +94,10 @@ async def test_submit_returns_202_with_links_and_the_task_reads_live_then_from_p
         "pipeline",
         "outputs",
         "revisions",
+        "estimate",
     }
     assert task["pipeline"] is None and task["outputs"] is None
+    assert task["estimate"] is None  # neither approval nor options.estimate
     assert task["status"] == "completed" and "sum=3" in task["result"]
     assert task["usage"]["input_tokens"] > 0
     assert [s["id"] for s in task["plan"]["subtasks"]] == ["fetch", "sum"]
@@ -118,8 +120,10 @@ async def test_submit_returns_202_with_links_and_the_task_reads_live_then_from_p
         "value",
         "model",
         "detections",
+        "llm_calls",
     }
     assert fetch["kind"] == "agent" and fetch["value"] is None
+    assert fetch["llm_calls"] == 1  # one answer, no tool
     assert fetch["id"] == "fetch" and fetch["output"] == "figures=[1, 2]"
     assert total["depends_on"] == ["fetch"] and total["required_capabilities"] == ["data_analysis"]
     assert total["status"] == "completed" and total["agent"] and total["attempts"] >= 1
