@@ -303,6 +303,15 @@ class Settings(BaseSettings):
     )
     mlflow_port: int = Field(default=5000, ge=1, le=65535, description="`mahsm up`'s MLflow UI")
 
+    # Agent profiles (docs/profiles.md).
+    profiles: Path | None = Field(
+        default=None,
+        description="a YAML file or folder of agent profiles this worker serves, one pool each",
+    )
+    profile_entry_points: bool = Field(
+        default=True, description="also load the profiles of `mahsm.profiles` entry points"
+    )
+
     def mlflow_uri(self) -> str:
         """The tracking URI experiments log to (read when called, never at import)."""
         import os

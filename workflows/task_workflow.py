@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse
     from mahsm.contracts.middleware import MiddlewareHook
     from mahsm.contracts.pipeline import model_chain
+    from mahsm.contracts.profile import CapabilityInfo
     from mahsm.contracts.task import (
         APPROVE_UPDATE,
         STATE_QUERY,
@@ -80,6 +81,7 @@ class TaskWorkflow:
         self._llm_timeout_s = 300.0
         self._calls: TaskCalls | None = None
         self._fallback: list[str] = []
+        self._capabilities: list[CapabilityInfo] = []  # live pools' (engine_defaults)
 
     @workflow.query(name=STATE_QUERY)
     def state(self) -> TaskState:
@@ -134,6 +136,7 @@ class TaskWorkflow:
             self._closing = True
             await flusher
             raise
+        self._capabilities = defaults.capabilities
         models = model_chain(request.options.model) or [defaults.model]
         recorder.state.model = models[0]
         self._fallback = models[1:]
@@ -351,8 +354,9 @@ class TaskWorkflow:
         # Engine v2 leaves the search attribute at `pending` while planning (one event less);
         # the state, the event log and the UI details say `planning`.
         recorder.set_status(TaskStatus.PLANNING, upsert=self._calls is None)
+        known = [c.name for c in self._capabilities]
         messages = [
-            ChatMessage(role="system", content=prompts.PLANNER_SYSTEM),
+            ChatMessage(role="system", content=prompts.planner_system(self._capabilities)),
             ChatMessage(role="user", content=prompts.planner_user(request.description)),
         ]
         for attempt in range(PLAN_REPAIR_ATTEMPTS + 1):
@@ -363,7 +367,7 @@ class TaskWorkflow:
                     middleware=request.options.middleware,
                     purpose=LLMPurpose.PLAN,
                     messages=messages,
-                    response_schema=prompts.plan_schema(),
+                    response_schema=prompts.plan_schema(known),
                     response_schema_name="Plan",
                     task_id=recorder.state.task_id,
                 ),
@@ -371,7 +375,7 @@ class TaskWorkflow:
                 activity_id=f"plan-{attempt}",
             )
             content = answer.content
-            plan, errors = prompts.parse_plan(content)
+            plan, errors = prompts.parse_plan(content, known)
             if plan is not None:
                 return plan
             recorder.note("invalid plan: " + "; ".join(errors))
@@ -385,7 +389,11 @@ class TaskWorkflow:
                 Subtask(
                     id="task",
                     description=request.description,
-                    required_capabilities=FALLBACK_CAPABILITIES,
+                    required_capabilities=(
+                        FALLBACK_CAPABILITIES
+                        if not known or FALLBACK_CAPABILITIES[0] in known
+                        else known[:1]
+                    ),
                 )
             ],
             rationale="fallback: the planner gave no valid plan",
