@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
+import dspy
+import pytest
 import yaml
 
+from mahsm import prompt
 from mahsm.activities.llm.provider import CallContext
 from mahsm.activities.llm.registry import ProviderRegistry
 from mahsm.activities.llm.scripted import ScriptedProvider
 from mahsm.contracts.llm import LLMPurpose, LLMRequest, LLMResponse
-from mahsm.contracts.task import Capability, SubtaskStatus, TaskOptions, TaskRequest, TaskStatus
+from mahsm.contracts.task import (
+    Capability,
+    Plan,
+    Subtask,
+    SubtaskStatus,
+    TaskOptions,
+    TaskRequest,
+    TaskStatus,
+)
 from mahsm.pool_liveness import PoolDirectory
+from mahsm.profiles import ProfileError
 from mahsm.queues import pool_queue
 from mahsm.settings import Settings, load_settings
+from mahsm.workers.main import build_workers
 from tests.engine_harness import AGGREGATE, Engine, plan_rule
 
 PROFILE = {
@@ -190,3 +204,45 @@ async def test_a_planned_capability_no_live_pool_serves_is_repaired(
     assert "use only: data_analysis, legal_review" in feedback
     assert [s.subtask.required_capabilities for s in state.subtasks] == [["legal_review"]]
     assert state.subtask("review").result.agent == "legal-reviewer"
+
+
+async def test_a_profiles_prompt_artifact_gives_its_agents_instructions(
+    engine_factory: Any, tmp_path: Path, data_dir: Path, db_pool: Any
+) -> None:
+    tuned = "You review NDAs for ACME. ARTIFACT-INSTRUCTIONS"
+    program = dspy.Predict(dspy.Signature("contract: str -> review: str").with_instructions(tuned))
+    ref = await prompt.save(program, f"legal-{uuid.uuid4().hex[:8]}", pool=db_pool)
+    path = profile_file(tmp_path, instructions=None, artifact=f"{ref.name}@{ref.version}")
+    calls: list[LLMRequest] = []
+    plan = Plan(subtasks=[Subtask.model_validate(REVIEW)])
+    async with engine_factory(
+        scenario(),
+        capabilities=[Capability.DATA_ANALYSIS],
+        providers=recording(calls, data_dir),
+        profiles=path,
+        profile_entry_points=False,
+    ) as engine:
+        request = TaskRequest(
+            description="Review the NDA", plan=plan, options=TaskOptions(model="rec/t")
+        )
+        state = await (await engine.start(request)).result()
+
+    assert state.status == TaskStatus.COMPLETED, state.error
+    review = next(c for c in calls if c.subtask_id == "review")
+    system = "\n".join(m.content or "" for m in review.messages if m.role == "system")
+    assert "ARTIFACT-INSTRUCTIONS" in system
+    assert f"{ref.name}@{ref.version}" in system
+
+
+async def test_a_profile_naming_a_tool_the_worker_lacks_stops_the_worker_at_start(
+    temporal_client: Any, db_pool: Any, tmp_path: Path
+) -> None:
+    settings = load_settings(
+        _env_file=None, profiles=profile_file(tmp_path, tools=["calculator", "telepathy"])
+    )
+    with pytest.raises(ProfileError) as raised:
+        build_workers(client=temporal_client, pool=db_pool, settings=settings)
+    assert str(raised.value).startswith(
+        "agent profiles in profile 'legal-reviewer': tools: unknown tool 'telepathy';"
+        " the worker's tools are calculator, get_shared_state,"
+    )
