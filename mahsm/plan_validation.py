@@ -30,9 +30,14 @@ def validate_plan(plan: Plan) -> list[str]:
     return errors
 
 
-def unknown_capabilities(plan: Plan, known: Collection[str]) -> list[str]:
-    """A reason per subtask that requires a capability outside `known` (no live pool's)."""
-    listed = ", ".join(sorted(known))
+def unknown_capabilities(
+    plan: Plan, known: Collection[str], *, suggest: Collection[str] = ()
+) -> list[str]:
+    """A reason per subtask that requires a capability outside `known`.
+
+    The reason tells to use `suggest` (e.g. the live pools' capabilities), else `known`.
+    """
+    listed = ", ".join(sorted(suggest or known))
     errors = []
     for subtask in plan.subtasks:
         unknown = [c for c in subtask.required_capabilities if c not in known]

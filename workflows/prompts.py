@@ -51,6 +51,17 @@ def planner_system(capabilities: Sequence[CapabilityInfo] = ()) -> str:
     )
 
 
+def accepted_capabilities(told: Sequence[CapabilityInfo]) -> list[str]:
+    """What a plan may name: the capabilities told (live pools'), and the built-ins.
+
+    A built-in nobody serves is kept (its subtask waits for a worker, as it always did); any
+    other capability is an error the planner must repair. Empty (no check) when none are told.
+    """
+    if not told:
+        return []
+    return sorted({c.name for c in told} | {c.value for c in Capability})
+
+
 def plan_schema(capabilities: Collection[str] = ()) -> dict[str, object]:
     """JSON schema of `Plan`, given to providers for structured output (a fresh copy).
 
@@ -100,10 +111,13 @@ def aggregator_user(description: str, outputs: dict[str, str]) -> str:
     return f"Task:\n{description}\n\nSubtask results:\n{parts}"
 
 
-def parse_plan(content: str | None, known: Collection[str] = ()) -> tuple[Plan | None, list[str]]:
+def parse_plan(
+    content: str | None, known: Collection[str] = (), *, suggest: Collection[str] = ()
+) -> tuple[Plan | None, list[str]]:
     """The plan in a planner answer, or the reasons it is not one.
 
-    With `known` capabilities, a subtask requiring another one is a reason.
+    With `known` capabilities, a subtask requiring another one is a reason, which tells the
+    planner to use `suggest` (the capabilities it was told).
     """
     if not content:
         return None, ["the answer was empty; return the plan as JSON"]
@@ -117,5 +131,7 @@ def parse_plan(content: str | None, known: Collection[str] = ()) -> tuple[Plan |
         return None, [
             f"{'.'.join(str(p) for p in e['loc']) or 'plan'}: {e['msg']}" for e in error.errors()
         ]
-    errors = validate_plan(plan) + (unknown_capabilities(plan, known) if known else [])
+    errors = validate_plan(plan)
+    if known:
+        errors += unknown_capabilities(plan, known, suggest=suggest)
     return (None, errors) if errors else (plan, [])

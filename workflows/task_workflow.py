@@ -354,7 +354,8 @@ class TaskWorkflow:
         # Engine v2 leaves the search attribute at `pending` while planning (one event less);
         # the state, the event log and the UI details say `planning`.
         recorder.set_status(TaskStatus.PLANNING, upsert=self._calls is None)
-        known = [c.name for c in self._capabilities]
+        told = [c.name for c in self._capabilities]
+        known = prompts.accepted_capabilities(self._capabilities)
         messages = [
             ChatMessage(role="system", content=prompts.planner_system(self._capabilities)),
             ChatMessage(role="user", content=prompts.planner_user(request.description)),
@@ -367,7 +368,7 @@ class TaskWorkflow:
                     middleware=request.options.middleware,
                     purpose=LLMPurpose.PLAN,
                     messages=messages,
-                    response_schema=prompts.plan_schema(known),
+                    response_schema=prompts.plan_schema(told),
                     response_schema_name="Plan",
                     task_id=recorder.state.task_id,
                 ),
@@ -375,7 +376,7 @@ class TaskWorkflow:
                 activity_id=f"plan-{attempt}",
             )
             content = answer.content
-            plan, errors = prompts.parse_plan(content, known)
+            plan, errors = prompts.parse_plan(content, known, suggest=told)
             if plan is not None:
                 return plan
             recorder.note("invalid plan: " + "; ".join(errors))
@@ -389,11 +390,7 @@ class TaskWorkflow:
                 Subtask(
                     id="task",
                     description=request.description,
-                    required_capabilities=(
-                        FALLBACK_CAPABILITIES
-                        if not known or FALLBACK_CAPABILITIES[0] in known
-                        else known[:1]
-                    ),
+                    required_capabilities=FALLBACK_CAPABILITIES,
                 )
             ],
             rationale="fallback: the planner gave no valid plan",

@@ -32,7 +32,7 @@ router = APIRouter(tags=["agents"], dependencies=[Depends(authenticate)])
 
 
 def all_pool_queues(prefix: str) -> list[str]:
-    """Every pool queue a worker could poll: one per non-empty capability set."""
+    """The pool queue of every non-empty set of built-in capabilities."""
     caps = list(Capability)
     return [
         pool_queue(prefix, combo)

@@ -110,3 +110,23 @@ def test_a_plan_naming_an_unknown_capability_is_invalid_and_says_which_to_use() 
     assert prompts.parse_plan(answer)[0] is not None  # nothing known: not checked
     parsed = Plan.model_validate_json(answer)
     assert unknown_capabilities(parsed, ["astrology"]) == []
+
+
+def test_a_planned_builtin_nobody_serves_is_kept_to_wait_for_a_worker() -> None:
+    told = [CapabilityInfo(name="legal_review", description="Reviews contracts.")]
+    known = prompts.accepted_capabilities(told)
+    assert known == sorted([*(c.value for c in Capability), "legal_review"])
+    assert prompts.accepted_capabilities([]) == []
+    answer = json.dumps(
+        {
+            "subtasks": [
+                {"id": "a", "description": "d", "required_capabilities": ["web_scraping"]},
+                {"id": "b", "description": "d", "required_capabilities": ["astrology"]},
+            ]
+        }
+    )
+    plan, errors = prompts.parse_plan(answer, known, suggest=["legal_review"])
+    assert plan is None
+    assert errors == [
+        "subtask 'b' requires unknown capabilities 'astrology'; use only: legal_review"
+    ]
