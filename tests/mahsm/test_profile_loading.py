@@ -130,3 +130,31 @@ def test_a_missing_path_says_what_to_set(tmp_path: Path) -> None:
 def test_profiles_are_models_too() -> None:
     profile = AgentProfile(name="x", capabilities=["custom_one"], description="d")
     assert profile.tools is None and profile.model is None
+
+
+def test_profiles_come_from_entry_points_of_installed_packages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real (if tiny) installed distribution: importlib.metadata finds it on sys.path.
+    write(
+        tmp_path,
+        "acme_profiles.py",
+        "from mahsm.profiles import AgentProfile\n"
+        "legal = AgentProfile(name='acme-legal', capabilities=['acme_legal'],"
+        " description='ACME legal.')\n"
+        "def more():\n"
+        "    return [{'name': 'acme-tax', 'capabilities': ['acme_tax'], 'description': 'Tax.'}]\n",
+    )
+    info = tmp_path / "acme_profiles-1.0.dist-info"
+    info.mkdir()
+    write(info, "METADATA", "Metadata-Version: 2.1\nName: acme-profiles\nVersion: 1.0\n")
+    write(
+        info,
+        "entry_points.txt",
+        "[mahsm.profiles]\nlegal = acme_profiles:legal\nmore = acme_profiles:more\n",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = {p.name: p for p in load_profiles(None)}
+    assert set(found) == {"acme-legal", "acme-tax"}
+    assert found["acme-tax"].capabilities == ["acme_tax"]
+    assert load_profiles(None, load_entry_points=False) == []

@@ -246,3 +246,23 @@ async def test_a_profile_naming_a_tool_the_worker_lacks_stops_the_worker_at_star
         "agent profiles in profile 'legal-reviewer': tools: unknown tool 'telepathy';"
         " the worker's tools are calculator, get_shared_state,"
     )
+
+
+async def test_the_documented_example_runs_on_the_scripted_model(engine_factory: Any) -> None:
+    # docs/profiles.md: examples/profiles/ (a profile and its scripted scenario).
+    example = Path(__file__).resolve().parents[2] / "examples" / "profiles"
+    async with engine_factory(
+        yaml.safe_load((example / "scenario.yaml").read_text()),
+        profiles=example / "legal-reviewer.yaml",
+        profile_entry_points=False,
+    ) as engine:
+        await wait_live(engine, ["legal_review"])
+        request = TaskRequest(description="Review this contract: the ACME NDA")
+        state = await (await engine.start(request)).result()
+
+    assert state.status == TaskStatus.COMPLETED, state.error
+    review = state.subtask("review").result
+    assert review.agent == "legal-reviewer"
+    assert review.pool == pool_queue(engine.settings.queue_prefix, ["legal_review"])
+    assert review.model == "scripted/legal"
+    assert state.result == "The NDA has one high-risk clause (unlimited liability); cap it."
