@@ -11,15 +11,19 @@ import asyncio
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from mahsm.activities.llm.middleware.registry import MiddlewareRegistry
 from mahsm.contracts.common import Capability
 from mahsm.contracts.engine import DefaultsRequest, EngineDefaults, PoolChoice, PoolRequest
 from mahsm.contracts.profile import CapabilityInfo
 from mahsm.pool_liveness import PoolDirectory
-from mahsm.profiles.registry import PoolRegistry, capability_catalogue
+from mahsm.profiles.registry import DATABASE_ERRORS, PoolRegistry, capability_catalogue
 from mahsm.queues import candidate_pools
 from mahsm.settings import Settings
+
+CATALOGUE_TIMEOUT_S = 3.0
+"""How long a task's start waits for the live capabilities (engine_defaults' budget is 10 s)."""
 
 
 class EngineActivities:
@@ -63,10 +67,26 @@ class EngineActivities:
         )
 
     async def _live_capabilities(self) -> list[CapabilityInfo]:
-        """What the planner is told: the capabilities of the published pools that are live."""
+        """What the planner is told: the capabilities of the published pools that are live.
+
+        Best effort, within `CATALOGUE_TIMEOUT_S`: when Temporal or Postgres cannot answer,
+        the task plans as it did before profiles existed (the built-ins, unchecked) rather
+        than waiting at its start; the warning says why.
+        """
         if self.registry is None:
             return []
-        live = await self.registry.live_pools(self.settings.queue_prefix, self.pools)
+        try:
+            live = await asyncio.wait_for(
+                self.registry.live_pools(self.settings.queue_prefix, self.pools),
+                CATALOGUE_TIMEOUT_S,
+            )
+        except (RPCError, TimeoutError, OSError, *DATABASE_ERRORS) as error:
+            activity.logger.warning(
+                "live capabilities unknown (%s: %s); the planner is told the built-ins",
+                type(error).__name__,
+                error,
+            )
+            return []
         return capability_catalogue(live)
 
     @activity.defn(name="resolve_pool")

@@ -20,6 +20,7 @@ from mahsm.pool_liveness import PoolDirectory
 from mahsm.queues import pool_capabilities
 
 CACHE_S = 2.0
+DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 @dataclass(frozen=True)
