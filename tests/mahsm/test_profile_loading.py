@@ -28,8 +28,8 @@ def write(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def test_the_documented_example_profile_loads() -> None:
-    [profile] = load_profiles(REPO / "examples/profiles/legal-reviewer.yaml")
+def test_the_documented_example_folder_loads() -> None:
+    [profile] = load_profiles(REPO / "examples/profiles", load_entry_points=False)
     assert profile.name == "legal-reviewer"
     assert profile.capabilities == ["legal_review"]
     assert profile.tools == ["calculator", "get_shared_state"]

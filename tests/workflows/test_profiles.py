@@ -252,7 +252,7 @@ async def test_the_documented_example_runs_on_the_scripted_model(engine_factory:
     # docs/profiles.md: examples/profiles/ (a profile and its scripted scenario).
     example = Path(__file__).resolve().parents[2] / "examples" / "profiles"
     async with engine_factory(
-        yaml.safe_load((example / "scenario.yaml").read_text()),
+        yaml.safe_load((example / "scenarios" / "legal-review.yaml").read_text()),
         profiles=example / "legal-reviewer.yaml",
         profile_entry_points=False,
     ) as engine:
