@@ -1,4 +1,8 @@
-"""Engine activities: the worker's defaults, and finding a live pool for a capability set."""
+"""Engine activities: the worker's defaults, and finding a live pool for a capability set.
+
+Pools are found among the queues workers published (`mahsm.profiles.registry`) and the
+built-in capability sets; a pool counts while some worker polls it (`mahsm.pool_liveness`).
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,36 @@ import asyncio
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from mahsm.activities.llm.middleware.registry import MiddlewareRegistry
+from mahsm.contracts.common import Capability
 from mahsm.contracts.engine import DefaultsRequest, EngineDefaults, PoolChoice, PoolRequest
+from mahsm.contracts.profile import CapabilityInfo
 from mahsm.pool_liveness import PoolDirectory
+from mahsm.profiles.registry import DATABASE_ERRORS, PoolRegistry, capability_catalogue
 from mahsm.queues import candidate_pools
 from mahsm.settings import Settings
+
+CATALOGUE_TIMEOUT_S = 3.0
+"""How long a task's start waits for the live capabilities (engine_defaults' budget is 10 s)."""
 
 
 class EngineActivities:
     """Activities that read the worker's configuration and Temporal's view of the pools."""
 
     def __init__(
-        self, *, settings: Settings, client: Client, middleware: MiddlewareRegistry | None = None
+        self,
+        *,
+        settings: Settings,
+        client: Client,
+        middleware: MiddlewareRegistry | None = None,
+        registry: PoolRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.pools = PoolDirectory(client)
+        self.registry = registry  # None: only the built-in capability sets are found
         self.middleware = (
             middleware if middleware is not None else MiddlewareRegistry.from_settings(settings)
         )
@@ -46,7 +63,31 @@ class EngineActivities:
             fallback_attempts=s.fallback_attempts,
             middleware=list(self.middleware.default),
             hooked_middleware=self.middleware.hooked(),
+            capabilities=await self._live_capabilities(),
         )
+
+    async def _live_capabilities(self) -> list[CapabilityInfo]:
+        """What the planner is told: the capabilities of the published pools that are live.
+
+        Best effort, within `CATALOGUE_TIMEOUT_S`: when Temporal or Postgres cannot answer,
+        the task plans as it did before profiles existed (the built-ins, unchecked) rather
+        than waiting at its start; the warning says why.
+        """
+        if self.registry is None:
+            return []
+        try:
+            live = await asyncio.wait_for(
+                self.registry.live_pools(self.settings.queue_prefix, self.pools),
+                CATALOGUE_TIMEOUT_S,
+            )
+        except (RPCError, TimeoutError, OSError, *DATABASE_ERRORS) as error:
+            activity.logger.warning(
+                "live capabilities unknown (%s: %s); the planner is told the built-ins",
+                type(error).__name__,
+                error,
+            )
+            return []
+        return capability_catalogue(live)
 
     @activity.defn(name="resolve_pool")
     async def resolve_pool(self, request: PoolRequest) -> PoolChoice:
@@ -56,16 +97,30 @@ class EngineActivities:
         other pool is live. Raises a retryable error while no worker serves the capabilities:
         the workflow's retry policy bounds how long a subtask waits for one.
         """
-        queues = candidate_pools(request.queue_prefix, request.capabilities)
+        published = (
+            {p.task_queue: p for p in await self.registry.pools(request.queue_prefix)}
+            if self.registry is not None
+            else {}
+        )
+        queues = candidate_pools(request.queue_prefix, request.capabilities, known=published)
         found = await asyncio.gather(*(self.pools.workers(q) for q in queues))
         live = [(q, w) for q, w in zip(queues, found, strict=True) if w]
         preferred = [(q, w) for q, w in live if q not in request.avoid] or live
         if preferred:
             queue, workers = preferred[0]
-            return PoolChoice(task_queue=queue, workers=sorted(w.identity for w in workers))
+            registered = published.get(queue)
+            return PoolChoice(
+                task_queue=queue,
+                workers=sorted(w.identity for w in workers),
+                profile=registered.profile if registered is not None else None,
+            )
         needed = ",".join(sorted(c.value for c in request.capabilities))
+        start = (
+            f"MAHSM_WORKER_CAPABILITIES={needed} mahsm worker"
+            if set(request.capabilities) <= set(Capability)
+            else "a worker with an agent profile serving them (MAHSM_PROFILES, docs/profiles.md)"
+        )
         raise ApplicationError(
-            f"no worker serves capabilities [{needed}]; start one with"
-            f" MAHSM_WORKER_CAPABILITIES={needed} mahsm worker",
+            f"no worker serves capabilities [{needed}]; start {start}",
             type="NoWorkerForCapabilities",
         )

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from mahsm.contracts.estimate import PlanEstimate
 from mahsm.contracts.pipeline import StepKind
+from mahsm.contracts.profile import CapabilityInfo
 from mahsm.contracts.task import (
     Capability,
     Plan,
@@ -132,12 +133,27 @@ class WorkerView(BaseModel):
     last_seen: datetime | None
 
 
+class ProfileView(BaseModel):
+    """The agent profile serving a pool (docs/profiles.md)."""
+
+    name: str
+    capabilities: list[Capability]
+    description: str = Field(description="what the planner is told")
+    tools: list[str] = Field(description="the tools its agents are offered")
+    model: str | None = Field(description="its agents' model; None: the task's")
+    max_iterations: int | None = None
+    artifact: str | None = Field(default=None, description="its prompt artifact, if any")
+
+
 class PoolView(BaseModel):
-    """A capability pool: its task queue, its capabilities and its live workers."""
+    """A capability pool: its task queue, its capabilities, live workers and profile."""
 
     task_queue: str
     capabilities: list[Capability]
     workers: list[WorkerView]
+    profile: ProfileView | None = Field(
+        default=None, description="the agent profile serving it; None: the default agent"
+    )
 
 
 class AgentsView(BaseModel):
@@ -147,7 +163,11 @@ class AgentsView(BaseModel):
     orchestrators: list[WorkerView]
     pools: list[PoolView]
     unserved_capabilities: list[Capability] = Field(
-        description="capabilities no live pool serves; subtasks needing them wait"
+        description="built-in capabilities no live pool serves; subtasks needing them wait"
+    )
+    capabilities: list[CapabilityInfo] = Field(
+        default_factory=list,
+        description="capabilities of live published pools, as the planner is told them",
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from mahsm.contracts.task import MAX_SUBTASKS, Plan
 
 
@@ -25,6 +27,25 @@ def validate_plan(plan: Plan) -> list[str]:
     cycle = find_cycle(plan)
     if cycle:
         errors.append("dependency cycle: " + " -> ".join(cycle))
+    return errors
+
+
+def unknown_capabilities(
+    plan: Plan, known: Collection[str], *, suggest: Collection[str] = ()
+) -> list[str]:
+    """A reason per subtask that requires a capability outside `known`.
+
+    The reason tells to use `suggest` (e.g. the live pools' capabilities), else `known`.
+    """
+    listed = ", ".join(sorted(suggest or known))
+    errors = []
+    for subtask in plan.subtasks:
+        unknown = [c for c in subtask.required_capabilities if c not in known]
+        if unknown:
+            names = ", ".join(f"'{c}'" for c in unknown)
+            errors.append(
+                f"subtask '{subtask.id}' requires unknown capabilities {names}; use only: {listed}"
+            )
     return errors
 
 

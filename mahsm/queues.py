@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from itertools import combinations
 
-from mahsm.contracts.task import Capability
+from mahsm.contracts.common import Capability
 
 DEFAULT_PREFIX = "mahsm"
 _TASKS_SUFFIX = "-tasks"
@@ -50,12 +50,25 @@ def pool_capabilities(queue: str) -> frozenset[Capability]:
     return frozenset(Capability(c) for c in caps.split("+"))
 
 
-def candidate_pools(prefix: str, required: Iterable[Capability | str]) -> list[str]:
-    """Every pool queue able to serve `required`, smallest capability sets first."""
+def candidate_pools(
+    prefix: str, required: Iterable[Capability | str], known: Iterable[str] = ()
+) -> list[str]:
+    """Every pool queue able to serve `required`, smallest capability sets first.
+
+    The candidates are the `known` pool queues (those workers published, see
+    `mahsm.profiles.registry`) whose set includes `required`, and, when `required` holds only
+    built-in capabilities, every built-in superset of it (workers that publish nothing, such
+    as a bare `Worker` on a pool queue, are found that way too). A custom capability cannot be
+    enumerated: only published pools serve it.
+    """
     need = {Capability(c) for c in required}
-    rest = [c for c in Capability if c not in need]
-    return [
-        pool_queue(prefix, need | set(added))
-        for extra in range(len(rest) + 1)
-        for added in combinations(rest, extra)
-    ]
+    found = {q for q in known if need <= pool_capabilities(q)}
+    builtins = set(Capability)
+    if need <= builtins:
+        rest = [c for c in Capability if c not in need]
+        found |= {
+            pool_queue(prefix, need | set(added))
+            for extra in range(len(rest) + 1)
+            for added in combinations(rest, extra)
+        }
+    return sorted(found, key=lambda q: (len(pool_capabilities(q)), q))

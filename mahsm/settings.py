@@ -324,6 +324,15 @@ class Settings(BaseSettings):
         description="How often a running call's text is cut into a published chunk",
     )
 
+    # Agent profiles (docs/profiles.md).
+    profiles: Path | None = Field(
+        default=None,
+        description="a YAML file or folder of agent profiles this worker serves, one pool each",
+    )
+    profile_entry_points: bool = Field(
+        default=True, description="also load the profiles of `mahsm.profiles` entry points"
+    )
+
     def mlflow_uri(self) -> str:
         """The tracking URI experiments log to (read when called, never at import)."""
         import os

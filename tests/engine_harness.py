@@ -18,6 +18,7 @@ import yaml
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
+from mahsm.activities.llm.registry import ProviderRegistry
 from mahsm.activities.tools.registry import ToolRegistry
 from mahsm.contracts.task import Capability, TaskRequest, TaskState
 from mahsm.queues import tasks_queue
@@ -139,6 +140,7 @@ async def running_engine(
     capabilities: Sequence[Capability] | None = None,
     extra_pools: Sequence[Sequence[Capability]] = (),
     tools: ToolRegistry | None = None,
+    providers: ProviderRegistry | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Engine]:
     """Workers for one test: the tasks queue plus one pool (all capabilities by default)."""
@@ -152,7 +154,12 @@ async def running_engine(
         **overrides,
     )
     workers = build_workers(
-        client=client, pool=pool, settings=settings, capabilities=capabilities, tools=tools
+        client=client,
+        pool=pool,
+        settings=settings,
+        capabilities=capabilities,
+        tools=tools,
+        providers=providers,
     )
     for caps in extra_pools:
         workers += build_workers(
@@ -164,9 +171,7 @@ async def running_engine(
         yield Engine(client=client, pool=pool, settings=settings)
 
 
-async def agent_activities(
-    client: Client, task_id: str, subtask_id: str
-) -> list[Any]:
+async def agent_activities(client: Client, task_id: str, subtask_id: str) -> list[Any]:
     """`ActivityTaskScheduled` attributes of one agent's calls, wherever the agent ran.
 
     Inline agents' calls are in the task's history (activity ids `<subtask>/llm-<n>`,

@@ -7,6 +7,7 @@ pool it declares (`<prefix>-pool.<caps>`, from `MAHSM_WORKER_CAPABILITIES`).
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import signal
 from collections.abc import Callable, Sequence
@@ -37,16 +38,25 @@ from mahsm.activities.tools.mcp_tools.worker import start_mcp_tools
 from mahsm.activities.tools.registry import ToolRegistry, default_registry
 from mahsm.activities.tools.sql import create_sql_pool
 from mahsm.activities.transform import TransformActivities
+from mahsm.contracts.profile import AgentProfile
 from mahsm.contracts.task import Capability
 from mahsm.db.migrate import migrate
 from mahsm.db.pool import create_pool
 from mahsm.logging import configure_logging
 from mahsm.metrics import serve_metrics
+from mahsm.profiles.loading import load_profiles
+from mahsm.profiles.registry import PoolRegistry
+from mahsm.prompt.store import ArtifactStore
 from mahsm.queues import pool_queue, tasks_queue
 from mahsm.settings import Settings, SettingsError, get_settings
 from mahsm.temporal_client import connect
 from mahsm.temporal_metrics import TemporalMetrics
 from mahsm.tracing import configure_tracing
+from mahsm.workers.profile_pools import (
+    PublishingWorker,
+    check_profiles,
+    profile_catalogue,
+)
 from mahsm.workers.workflow_runner import workflow_runner
 from mahsm.workflows.agent_workflow import AgentWorkflow
 from mahsm.workflows.estimate_workflow import PlanEstimateWorkflow
@@ -67,11 +77,13 @@ def build_workers(
     providers: ProviderRegistry | None = None,
     tools: ToolRegistry | None = None,
     sql_pool: asyncpg.Pool | None = None,
+    profiles: Sequence[AgentProfile] | None = None,
 ) -> list[Worker]:
     """The Temporal workers of one process; activity objects are built here, once.
 
     `sql_pool` is the pool `sql_query` reads (`MAHSM_SQL_TOOL_DATABASE_URL`), never `pool`;
-    without it the tool tells the model it is not configured.
+    without it the tool tells the model it is not configured. `profiles` (default: those of
+    `MAHSM_PROFILES` and entry points) each get a pool worker of their own.
     """
     blobs = BlobStore.from_settings(pool, settings)
     store = StoreActivities(pool=pool, blobs=blobs)
@@ -88,7 +100,10 @@ def build_workers(
         middleware=middleware,
         tokens=TokenPublisher(pool),  # live text of running calls (NOTIFY)
     )
-    engine = EngineActivities(settings=settings, client=client, middleware=middleware)
+    registry = PoolRegistry(pool)
+    engine = EngineActivities(
+        settings=settings, client=client, middleware=middleware, registry=registry
+    )
     hooks = MiddlewareActivities(registry=middleware)
     tool_activities = ToolActivities(
         pool=pool, settings=settings, blobs=blobs, registry=catalogue, sql_pool=sql_pool
@@ -130,17 +145,33 @@ def build_workers(
             )
         )
     caps = list(capabilities if capabilities is not None else settings.worker_capabilities)
-    if caps:
-        workers.append(
-            Worker(
-                client,
-                task_queue=pool_queue(settings.queue_prefix, caps),
-                workflows=[AgentWorkflow],
-                workflow_runner=workflow_runner(),
-                activities=[llm.complete, tool_activities.execute, store.blob_put_text],
-                **common,  # type: ignore[arg-type]
-            )
+    if profiles is None:
+        profiles = load_profiles(settings.profiles, load_entry_points=settings.profile_entry_points)
+    check_profiles(profiles, caps)
+
+    def pool_worker(queue_caps: Sequence[str], profile: AgentProfile | None) -> Worker:
+        own = catalogue if profile is None else profile_catalogue(profile, catalogue)
+        pool_llm, pool_tools = llm, tool_activities
+        if own is not catalogue:  # the same activities, with the profile's tool catalogue
+            pool_llm, pool_tools = copy.copy(llm), copy.copy(tool_activities)
+            pool_llm.tools = pool_tools.registry = own
+        return PublishingWorker(
+            client,
+            task_queue=pool_queue(settings.queue_prefix, queue_caps),
+            workflows=[AgentWorkflow],
+            workflow_runner=workflow_runner(),
+            activities=[pool_llm.complete, pool_tools.execute, store.blob_put_text],
+            registry=registry,
+            prefix=settings.queue_prefix,
+            profile=profile,
+            artifacts=ArtifactStore(pool),
+            catalogue=own,
+            **common,
         )
+
+    if caps:
+        workers.append(pool_worker(caps, None))
+    workers += [pool_worker(p.capabilities, p) for p in profiles]
     return workers
 
 

@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         StepOutput,
     )
     from mahsm.workflows.pool_calls import on_pool
+    from mahsm.workflows.pool_profiles import with_profile
     from mahsm.workflows.pool_router import Need, PoolRouter
     from mahsm.workflows.task_calls import BudgetSpent, SubtaskDeadline, TaskCalls
     from mahsm.workflows.task_recorder import TaskRecorder
@@ -277,7 +278,7 @@ class GraphRunner(DagRunner):
         assert queue is not None
         deadline = workflow.now() + timedelta(seconds=timeout_s)
         try:
-            agent = self._agent_input(subtask)
+            agent = with_profile(self._agent_input(subtask), self._router.profile(queue))
         except StepFailed as error:
             self._finish_failed(sid, str(error))
             return

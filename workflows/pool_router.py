@@ -22,6 +22,7 @@ from temporalio.exceptions import FailureError, is_cancelled_exception
 with workflow.unsafe.imports_passed_through():
     from mahsm.activities.engine import EngineActivities
     from mahsm.contracts.engine import PoolRequest
+    from mahsm.contracts.profile import PoolProfile
     from mahsm.contracts.task import Capability
     from mahsm.queues import prefix_of
     from mahsm.workflows.failures import failure_message
@@ -54,6 +55,11 @@ class PoolRouter:
         self._lookups: dict[Need, asyncio.Task[str]] = {}
         self._waiting: dict[Need, set[str]] = {}
         self._notes: dict[Need, str] = {}
+        self._profiles: dict[str, PoolProfile] = {}
+
+    def profile(self, queue: str) -> PoolProfile | None:
+        """The agent profile serving `queue`, as its lookup answered (None: the default)."""
+        return self._profiles.get(queue)
 
     async def queue_for(self, subtask_id: str, need: Need) -> str:
         """The queue of a live pool serving `need`; waits (visibly) while none does."""
@@ -147,6 +153,8 @@ class PoolRouter:
         finally:
             self._notes.pop(need, None)
         self._queues[need] = choice.task_queue
+        if choice.profile is not None:
+            self._profiles[choice.task_queue] = choice.profile
         return choice.task_queue
 
     def cancel_all(self) -> None:

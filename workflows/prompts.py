@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Collection, Sequence
 from functools import cache
 
 from pydantic import ValidationError
 
 from mahsm.contracts.engine import DependencyOutput
+from mahsm.contracts.profile import CapabilityInfo
 from mahsm.contracts.task import MAX_SUBTASKS, Capability, Plan
-from mahsm.plan_validation import validate_plan
+from mahsm.plan_validation import unknown_capabilities, validate_plan
 
 PLANNER_SYSTEM = f"""You are the planner of a multi-agent system.
 Split the user's task into a small plan of subtasks (at most {MAX_SUBTASKS}; prefer 1 to 6).
@@ -27,9 +29,52 @@ AGGREGATOR_SYSTEM = """You combine the results of the subtasks of a task into on
 for the user. Be faithful to the results; say plainly if a part is missing."""
 
 
-def plan_schema() -> dict[str, object]:
-    """JSON schema of `Plan`, given to providers for structured output (a fresh copy)."""
-    return copy.deepcopy(_plan_schema())
+_PLANNER_CAPABILITIES = f"""one or more of: {", ".join(c.value for c in Capability)}"""
+
+
+def planner_system(capabilities: Sequence[CapabilityInfo] = ()) -> str:
+    """The planner's instructions, naming the capabilities live pools serve.
+
+    Without any (none known: old histories, or no pool published yet) the built-ins are named,
+    as they always were.
+    """
+    if not capabilities:
+        return PLANNER_SYSTEM
+    listed = "\n".join(f"- {c.name}: {c.description}" for c in capabilities)
+    return (
+        PLANNER_SYSTEM.replace(
+            _PLANNER_CAPABILITIES,
+            "one or more of the capabilities below (no others: only these have workers)",
+            1,
+        )
+        + f"\n\nCapabilities:\n{listed}"
+    )
+
+
+def accepted_capabilities(told: Sequence[CapabilityInfo]) -> list[str]:
+    """What a plan may name: the capabilities told (live pools'), and the built-ins.
+
+    A built-in nobody serves is kept (its subtask waits for a worker, as it always did); any
+    other capability is an error the planner must repair. Empty (no check) when none are told.
+    """
+    if not told:
+        return []
+    return sorted({c.name for c in told} | {c.value for c in Capability})
+
+
+def plan_schema(capabilities: Collection[str] = ()) -> dict[str, object]:
+    """JSON schema of `Plan`, given to providers for structured output (a fresh copy).
+
+    `required_capabilities` may name only `capabilities` (an enum); without any, the built-ins.
+    """
+    schema = copy.deepcopy(_plan_schema())
+    names = sorted(capabilities) if capabilities else [c.value for c in Capability]
+    defs: dict[str, dict[str, dict[str, dict[str, object]]]] = schema["$defs"]  # type: ignore[assignment]
+    defs["Subtask"]["properties"]["required_capabilities"]["items"] = {
+        "type": "string",
+        "enum": names,
+    }
+    return schema
 
 
 @cache
@@ -66,8 +111,14 @@ def aggregator_user(description: str, outputs: dict[str, str]) -> str:
     return f"Task:\n{description}\n\nSubtask results:\n{parts}"
 
 
-def parse_plan(content: str | None) -> tuple[Plan | None, list[str]]:
-    """The plan in a planner answer, or the reasons it is not one."""
+def parse_plan(
+    content: str | None, known: Collection[str] = (), *, suggest: Collection[str] = ()
+) -> tuple[Plan | None, list[str]]:
+    """The plan in a planner answer, or the reasons it is not one.
+
+    With `known` capabilities, a subtask requiring another one is a reason, which tells the
+    planner to use `suggest` (the capabilities it was told).
+    """
     if not content:
         return None, ["the answer was empty; return the plan as JSON"]
     try:
@@ -81,6 +132,8 @@ def parse_plan(content: str | None) -> tuple[Plan | None, list[str]]:
             f"{'.'.join(str(p) for p in e['loc']) or 'plan'}: {e['msg']}" for e in error.errors()
         ]
     errors = validate_plan(plan)
+    if known:
+        errors += unknown_capabilities(plan, known, suggest=suggest)
     return (None, errors) if errors else (plan, [])
 
 

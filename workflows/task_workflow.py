@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse
     from mahsm.contracts.middleware import MiddlewareHook
     from mahsm.contracts.pipeline import model_chain
+    from mahsm.contracts.profile import CapabilityInfo
     from mahsm.contracts.task import (
         APPROVE_UPDATE,
         STATE_QUERY,
@@ -83,6 +84,7 @@ class TaskWorkflow:
         self._llm_timeout_s = 300.0
         self._calls: TaskCalls | None = None
         self._fallback: list[str] = []
+        self._capabilities: list[CapabilityInfo] = []  # live pools' (engine_defaults)
 
     @workflow.query(name=STATE_QUERY)
     def state(self) -> TaskState:
@@ -137,6 +139,7 @@ class TaskWorkflow:
             self._closing = True
             await flusher
             raise
+        self._capabilities = defaults.capabilities
         models = model_chain(request.options.model) or [defaults.model]
         recorder.state.model = models[0]
         self._fallback = models[1:]
@@ -398,8 +401,10 @@ class TaskWorkflow:
         # Engine v2 leaves the search attribute at `pending` while planning (one event less);
         # the state, the event log and the UI details say `planning`.
         recorder.set_status(TaskStatus.PLANNING, upsert=self._calls is None)
+        told = [c.name for c in self._capabilities]
+        known = prompts.accepted_capabilities(self._capabilities)
         messages = [
-            ChatMessage(role="system", content=prompts.PLANNER_SYSTEM),
+            ChatMessage(role="system", content=prompts.planner_system(self._capabilities)),
             ChatMessage(role="user", content=prompts.planner_user(request.description)),
         ]
         for attempt in range(PLAN_REPAIR_ATTEMPTS + 1):
@@ -410,7 +415,7 @@ class TaskWorkflow:
                     middleware=request.options.middleware,
                     purpose=LLMPurpose.PLAN,
                     messages=messages,
-                    response_schema=prompts.plan_schema(),
+                    response_schema=prompts.plan_schema(told),
                     response_schema_name="Plan",
                     task_id=recorder.state.task_id,
                 ),
@@ -418,7 +423,7 @@ class TaskWorkflow:
                 activity_id=f"plan-{attempt}",
             )
             content = answer.content
-            plan, errors = prompts.parse_plan(content)
+            plan, errors = prompts.parse_plan(content, known, suggest=told)
             if plan is not None:
                 return plan
             recorder.note("invalid plan: " + "; ".join(errors))

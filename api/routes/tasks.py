@@ -16,6 +16,7 @@ from mahsm.api.deps import ApiError, BackendsDep, DbPoolDep, SettingsDep, Tempor
 from mahsm.api.json_body import Utf8JsonRoute
 from mahsm.api.pipeline_runs import task_request
 from mahsm.api.pipeline_schemas import TaskSubmission
+from mahsm.api.pool_views import check_capabilities
 from mahsm.api.read_model import TaskFilter, decode_cursor, list_tasks
 from mahsm.api.schemas import (
     ErrorBody,
@@ -89,6 +90,7 @@ async def submit_task(
     client: TemporalClientDep,
     settings: SettingsDep,
     backends: BackendsDep,
+    http: Request,
 ) -> TaskAccepted:
     """Start a task and return at once; follow it with `links.self` or `links.events`.
 
@@ -99,6 +101,7 @@ async def submit_task(
     """
     reject_unstorable_body(body)
     request = await task_request(body, backends)
+    await check_capabilities(http.app, request, backends)
     if caller.user is not None:
         if request.user_id not in (None, caller.user):
             raise ApiError(

@@ -284,15 +284,19 @@ def agents(
         console.print_json(view.model_dump_json())
         return
     table = Table(title="Agents", title_justify="left")
-    for column in ("Task queue", "Capabilities", "Workers", "Last seen"):
+    for column in ("Task queue", "Capabilities", "Profile", "Workers", "Last seen"):
         table.add_column(column)
-    rows = [(view.task_queue, "(orchestrators)", view.orchestrators)]
-    rows += [(p.task_queue, ", ".join(p.capabilities), p.workers) for p in view.pools]
-    for queue, capabilities, workers in rows:
+    rows = [(view.task_queue, "(orchestrators)", "", view.orchestrators)]
+    rows += [
+        (p.task_queue, ", ".join(p.capabilities), (p.profile or {}).get("name", ""), p.workers)
+        for p in view.pools
+    ]
+    for queue, capabilities, profile, workers in rows:
         seen = [w.last_seen.strftime("%H:%M:%S") if w.last_seen else "" for w in workers]
         table.add_row(
             queue,
             capabilities,
+            profile,
             "\n".join(w.identity for w in workers) or Text("none", style="red"),
             "\n".join(seen),
         )

@@ -53,6 +53,9 @@ class AgentPool(BaseModel):
     task_queue: str
     capabilities: list[str] = Field(default_factory=list)
     workers: list[Worker] = Field(default_factory=list)
+    profile: dict[str, Any] | None = Field(
+        default=None, description="the agent profile serving the pool (docs/profiles.md)"
+    )
 
 
 class AgentPools(BaseModel):

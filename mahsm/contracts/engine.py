@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from mahsm.contracts.llm import ChatMessage
+from mahsm.contracts.profile import CapabilityInfo, PoolProfile
 from mahsm.contracts.task import (
     BlobRef,
     Budget,
@@ -36,6 +37,11 @@ class EngineDefaults(BaseModel):
         default_factory=list,
         description="registered middleware defining a run or step hook: only a chosen one of"
         " these makes the workflow schedule `middleware_hook`",
+    )
+    capabilities: list[CapabilityInfo] = Field(
+        default_factory=list,
+        description="capabilities live pools serve, told to the planner; empty: unknown (the"
+        " built-ins are offered and plans are not checked against it)",
     )
 
 
@@ -123,6 +129,9 @@ class PoolChoice(BaseModel):
 
     task_queue: str
     workers: list[str] = Field(default_factory=list)
+    profile: PoolProfile | None = Field(
+        default=None, description="the agent profile serving the pool (None: the default agent)"
+    )
 
 
 class BlobText(BaseModel):

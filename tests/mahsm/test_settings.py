@@ -39,10 +39,16 @@ def test_malformed_api_keys_are_rejected(monkeypatch: pytest.MonkeyPatch) -> Non
         load_settings(_env_file=None)
 
 
-def test_unknown_capability_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MAHSM_WORKER_CAPABILITIES", "time_travel")
+def test_a_capability_that_is_no_identifier_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAHSM_WORKER_CAPABILITIES", "data_analysis,Time Travel")
     with pytest.raises(SettingsError, match="MAHSM_WORKER_CAPABILITIES"):
         load_settings(_env_file=None)
+
+
+def test_a_custom_capability_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Capabilities are any identifiers (docs/profiles.md), not only the six built-ins.
+    monkeypatch.setenv("MAHSM_WORKER_CAPABILITIES", "time_travel")
+    assert load_settings(_env_file=None).worker_capabilities == ["time_travel"]
 
 
 def test_database_url_must_be_postgres(monkeypatch: pytest.MonkeyPatch) -> None:
