@@ -8,7 +8,6 @@ the profile's tools.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,7 +87,13 @@ def profile_catalogue(profile: AgentProfile, catalogue: ToolRegistry) -> ToolReg
     """
     if profile.tools is None:
         return catalogue
-    missing = [name for name in profile.tools if name not in catalogue]
+    # A tool of an MCP server that is down is known by its server's prefix only: the profile
+    # keeps it, and a call gets the server's reason.
+    missing = [
+        name
+        for name in profile.tools
+        if name not in catalogue and catalogue.unavailable_reason(name) is None
+    ]
     if missing:
         raise ProfileError(
             f"profile '{profile.name}'",
@@ -97,12 +102,7 @@ def profile_catalogue(profile: AgentProfile, catalogue: ToolRegistry) -> ToolReg
                 f" tools are {', '.join(catalogue.names())}"
             ],
         )
-    capabilities = frozenset(profile.capabilities)
-    return ToolRegistry(
-        dataclasses.replace(tool, capabilities=capabilities)
-        for tool in (catalogue.get(name) for name in profile.tools)
-        if tool is not None
-    )
+    return catalogue.restricted(profile.tools, profile.capabilities)
 
 
 def check_profiles(profiles: Sequence[AgentProfile], default: Sequence[str]) -> None:

@@ -10,6 +10,7 @@ environment or the clock at import time.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -142,6 +143,21 @@ class ToolRegistry:
             if name.startswith(prefix):
                 return reason
         return None
+
+    def restricted(self, names: Iterable[str], capabilities: Iterable[Capability]) -> ToolRegistry:
+        """A registry of the tools `names` only, each allowed for `capabilities` (a profile's).
+
+        Unavailability marks are kept, so a named tool of an MCP server that is down still
+        gets its server's reason rather than "unknown tool".
+        """
+        allowed = frozenset(capabilities)
+        registry = ToolRegistry(
+            dataclasses.replace(item, capabilities=allowed)
+            for item in (self._tools.get(name) for name in names)
+            if item is not None
+        )
+        registry._unavailable = dict(self._unavailable)
+        return registry
 
     def copy(self) -> ToolRegistry:
         """A new registry holding the same tools (e.g. the built-ins plus test tools)."""

@@ -158,3 +158,25 @@ def test_profiles_come_from_entry_points_of_installed_packages(
     assert set(found) == {"acme-legal", "acme-tax"}
     assert found["acme-tax"].capabilities == ["acme_tax"]
     assert load_profiles(None, load_entry_points=False) == []
+
+
+def test_a_profile_may_name_the_tools_of_an_mcp_server_that_is_down() -> None:
+    from mahsm.activities.tools.registry import default_registry
+    from mahsm.workers.profile_pools import profile_catalogue
+
+    catalogue = default_registry().copy()
+    catalogue.mark_unavailable("notes__", "MCP server 'notes' is unavailable: connection refused")
+    profile = AgentProfile(
+        name="note-taker",
+        capabilities=["note_taking"],
+        description="keeps notes",
+        tools=["calculator", "notes__add"],
+    )
+    own = profile_catalogue(profile, catalogue)  # no ProfileError: the server may come back
+    assert own.names() == ["calculator"]
+    assert own.get("calculator") is not None
+    assert [t.name for t in own.tools_for(["note_taking"])] == ["calculator"]
+    assert "connection refused" in (own.unavailable_reason("notes__add") or "")
+
+    with pytest.raises(ProfileError, match="unknown tool 'nope__add'"):
+        profile_catalogue(profile.model_copy(update={"tools": ["nope__add"]}), catalogue)
