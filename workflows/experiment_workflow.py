@@ -10,7 +10,10 @@ deterministic id `task-<experiment uuid>.<config id>[.r<row>]`. Strategies:
   children: their failures are recorded on their own branch and never reach the primary.
 - `round_robin`: the workflow stays open; each `serve` update takes the next config of a
   rotation kept in workflow state (so a crash neither skips nor repeats one) and answers that
-  branch. The `close` signal ends it.
+  branch. The `close` signal ends it. After `continue_as_new_after` requests (or when Temporal
+  suggests it) the run continues as new with its state, so the history stays bounded.
+- a custom strategy (`mahsm.experiments.strategies`): an async function given this workflow
+  as a `BranchRunner`.
 
 At the end the per-config summary and winner are computed and the `experiment_mlflow_log`
 activity logs everything to MLflow; if MLflow stays unreachable the experiment still
@@ -54,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         summarize,
         winner,
     )
+    from mahsm.experiments.strategies import resolve_strategy
     from mahsm.pipelines.templates import as_text
     from mahsm.workflows.failures import failure_message, usage_of_failure
     from mahsm.workflows.payloads import store_text
@@ -73,8 +77,8 @@ class ExperimentWorkflow:
     @workflow.init
     def __init__(self, request: ExperimentRequest) -> None:
         info = workflow.info()
-        self._request = request
-        self._state = ExperimentState(
+        self._request = request.model_copy(update={"carried_state": None})
+        self._state = request.carried_state or ExperimentState(
             experiment_id=info.workflow_id,
             name=request.name,
             strategy=request.strategy,
@@ -84,6 +88,7 @@ class ExperimentWorkflow:
             config_ids=[c.config_id for c in request.configs],
         )
         self._closing = False
+        self._served_before = self._state.served  # by earlier runs (continue-as-new)
         self._in_flight = 0
         self._slots = asyncio.Semaphore(request.max_concurrency)
 
@@ -111,10 +116,17 @@ class ExperimentWorkflow:
             self._in_flight -= 1
         return ServeResult(branch=branch)
 
+    def _run_is_full(self) -> bool:
+        served_here = self._state.served - self._served_before
+        return (
+            served_here >= self._request.continue_as_new_after
+            or workflow.info().is_continue_as_new_suggested()
+        )
+
     @serve.validator
     def _validate_serve(self, request: ServeRequest) -> None:
         if self._request.strategy != Strategy.ROUND_ROBIN:
-            raise ValueError(f"a {self._request.strategy.value} experiment serves no requests")
+            raise ValueError(f"a {self._request.strategy} experiment serves no requests")
         if self._closing:
             raise ValueError("the experiment is closed")
 
@@ -122,11 +134,22 @@ class ExperimentWorkflow:
     async def run(self, request: ExperimentRequest) -> ExperimentState:
         """Run the strategy, then summarize and log to MLflow."""
         if request.strategy == Strategy.ROUND_ROBIN:
-            await workflow.wait_condition(lambda: self._closing and self._in_flight == 0)
+            await workflow.wait_condition(
+                lambda: (self._closing or self._run_is_full()) and self._in_flight == 0
+            )
+            if not self._closing:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                # The rotation (`served`) and every branch carry over; requests are then
+                # served by the new run (same workflow id).
+                workflow.continue_as_new(
+                    self._request.model_copy(update={"carried_state": self._state})
+                )
         elif request.strategy == Strategy.SHADOW:
             await self._shadow(request)
-        else:
+        elif request.strategy == Strategy.MULTI_BRANCH:
             await self._multi_branch(request)
+        else:  # a custom strategy (mahsm.experiments.strategies)
+            await resolve_strategy(request.strategy)(self)
         metric = request.metrics[0].key if request.metrics else None
         self._state.summary = summarize(
             request.configs, self._state.config_ids, self._state.branches, metric
@@ -168,6 +191,21 @@ class ExperimentWorkflow:
         await asyncio.gather(
             run_primary(), *(self._run(branch, {}, shadow=True) for branch in shadows)
         )
+
+    @property
+    def request(self) -> ExperimentRequest:
+        """The experiment (for custom strategies: `BranchRunner`)."""
+        return self._request
+
+    def new_branch(self, index: int, *, row: int | None, role: BranchRole = "branch") -> Branch:
+        """Record a pending branch (for custom strategies: `BranchRunner`)."""
+        return self._new_branch(index, row=row, role=role)
+
+    async def run_branch(
+        self, branch: Branch, inputs: dict[str, object], *, shadow: bool = False
+    ) -> None:
+        """Run a branch as a child task (for custom strategies: `BranchRunner`)."""
+        await self._run(branch, inputs, shadow=shadow)
 
     def _new_branch(self, index: int, *, row: int | None, role: BranchRole = "branch") -> Branch:
         config = self._request.configs[index]

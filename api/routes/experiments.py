@@ -116,7 +116,7 @@ async def start_experiment(
             task_queue=tasks_queue(settings.queue_prefix),
             memo={
                 "name": request.name,
-                "strategy": request.strategy.value,
+                "strategy": str(request.strategy),
                 "configs": len(request.configs),
             },
         )
