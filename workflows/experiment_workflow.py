@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.activities.experiments import ExperimentActivities, MlflowLogRequest, ScoreRequest
     from mahsm.activities.llm.activity import LLMActivities
     from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest
-    from mahsm.contracts.task import TaskRequest
+    from mahsm.contracts.task import TaskRequest, TaskState
     from mahsm.experiments.apply import branch_request
     from mahsm.experiments.models import (
         Branch,
@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from mahsm.experiments.strategies import resolve_strategy
     from mahsm.pipelines.templates import as_text
+    from mahsm.workflows import spans
     from mahsm.workflows.failures import failure_message, usage_of_failure
     from mahsm.workflows.payloads import store_text
     from mahsm.workflows.retry import LLM_RETRY
@@ -237,19 +238,18 @@ class ExperimentWorkflow:
         branch.status = BranchStatus.RUNNING
         branch.started_at = workflow.now()
         self._touch()
+        attributes = spans.branch_attributes(
+            experiment_id=self._state.experiment_id,
+            name=request.name,
+            config_id=branch.config_id,
+            branch=branch.key,
+            label=branch.config.display(),
+            user_id=request.user_id,
+        )
         try:
-            result = await workflow.execute_child_workflow(
-                TaskWorkflow.run,
-                task,
-                id=task_id,
-                task_queue=workflow.info().task_queue,
-                # A shadow outlives nothing it should not: it is abandoned, not cancelled,
-                # if the experiment ends, and its failure is only ever its own branch's.
-                parent_close_policy=(
-                    ParentClosePolicy.ABANDON if shadow else ParentClosePolicy.TERMINATE
-                ),
-                static_summary=f"{request.name}: {branch.config.display()[:100]}",
-            )
+            # One trace per branch: its child task's spans are children of this root span.
+            with spans.span("experiment branch", attributes, new_trace=True):
+                result = await self._child_task(branch, task, task_id, shadow=shadow)
         except ChildWorkflowError as error:
             branch.status = BranchStatus.FAILED
             cause = error.cause
@@ -282,6 +282,22 @@ class ExperimentWorkflow:
                 await self._score(branch)
             else:
                 branch.scores = {metric.key: 0.0 for metric in request.metrics}
+
+    async def _child_task(
+        self, branch: Branch, task: TaskRequest, task_id: str, *, shadow: bool
+    ) -> TaskState:
+        return await workflow.execute_child_workflow(
+            TaskWorkflow.run,
+            task,
+            id=task_id,
+            task_queue=workflow.info().task_queue,
+            # A shadow outlives nothing it should not: it is abandoned, not cancelled,
+            # if the experiment ends, and its failure is only ever its own branch's.
+            parent_close_policy=(
+                ParentClosePolicy.ABANDON if shadow else ParentClosePolicy.TERMINATE
+            ),
+            static_summary=f"{self._request.name}: {branch.config.display()[:100]}",
+        )
 
     async def _score(self, branch: Branch) -> None:
         request = self._request
