@@ -27,6 +27,7 @@ class UsageRow(BaseModel):
     input_tokens: int
     output_tokens: int
     cost_usd: float
+    calls: int = Field(default=0, description="LLM calls (tasks recorded before counting: 0)")
 
 
 class UsageReport(BaseModel):
