@@ -21,6 +21,7 @@ MAX_ROWS = 1000
 MAX_BRANCHES = 2000
 """Configs x rows of one experiment: its state (every branch) must stay far below 2 MB."""
 EXPERIMENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,79}$"
+DATASET_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
 
 
 class Strategy(StrEnum):
@@ -174,6 +175,12 @@ class ExperimentRequest(BaseModel):
     carried_state: ExperimentState | None = Field(
         default=None, description="set by continue-as-new: the state the previous run reached"
     )
+    dataset_ref: str | None = Field(
+        default=None,
+        pattern=DATASET_NAME_PATTERN,
+        description="a registered dataset's name (POST /datasets) instead of `dataset`; the API"
+        " copies its rows in at submit",
+    )
 
     @field_validator("strategy")
     @classmethod
@@ -215,10 +222,12 @@ class ExperimentRequest(BaseModel):
             )
         if self.primary >= len(self.configs):
             raise ValueError(f"primary: {self.primary} is not a config index (0..{len(ids) - 1})")
-        if self.strategy == Strategy.ROUND_ROBIN and self.dataset:
+        if self.dataset and self.dataset_ref:
+            raise ValueError("dataset_ref: give either dataset rows or a dataset_ref, not both")
+        if self.strategy == Strategy.ROUND_ROBIN and (self.dataset or self.dataset_ref):
             raise ValueError("dataset: round_robin serves requests one by one; use multi_branch")
-        if self.metrics and not self.dataset:
-            raise ValueError("metrics score dataset rows; give a dataset")
+        if self.metrics and not (self.dataset or self.dataset_ref):
+            raise ValueError("metrics score dataset rows; give a dataset (or a dataset_ref)")
         from mahsm.experiments.apply import config_problems
 
         problems = config_problems(self)
