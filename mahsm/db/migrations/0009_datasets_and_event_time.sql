@@ -16,3 +16,7 @@ CREATE TABLE IF NOT EXISTS datasets (
 -- time window (and each next page) is read from the index instead of sorting every event.
 CREATE INDEX IF NOT EXISTS task_events_created_at
     ON task_events (created_at DESC, task_id DESC, seq DESC);
+
+-- The task's OpenTelemetry trace id, written by the projection from the activity's trace
+-- context when tracing is on: GET /tasks/{id} turns it into a Langfuse link.
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS trace_id TEXT;
