@@ -1,4 +1,5 @@
-"""Experiment branches are traced: one trace per branch, with the experiment and config ids."""
+"""Experiment branches are traced: one trace per branch, with the experiment and config ids;
+the task projection records each task's trace id."""
 
 from __future__ import annotations
 
@@ -77,3 +78,8 @@ async def test_each_branch_is_a_trace_carrying_experiment_and_config_ids(
         assert parent(task, otlp_receiver.trace(branch.trace_id)) == branch
         config_id = branch.attributes["mahsm.config_id"]
         assert task.attributes["mahsm.task_id"].endswith(f".{config_id}")
+        # The projection recorded the trace id (the dashboard's Langfuse link).
+        recorded = await db_pool.fetchval(
+            "SELECT trace_id FROM tasks WHERE id = $1", task.attributes["mahsm.task_id"]
+        )
+        assert recorded == branch.trace_id
