@@ -20,7 +20,7 @@ interval of the mean, t-distribution); the overhead is 1 - tasks/s ratio and CPU
 With `--down` a third worker exports to a collector that answers every request with 503 (an
 outage): spans are retried for up to 5 s per batch on the export thread, then dropped.
 
-Run: `python -m bench.tracing_overhead [--tasks 50] [--rounds 3] [--down]`.
+Run: `python -m bench.tracing_overhead [--tasks 50] [--rounds 3] [--down] [--no-content]`.
 """
 
 from __future__ import annotations
@@ -155,6 +155,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 env.pop(name, None)
             if mode != "off":
                 env["OTEL_EXPORTER_OTLP_ENDPOINT"] = (sink if mode == "on" else down).url
+                if args.no_content:
+                    env["MAHSM_TRACE_CONTENT"] = "false"
             process = await start_process(
                 [sys.executable, "-m", "mahsm.workers"], env, stack.root / f"worker-{mode}.log"
             )
@@ -224,6 +226,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "worker_cpu_ms_per_task": cpu,
             "cpu_on_off_ratios": cpu_ratios,
             "cpu_overhead_percent": cpu_overhead,
+            "trace_content": not args.no_content,
             "otlp_requests": sink.requests,
             "otlp_bytes": sink.bytes,
         },
@@ -237,6 +240,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="off/on round pairs")
     parser.add_argument(
         "--down", action="store_true", help="also a worker whose collector answers 503"
+    )
+    parser.add_argument(
+        "--no-content",
+        action="store_true",
+        help="traced workers record no prompts or completions (MAHSM_TRACE_CONTENT=false)",
     )
     add_stack_arguments(parser)
     asyncio.run(main_async(parser.parse_args()))
