@@ -125,6 +125,10 @@ async def start_experiment(
 ) -> ExperimentAccepted:
     """Start an experiment: configs checked first (422 naming the config index and field)."""
     reject_unstorable_body(body)
+    if body.carried_state is not None:  # only continue-as-new sets it
+        raise invalid(
+            [{"loc": ["body", "carried_state"], "msg": "set by the workflow itself; leave it out"}]
+        )
     request = await _resolved(body, backends)
     experiment_id = f"experiment-{uuid.uuid4()}"
     try:
