@@ -210,6 +210,7 @@ async def complete(request: LLMRequest, settings: Settings | None = None) -> LLM
         response.usage.cost_usd = cost(
             model_id, response.usage, overrides=used.prices, provider_price=price
         )
+        response.usage.calls = 1
         return response
     assert last is not None
     raise last

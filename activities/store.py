@@ -14,6 +14,7 @@ from mahsm.activities.blobs import BlobStore
 from mahsm.contracts.engine import BlobText
 from mahsm.contracts.projection import StoreWrite
 from mahsm.contracts.task import BlobRef, SubtaskState, TaskState, TaskStatus
+from mahsm.tracing import current_trace_id
 
 _UPSERT_TASK = """
 INSERT INTO tasks (id, user_id, description, status, model, options, plan, result, result_ref,
@@ -47,6 +48,8 @@ ON CONFLICT (task_id, id) DO UPDATE SET
     detections = EXCLUDED.detections, llm_calls = EXCLUDED.llm_calls
 WHERE subtasks.version < EXCLUDED.version
 """
+
+_SET_TRACE_ID = "UPDATE tasks SET trace_id = $2 WHERE id = $1 AND trace_id IS NULL"
 
 _INSERT_EVENT = """
 INSERT INTO task_events (task_id, seq, kind, subtask_id, status, data, created_at)
@@ -152,6 +155,9 @@ class ProjectionWriter:
             done = await connection.execute(_UPSERT_TASK, *_task_row(state))
             if finishes and done == "INSERT 0 1" and not _terminal(before):
                 metrics.TASKS_FINISHED.labels(state.status.value).inc()
+            trace_id = current_trace_id()
+            if trace_id is not None:  # the task's trace, for the dashboard's Langfuse link
+                await connection.execute(_SET_TRACE_ID, state.task_id, trace_id)
             if state.subtasks:
                 await connection.executemany(
                     _UPSERT_SUBTASK,

@@ -22,6 +22,7 @@ from mahsm.api.request_tracing import RequestTracingMiddleware
 from mahsm.api.routes import (
     agents,
     artifacts,
+    datasets,
     events,
     experiments,
     health,
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(transcripts.router)
     app.include_router(logs.router)
     app.include_router(experiments.router)
+    app.include_router(datasets.router)
     app.include_router(usage.router)
     app.include_router(metrics_route.router)
     add_docs(app)

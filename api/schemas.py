@@ -105,11 +105,27 @@ class SubtaskView(BaseModel):
     llm_calls: int | None = Field(default=None, description="LLM calls its agent made")
 
 
+class ExternalLinks(BaseModel):
+    """Where to look at a task beyond MAHSM: its trace and its subtasks' child workflows."""
+
+    trace_id: str | None = Field(default=None, description="OpenTelemetry trace id (tracing on)")
+    trace_url: str | None = Field(
+        default=None, description="the trace in Langfuse (when LANGFUSE_HOST is set on the API)"
+    )
+    subtask_workflows: dict[str, str] = Field(
+        default_factory=dict,
+        description="subtask id -> id of the child workflow its agent ran in",
+    )
+
+
 class TaskDetail(BaseModel):
     """Answer of `GET /tasks/{task_id}`, and of the `snapshot` and `task_ended` events."""
 
     task: TaskView
     subtask_results: list[SubtaskView]
+    links: ExternalLinks | None = Field(
+        default=None, description="`GET /tasks/{task_id}` only: trace and child workflow links"
+    )
 
 
 class TaskPage(BaseModel):

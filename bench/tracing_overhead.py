@@ -1,28 +1,41 @@
-"""Tracing overhead: tasks/s of one worker process with tracing on vs off (issue 13).
+"""Tracing overhead: tasks/s and worker CPU per task with tracing on vs off (issue 13).
 
 Two worker processes (`python -m mahsm.workers`) on the same servers, one with tracing off (no
 exporter variables) and one exporting every span over OTLP/HTTP to a sink in this process
-(`OTEL_EXPORTER_OTLP_ENDPOINT`), each on its own queue prefix. Rounds alternate off and on so
-that drifting load on the host hits both alike. Each round starts N tasks of 5 subtasks at once
-(the `bench.throughput` workload: a planner call, 5 agents with one LLM step, an aggregation
-call; scripted model, zero latency) and waits for all of them.
+(`OTEL_EXPORTER_OTLP_ENDPOINT`), each on its own queue prefix. Rounds alternate off and on in
+this one bench process, so drifting load on the host hits both alike. Each round starts N
+tasks of 5 subtasks at once (the `bench.throughput` workload: a planner call, 5 agents with
+one LLM step, an aggregation call; scripted model, zero latency) and waits for all of them.
+
+Two figures per pair of rounds (off, then on, back to back):
+
+- the throughput ratio on/off (tasks/s), which the host's load moves a lot;
+- the CPU ratio: CPU seconds the worker process spent per task, on/off. Tracing's cost is
+  CPU work in the worker (spans, attributes, redaction, encoding, export), and a worker's own
+  CPU time is barely moved by other processes on the host: the clean measurement.
+
+Reported: each ratio's median over the pairs, and its noise (the pairs' spread and a 95%
+interval of the mean, t-distribution); the overhead is 1 - tasks/s ratio and CPU ratio - 1.
 
 With `--down` a third worker exports to a collector that answers every request with 503 (an
 outage): spans are retried for up to 5 s per batch on the export thread, then dropped.
 
-Run: `python -m bench.tracing_overhead [--tasks 50] [--rounds 3] [--down]`.
+Run: `python -m bench.tracing_overhead [--tasks 50] [--rounds 3] [--down] [--no-content]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import psutil
 
 from bench.common import (
     add_stack_arguments,
@@ -73,11 +86,19 @@ class Sink:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
 
-async def round_of(stack: Any, prefix: str, n: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a worker process (and any children it waited for)."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+async def round_of(stack: Any, prefix: str, n: int, pid: int | None = None) -> tuple[float, float]:
+    """(tasks/s, worker CPU milliseconds per task) of one round of `n` concurrent tasks."""
     request = TaskRequest(
         description=f"Throughput task [bench] {uuid.uuid4().hex[:8]}",
         options=TaskOptions(max_parallel=SUBTASKS),
     )
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     start = time.perf_counter()
     handles = await asyncio.gather(
         *(start_task(stack.client, request, queue_prefix=prefix) for _ in range(n))
@@ -86,7 +107,24 @@ async def round_of(stack: Any, prefix: str, n: int) -> float:
     elapsed = time.perf_counter() - start
     if any(s.status != TaskStatus.COMPLETED for s in states):
         raise RuntimeError("a task did not complete")
-    return n / elapsed
+    await asyncio.sleep(1.0)  # let the export thread finish this round's spans (CPU counted)
+    cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / n if pid else float("nan")
+    return n / elapsed, cpu_ms
+
+
+def spread(ratios: list[float]) -> str:
+    """Median, range and a 95% interval of the mean of per-pair ratios."""
+    mean = statistics.fmean(ratios)
+    if len(ratios) > 1:
+        # t quantiles for 95%, two-sided; beyond 10 pairs 2.0 is close enough.
+        t = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57, 7: 2.45, 8: 2.36, 9: 2.31, 10: 2.26}
+        half = t.get(len(ratios), 2.0) * statistics.stdev(ratios) / len(ratios) ** 0.5
+    else:
+        half = float("nan")
+    return (
+        f"median {median(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f},"
+        f" mean {mean:.3f} ± {half:.3f} (95%)"
+    )
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -94,6 +132,7 @@ async def main_async(args: argparse.Namespace) -> None:
     load_before = load_average()
     modes = ["off", "on", *(["down"] if args.down else [])]
     results: dict[str, list[float]] = {mode: [] for mode in modes}
+    cpu: dict[str, list[float]] = {mode: [] for mode in modes}
     async with bench_stack(args) as stack:
         scenario = write_scenario(
             stack.root / "tracing.yaml",
@@ -116,6 +155,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 env.pop(name, None)
             if mode != "off":
                 env["OTEL_EXPORTER_OTLP_ENDPOINT"] = (sink if mode == "on" else down).url
+                if args.no_content:
+                    env["MAHSM_TRACE_CONTENT"] = "false"
             process = await start_process(
                 [sys.executable, "-m", "mahsm.workers"], env, stack.root / f"worker-{mode}.log"
             )
@@ -126,8 +167,10 @@ async def main_async(args: argparse.Namespace) -> None:
             for _, prefix in workers.values():
                 await round_of(stack, prefix, 5)  # warm-up
             for _ in range(args.rounds):
-                for mode, (_, prefix) in workers.items():
-                    results[mode].append(await round_of(stack, prefix, args.tasks))
+                for mode, (process, prefix) in workers.items():
+                    rate, cpu_ms = await round_of(stack, prefix, args.tasks, process.pid)
+                    results[mode].append(rate)
+                    cpu[mode].append(cpu_ms)
         finally:
             for process, _ in workers.values():
                 await stop(process)
@@ -136,13 +179,27 @@ async def main_async(args: argparse.Namespace) -> None:
     # the drift of the host's load; its median is the figure reported.
     ratios = [b / a for a, b in zip(results["off"], results["on"], strict=True)]
     overhead = (1 - median(ratios)) * 100
+    cpu_ratios = [b / a for a, b in zip(cpu["off"], cpu["on"], strict=True)]
+    cpu_overhead = (median(cpu_ratios) - 1) * 100
     labels = {"off": "off", "on": "on (OTLP/HTTP)", "down": "on, collector answering 503"}
     print_table(
-        ["tracing", "tasks/s (median)", "rounds"],
+        ["tracing", "tasks/s (median)", "rounds", "worker CPU ms/task (median)", "rounds"],
         [
-            [labels[m], f"{median(v):.2f}", " ".join(f"{x:.2f}" for x in v)]
+            [
+                labels[m],
+                f"{median(v):.2f}",
+                " ".join(f"{x:.2f}" for x in v),
+                f"{median(cpu[m]):.1f}",
+                " ".join(f"{x:.1f}" for x in cpu[m]),
+            ]
             for m, v in results.items()
         ],
+    )
+    print(f"tasks/s on/off per pair: {spread(ratios)}")  # noqa: T201
+    print(f"worker CPU per task on/off per pair: {spread(cpu_ratios)}")  # noqa: T201
+    print(  # noqa: T201
+        f"CPU overhead: {cpu_overhead:.1f}% per task (median of per-pair ratios"
+        f" {' '.join(f'{r:.3f}' for r in cpu_ratios)})"
     )
     if args.down:
         ratios_down = [b / a for a, b in zip(results["off"], results["down"], strict=True)]
@@ -166,6 +223,10 @@ async def main_async(args: argparse.Namespace) -> None:
             "median_on": on,
             "on_off_ratios": ratios,
             "overhead_percent": overhead,
+            "worker_cpu_ms_per_task": cpu,
+            "cpu_on_off_ratios": cpu_ratios,
+            "cpu_overhead_percent": cpu_overhead,
+            "trace_content": not args.no_content,
             "otlp_requests": sink.requests,
             "otlp_bytes": sink.bytes,
         },
@@ -179,6 +240,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="off/on round pairs")
     parser.add_argument(
         "--down", action="store_true", help="also a worker whose collector answers 503"
+    )
+    parser.add_argument(
+        "--no-content",
+        action="store_true",
+        help="traced workers record no prompts or completions (MAHSM_TRACE_CONTENT=false)",
     )
     add_stack_arguments(parser)
     asyncio.run(main_async(parser.parse_args()))

@@ -334,3 +334,13 @@ def configure_tracing(
         trace.set_tracer_provider(provider)
         _current = Tracing(provider=provider, stats=stats, destination=destination)
         return _current
+
+
+def current_trace_id() -> str | None:
+    """The trace id (32 hex digits) of the current span, or None outside a recorded trace.
+
+    An activity runs in its workflow's trace (Temporal headers carry the context), so the
+    task projection records the task's trace id with it (the dashboard links to Langfuse).
+    """
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None

@@ -10,7 +10,10 @@ deterministic id `task-<experiment uuid>.<config id>[.r<row>]`. Strategies:
   children: their failures are recorded on their own branch and never reach the primary.
 - `round_robin`: the workflow stays open; each `serve` update takes the next config of a
   rotation kept in workflow state (so a crash neither skips nor repeats one) and answers that
-  branch. The `close` signal ends it.
+  branch. The `close` signal ends it. After `continue_as_new_after` requests (or when Temporal
+  suggests it) the run continues as new with its state, so the history stays bounded.
+- a custom strategy (`mahsm.experiments.strategies`): an async function given this workflow
+  as a `BranchRunner`.
 
 At the end the per-config summary and winner are computed and the `experiment_mlflow_log`
 activity logs everything to MLflow; if MLflow stays unreachable the experiment still
@@ -31,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from mahsm.activities.experiments import ExperimentActivities, MlflowLogRequest, ScoreRequest
     from mahsm.activities.llm.activity import LLMActivities
     from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest
-    from mahsm.contracts.task import TaskRequest
+    from mahsm.contracts.task import TaskRequest, TaskState
     from mahsm.experiments.apply import branch_request
     from mahsm.experiments.models import (
         Branch,
@@ -54,7 +57,9 @@ with workflow.unsafe.imports_passed_through():
         summarize,
         winner,
     )
+    from mahsm.experiments.strategies import resolve_strategy
     from mahsm.pipelines.templates import as_text
+    from mahsm.workflows import spans
     from mahsm.workflows.failures import failure_message, usage_of_failure
     from mahsm.workflows.payloads import store_text
     from mahsm.workflows.retry import LLM_RETRY
@@ -73,8 +78,8 @@ class ExperimentWorkflow:
     @workflow.init
     def __init__(self, request: ExperimentRequest) -> None:
         info = workflow.info()
-        self._request = request
-        self._state = ExperimentState(
+        self._request = request.model_copy(update={"carried_state": None})
+        self._state = request.carried_state or ExperimentState(
             experiment_id=info.workflow_id,
             name=request.name,
             strategy=request.strategy,
@@ -84,6 +89,7 @@ class ExperimentWorkflow:
             config_ids=[c.config_id for c in request.configs],
         )
         self._closing = False
+        self._served_before = self._state.served  # by earlier runs (continue-as-new)
         self._in_flight = 0
         self._slots = asyncio.Semaphore(request.max_concurrency)
 
@@ -111,10 +117,17 @@ class ExperimentWorkflow:
             self._in_flight -= 1
         return ServeResult(branch=branch)
 
+    def _run_is_full(self) -> bool:
+        served_here = self._state.served - self._served_before
+        return (
+            served_here >= self._request.continue_as_new_after
+            or workflow.info().is_continue_as_new_suggested()
+        )
+
     @serve.validator
     def _validate_serve(self, request: ServeRequest) -> None:
         if self._request.strategy != Strategy.ROUND_ROBIN:
-            raise ValueError(f"a {self._request.strategy.value} experiment serves no requests")
+            raise ValueError(f"a {self._request.strategy} experiment serves no requests")
         if self._closing:
             raise ValueError("the experiment is closed")
 
@@ -122,11 +135,22 @@ class ExperimentWorkflow:
     async def run(self, request: ExperimentRequest) -> ExperimentState:
         """Run the strategy, then summarize and log to MLflow."""
         if request.strategy == Strategy.ROUND_ROBIN:
-            await workflow.wait_condition(lambda: self._closing and self._in_flight == 0)
+            await workflow.wait_condition(
+                lambda: (self._closing or self._run_is_full()) and self._in_flight == 0
+            )
+            if not self._closing:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                # The rotation (`served`) and every branch carry over; requests are then
+                # served by the new run (same workflow id).
+                workflow.continue_as_new(
+                    self._request.model_copy(update={"carried_state": self._state})
+                )
         elif request.strategy == Strategy.SHADOW:
             await self._shadow(request)
-        else:
+        elif request.strategy == Strategy.MULTI_BRANCH:
             await self._multi_branch(request)
+        else:  # a custom strategy (mahsm.experiments.strategies)
+            await resolve_strategy(request.strategy)(self)
         metric = request.metrics[0].key if request.metrics else None
         self._state.summary = summarize(
             request.configs, self._state.config_ids, self._state.branches, metric
@@ -169,6 +193,21 @@ class ExperimentWorkflow:
             run_primary(), *(self._run(branch, {}, shadow=True) for branch in shadows)
         )
 
+    @property
+    def request(self) -> ExperimentRequest:
+        """The experiment (for custom strategies: `BranchRunner`)."""
+        return self._request
+
+    def new_branch(self, index: int, *, row: int | None, role: BranchRole = "branch") -> Branch:
+        """Record a pending branch (for custom strategies: `BranchRunner`)."""
+        return self._new_branch(index, row=row, role=role)
+
+    async def run_branch(
+        self, branch: Branch, inputs: dict[str, object], *, shadow: bool = False
+    ) -> None:
+        """Run a branch as a child task (for custom strategies: `BranchRunner`)."""
+        await self._run(branch, inputs, shadow=shadow)
+
     def _new_branch(self, index: int, *, row: int | None, role: BranchRole = "branch") -> Branch:
         config = self._request.configs[index]
         branch = Branch(
@@ -199,19 +238,18 @@ class ExperimentWorkflow:
         branch.status = BranchStatus.RUNNING
         branch.started_at = workflow.now()
         self._touch()
+        attributes = spans.branch_attributes(
+            experiment_id=self._state.experiment_id,
+            name=request.name,
+            config_id=branch.config_id,
+            branch=branch.key,
+            label=branch.config.display(),
+            user_id=request.user_id,
+        )
         try:
-            result = await workflow.execute_child_workflow(
-                TaskWorkflow.run,
-                task,
-                id=task_id,
-                task_queue=workflow.info().task_queue,
-                # A shadow outlives nothing it should not: it is abandoned, not cancelled,
-                # if the experiment ends, and its failure is only ever its own branch's.
-                parent_close_policy=(
-                    ParentClosePolicy.ABANDON if shadow else ParentClosePolicy.TERMINATE
-                ),
-                static_summary=f"{request.name}: {branch.config.display()[:100]}",
-            )
+            # One trace per branch: its child task's spans are children of this root span.
+            with spans.span("experiment branch", attributes, new_trace=True):
+                result = await self._child_task(branch, task, task_id, shadow=shadow)
         except ChildWorkflowError as error:
             branch.status = BranchStatus.FAILED
             cause = error.cause
@@ -244,6 +282,22 @@ class ExperimentWorkflow:
                 await self._score(branch)
             else:
                 branch.scores = {metric.key: 0.0 for metric in request.metrics}
+
+    async def _child_task(
+        self, branch: Branch, task: TaskRequest, task_id: str, *, shadow: bool
+    ) -> TaskState:
+        return await workflow.execute_child_workflow(
+            TaskWorkflow.run,
+            task,
+            id=task_id,
+            task_queue=workflow.info().task_queue,
+            # A shadow outlives nothing it should not: it is abandoned, not cancelled,
+            # if the experiment ends, and its failure is only ever its own branch's.
+            parent_close_policy=(
+                ParentClosePolicy.ABANDON if shadow else ParentClosePolicy.TERMINATE
+            ),
+            static_summary=f"{self._request.name}: {branch.config.display()[:100]}",
+        )
 
     async def _score(self, branch: Branch) -> None:
         request = self._request

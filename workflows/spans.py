@@ -29,14 +29,20 @@ TRACE_NAME_CHARS = 80
 
 
 @contextmanager
-def span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Iterator[Span]:
+def span(
+    name: str, attributes: Mapping[str, AttributeValue] | None = None, *, new_trace: bool = False
+) -> Iterator[Span]:
     """A span around workflow code; an exception marks it failed (by type, no message).
+
+    `new_trace` makes it the root of a trace of its own (an experiment branch), not a child
+    of the current span.
 
     A workflow evicted from the worker's cache has its coroutines closed (`GeneratorExit`):
     its spans are neither ended nor detached then, since the worker that replays the
     workflow makes the same spans again (same ids) and ends them.
     """
-    current = trace.get_tracer(TRACER).start_span(name, attributes=attributes)
+    parent = context.Context() if new_trace else None
+    current = trace.get_tracer(TRACER).start_span(name, context=parent, attributes=attributes)
     token = context.attach(trace.set_span_in_context(current))
     try:
         yield current
@@ -70,6 +76,27 @@ def task_attributes(
         found["user.id"] = user_id
     if pipeline:
         found["mahsm.pipeline"] = pipeline
+    return found
+
+
+def branch_attributes(
+    *, experiment_id: str, name: str, config_id: str, branch: str, label: str, user_id: str | None
+) -> dict[str, AttributeValue]:
+    """An experiment branch's span: its ids, and Langfuse's trace name and session.
+
+    The session is the experiment, so Langfuse lists an experiment's branch traces together.
+    """
+    found: dict[str, AttributeValue] = {
+        "mahsm.experiment_id": experiment_id,
+        "mahsm.config_id": config_id,
+        "mahsm.branch": branch,
+        "session.id": experiment_id,
+        "langfuse.trace.name": f"{name}: {label}"[:TRACE_NAME_CHARS],
+        "langfuse.observation.type": "chain",
+    }
+    if user_id:
+        found["mahsm.user_id"] = user_id
+        found["user.id"] = user_id
     return found
 
 

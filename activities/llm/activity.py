@@ -215,6 +215,7 @@ class LLMActivities:
         response.usage.cost_usd = cost(
             request.model, response.usage, overrides=self.settings.prices, provider_price=price
         )
+        response.usage.calls = 1  # summed into task usage: GET /usage counts calls
         activity.logger.info(
             "llm call done: %s %s attempt %d, %d+%d tokens, $%.6f",
             request.model,

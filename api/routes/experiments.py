@@ -22,6 +22,7 @@ from mahsm.api.deps import ApiError, BackendsDep, SettingsDep, TemporalClientDep
 from mahsm.api.json_body import Utf8JsonRoute
 from mahsm.api.pipeline_checks import invalid, pipeline_problems
 from mahsm.api.pipeline_runs import resolve_ref
+from mahsm.api.routes.datasets import resolve_dataset
 from mahsm.api.routes.tasks import error_responses
 from mahsm.api.text_guard import reject_unstorable_body, reject_unstorable_params
 from mahsm.experiments.apply import branch_request
@@ -70,8 +71,26 @@ class ExperimentPage(BaseModel):
     experiments: list[ExperimentItem]
 
 
+def _revalidated(data: dict[str, Any]) -> ExperimentRequest:
+    try:
+        return ExperimentRequest.model_validate(data)
+    except ValidationError as error:
+        errors = error.errors()
+        raise invalid(
+            [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]
+        ) from None
+
+
 async def _resolved(body: ExperimentRequest, backends: BackendsDep) -> ExperimentRequest:
-    """`target.pipeline_ref` replaced by the registered definition, every config checked."""
+    """Registered parts resolved: `dataset_ref` to rows, `target.pipeline_ref` to a pipeline.
+
+    Every config is checked against the resolved pipeline.
+    """
+    if body.dataset_ref is not None:
+        registered = await resolve_dataset(await backends.pool(), body.dataset_ref)
+        body = _revalidated(
+            {**body.model_dump(exclude={"grid", "dataset_ref"}), "dataset": registered}
+        )
     if body.target.pipeline_ref is None:
         return body
     pipeline = await resolve_ref(backends, body.target.pipeline_ref)
@@ -106,6 +125,10 @@ async def start_experiment(
 ) -> ExperimentAccepted:
     """Start an experiment: configs checked first (422 naming the config index and field)."""
     reject_unstorable_body(body)
+    if body.carried_state is not None:  # only continue-as-new sets it
+        raise invalid(
+            [{"loc": ["body", "carried_state"], "msg": "set by the workflow itself; leave it out"}]
+        )
     request = await _resolved(body, backends)
     experiment_id = f"experiment-{uuid.uuid4()}"
     try:
@@ -116,7 +139,7 @@ async def start_experiment(
             task_queue=tasks_queue(settings.queue_prefix),
             memo={
                 "name": request.name,
-                "strategy": request.strategy.value,
+                "strategy": str(request.strategy),
                 "configs": len(request.configs),
             },
         )
@@ -133,8 +156,7 @@ async def list_experiments(
 ) -> ExperimentPage:
     """Experiments of this deployment, newest first (from Temporal's visibility store)."""
     query = (
-        f"WorkflowType = '{WORKFLOW_TYPE}'"
-        f" AND TaskQueue = '{tasks_queue(settings.queue_prefix)}'"
+        f"WorkflowType = '{WORKFLOW_TYPE}' AND TaskQueue = '{tasks_queue(settings.queue_prefix)}'"
     )
     items: list[ExperimentItem] = []
     try:

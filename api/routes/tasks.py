@@ -27,6 +27,7 @@ from mahsm.api.schemas import (
     TaskStatusChange,
 )
 from mahsm.api.task_access import approve_task, cancel_task, find_task, raise_unavailable
+from mahsm.api.task_links import task_links
 from mahsm.api.text_guard import reject_unstorable_body, reject_unstorable_params
 from mahsm.contracts.estimate import EstimateReport, EstimateRequest
 from mahsm.contracts.task import ApprovalDecision, TaskStatus
@@ -243,8 +244,13 @@ async def list_all_tasks(
 
 @router.get("/{task_id}", response_model=TaskDetail, responses=error_responses(404))
 async def get_task(task_id: TaskId, caller: CallerDep, backends: BackendsDep) -> TaskDetail:
-    """The task and its subtasks: live while it runs, from Postgres once it has ended."""
-    return await find_task(backends, task_id, caller)
+    """The task and its subtasks: live while it runs, from Postgres once it has ended.
+
+    `links`: its trace (a Langfuse URL when configured) and its subtasks' child workflows.
+    """
+    detail = await find_task(backends, task_id, caller)
+    detail.links = await task_links(await backends.pool(), task_id)
+    return detail
 
 
 @router.post(

@@ -42,7 +42,7 @@ async def usage(
         Query(description="only tasks created at or after this ISO 8601 time, e.g. 2026-01-31"),
     ] = None,
 ) -> UsageReport:
-    """Calls' tokens and cost summed by `group_by`, over the caller's tasks (all for admins)."""
+    """LLM calls, tokens and cost summed by `group_by`, over the caller's tasks (all for admins)."""
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)  # a date or time without an offset is UTC
     sees_all = caller.user is None or caller.user in settings.admin_users
@@ -53,6 +53,7 @@ async def usage(
         " coalesce(sum((usage->>'input_tokens')::bigint), 0) AS input_tokens,"
         " coalesce(sum((usage->>'output_tokens')::bigint), 0) AS output_tokens,"
         " coalesce(sum((usage->>'cost_usd')::float8), 0) AS cost_usd,"
+        " coalesce(sum((usage->>'calls')::bigint), 0) AS calls,"
         f"{usage_report.SQL_COLUMNS}"
         " FROM tasks WHERE ($1::timestamptz IS NULL OR created_at >= $1)"
         " AND ($2::text IS NULL OR user_id = $2)"
@@ -67,6 +68,7 @@ async def usage(
             input_tokens=row["input_tokens"],
             output_tokens=row["output_tokens"],
             cost_usd=row["cost_usd"],
+            calls=row["calls"],
             estimate=usage_report.usage_estimate(row),
         )
         for row in rows
@@ -77,6 +79,7 @@ async def usage(
         input_tokens=sum(r.input_tokens for r in found),
         output_tokens=sum(r.output_tokens for r in found),
         cost_usd=sum(r.cost_usd for r in found),
+        calls=sum(r.calls for r in found),
         estimate=usage_report.total_estimate([r.estimate for r in found]),
     )
     scope = "all users" if sees_all else str(caller.user)

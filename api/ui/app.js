@@ -569,7 +569,12 @@ async function pageTask(taskId) {
         h("dt", { text: "Duration" }), h("dd", { text: seconds(s.started_at, s.finished_at) || "—" }),
         h("dt", { text: "Attempts" }), h("dd", { text: s.attempts ?? "—" }),
         h("dt", { text: "Usage" }), h("dd", { text: `${s.usage.input_tokens} in, ${s.usage.output_tokens} out, ${cost(s.usage)}` }),
-        s.waiting_for ? [h("dt", { text: "Waiting for" }), h("dd", { text: s.waiting_for })] : null),
+        s.waiting_for ? [h("dt", { text: "Waiting for" }), h("dd", { text: s.waiting_for })] : null,
+        // An agent that ran in a child workflow: link to that workflow in the Temporal Web UI.
+        detail.links && detail.links.subtask_workflows[s.id] ? [h("dt", { text: "Workflow" }),
+          h("dd", {}, h("a", { href: temporalLink(detail.links.subtask_workflows[s.id]),
+            target: "_blank", rel: "noopener", class: "subtask-workflow-link",
+            text: "Open its child workflow in the Temporal Web UI" }))] : null),
       s.error ? h("div", { class: "error", text: s.error }) : null,
       s.output ? [h("h4", { text: "Output" }), h("pre", { text: s.output })] : null,
       liveBox, h("div", { class: "actions" }, show), transcriptBox);
@@ -600,7 +605,11 @@ async function pageTask(taskId) {
       task.revisions && task.revisions.length ? [h("dt", { text: "Plan" }), h("dd", { id: "task-revised",
         text: `plan revised (${task.revisions.length}): ${task.revisions[task.revisions.length - 1].reason}` })] : null,
       h("dt", { text: "Workflow" }), h("dd", {}, h("a", { href: temporalLink(task.id), target: "_blank",
-        rel: "noopener", text: "Open in the Temporal Web UI" })));
+        rel: "noopener", text: "Open in the Temporal Web UI" })),
+      // The task's trace in Langfuse, when the API has LANGFUSE_HOST and the task was traced.
+      detail.links && detail.links.trace_url ? [h("dt", { text: "Trace" }), h("dd", {},
+        h("a", { href: detail.links.trace_url, target: "_blank", rel: "noopener", id: "trace-link",
+          text: "Open the trace in Langfuse" }))] : null);
     renderActions(task);
     const subtasks = detail.subtask_results;
     const sameShape = graph && subtasks.length === Object.keys(graph.nodes).length

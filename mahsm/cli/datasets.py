@@ -1,4 +1,4 @@
-"""`mahsm dataset export`: finished production tasks as a JSONL dataset for experiments.
+"""`mahsm dataset export` (finished tasks as a JSONL dataset), `register` and `list`.
 
 Each task becomes a row `{"id": <task id>, "inputs": {"description": ...}, "expected": ...}`:
 the expected value is the task's result (a pipeline run's single output, or its outputs
@@ -39,9 +39,7 @@ def task_row(task: dict[str, Any]) -> dict[str, Any]:
 def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write.")],
     status: Annotated[str, typer.Option(help="Tasks with this status.")] = "completed",
-    since: Annotated[
-        datetime | None, typer.Option(help="Created at or after (ISO 8601).")
-    ] = None,
+    since: Annotated[datetime | None, typer.Option(help="Created at or after (ISO 8601).")] = None,
     user: Annotated[str | None, typer.Option(help="Tasks of this user.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows.", min=1)] = 1000,
     api: ApiOption = None,
@@ -69,3 +67,31 @@ def export(
         "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8"
     )
     say(f"wrote {len(rows)} rows to {output}")
+
+
+@app.command("register")
+def register(
+    name: Annotated[str, typer.Argument(help="The dataset's name (a-z, 0-9, _ . -).")],
+    file: Annotated[Path, typer.Argument(help="JSONL file of rows (as `export` writes).")],
+    description: Annotated[str | None, typer.Option(help="What the rows are.")] = None,
+    api: ApiOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Register FILE's rows under NAME; experiments then name it with `dataset_ref: NAME`."""
+    from mahsm.experiments.files import ExperimentFileError, load_dataset
+
+    try:
+        rows = load_dataset(file)
+    except ExperimentFileError as error:
+        fail(str(error), ExitCode.USAGE)
+    body = {"name": name, "rows": rows, "description": description}
+    stored = _call("POST", "/datasets", api, api_key, body)
+    digest = stored["digest"][:12]
+    say(f"registered dataset {stored['name']}: {stored['rows']} rows (sha256 {digest})")
+
+
+@app.command("list")
+def list_datasets(api: ApiOption = None, api_key: ApiKeyOption = None) -> None:
+    """The registered datasets."""
+    for item in _call("GET", "/datasets", api, api_key)["datasets"]:
+        say(f"{item['name']}  {item['rows']} rows  {item.get('description') or ''}".rstrip())

@@ -39,7 +39,8 @@ def comparison_table(state: ExperimentState) -> Table:
     for summary in state.summary:
         mark = " *" if summary.config_id == state.winner else ""
         score = (
-            "-" if summary.mean_score is None
+            "-"
+            if summary.mean_score is None
             else f"{summary.mean_score:.3f} ± {_fmt(summary.ci95)}"
         )
         table.add_row(
@@ -151,7 +152,10 @@ def list_experiments(api: ApiOption = None, api_key: ApiKeyOption = None) -> Non
         table.add_column(column)
     for item in page["experiments"]:
         table.add_row(
-            item["id"], item.get("name") or "", item.get("strategy") or "", item["status"],
+            item["id"],
+            item.get("name") or "",
+            item.get("strategy") or "",
+            item["status"],
             item.get("started_at") or "",
         )
     console.print(table)

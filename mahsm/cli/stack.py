@@ -61,10 +61,12 @@ def _print_info(info: StackInfo) -> None:
         ("Data dir", str(info.data_dir)),
         ("Logs", str(info.logs_dir)),
         (
-            "MLflow",
-            f"{info.mlflow_tracking_uri}  (experiments; UI: mlflow ui --backend-store-uri"
-            f" {info.mlflow_tracking_uri} --port {_settings().mlflow_port}, with the full mlflow"
-            " package)",
+            ("MLflow UI", f"{info.mlflow_ui_url}  (experiments log here)")
+            if info.mlflow_ui_url
+            else (
+                "MLflow",
+                f"{info.mlflow_tracking_uri}  (experiments log here: MLFLOW_TRACKING_URI)",
+            )
         ),
         (
             "Default model",

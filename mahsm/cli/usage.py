@@ -1,4 +1,4 @@
-"""`mahsm usage`: tokens and cost summed by model, user, day or task (`GET /usage`)."""
+"""`mahsm usage`: LLM calls, tokens and cost summed by model, user, day or task (`GET /usage`)."""
 
 from __future__ import annotations
 
@@ -35,12 +35,13 @@ def usage(
     if json_:
         console.print_json(report.model_dump_json())
         return
-    table = Table(group_by.value, "tasks", "input tokens", "output tokens", "cost (USD)")
+    table = Table(group_by.value, "tasks", "calls", "input tokens", "output tokens", "cost (USD)")
     for row in [*report.rows, report.total]:
         key = "total" if row is report.total else (row.key or "-")
         table.add_row(
             key,
             str(row.tasks),
+            str(row.calls),
             str(row.input_tokens),
             str(row.output_tokens),
             f"{row.cost_usd:.6f}",

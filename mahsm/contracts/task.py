@@ -81,6 +81,7 @@ class Usage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    calls: int = Field(default=0, description="LLM calls served (0 in records made before)")
 
     @property
     def total_tokens(self) -> int:
@@ -92,6 +93,7 @@ class Usage(BaseModel):
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             cost_usd=round(self.cost_usd + other.cost_usd, 10),
+            calls=self.calls + other.calls,
         )
 
     def __sub__(self, other: Usage) -> Usage:
@@ -99,6 +101,7 @@ class Usage(BaseModel):
             input_tokens=self.input_tokens - other.input_tokens,
             output_tokens=self.output_tokens - other.output_tokens,
             cost_usd=round(self.cost_usd - other.cost_usd, 10),
+            calls=self.calls - other.calls,
         )
 
 

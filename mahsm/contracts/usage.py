@@ -30,6 +30,7 @@ class UsageRow(BaseModel):
     estimate: UsageEstimate | None = Field(
         default=None, description="estimate against actual cost, for tasks that carried one"
     )
+    calls: int = Field(default=0, description="LLM calls (tasks recorded before counting: 0)")
 
 
 class UsageReport(BaseModel):

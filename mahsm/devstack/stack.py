@@ -1,11 +1,13 @@
 """`mahsm up`: Temporal, Postgres, one worker and the API on one machine, as child processes.
 
 Start order is Temporal dev server, Postgres, migrations, worker, API; stop order is the
-reverse. Each part is waited for until it is ready, and every child runs in its own process
-group, so stopping it stops everything it started. While up, a Postgres, worker or API that
-dies is restarted (Postgres on its data); a dead Temporal dev server stops the stack.
-Readiness contract of the worker: it creates the file named by `MAHSM_READY_FILE` once it
-polls its task queues.
+reverse. The MLflow tracking server (unless a tracking URI is configured) is launched before
+all of them and waited for after them: it is the slowest to start. Each part is waited for
+until it is ready, and every child runs in its own process group, so stopping it stops
+everything it started. While up, a Postgres, worker, API or MLflow server that dies is
+restarted (Postgres on its data, MLflow on its store); a dead Temporal dev server stops the
+stack. Readiness contract of the worker: it creates the file named by `MAHSM_READY_FILE` once
+it polls its task queues.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import structlog
 
 from mahsm.db.migrate import migrate
 from mahsm.devstack.lock import StackLock
+from mahsm.devstack.mlflow_server import MlflowServer
 from mahsm.devstack.postgres import EmbeddedPostgres
 from mahsm.devstack.process import ManagedProcess, port_is_free, wait_until
 from mahsm.devstack.temporal import TemporalDevServer
@@ -33,6 +36,8 @@ from mahsm.settings import Settings
 log = structlog.get_logger(__name__)
 
 MAX_RESTARTS = 5
+# MLflow's server imports much of the ML stack: on a loaded machine a minute or more.
+MLFLOW_READY_TIMEOUT_S = 300.0
 
 
 class StackError(RuntimeError):
@@ -52,6 +57,7 @@ class StackInfo:
     logs_dir: Path
     default_model: str
     mlflow_tracking_uri: str = ""
+    mlflow_ui_url: str | None = None
 
     @property
     def dashboard_url(self) -> str:
@@ -100,6 +106,8 @@ class DevStack:
         self._temporal: TemporalDevServer | None = None
         self._postgres: EmbeddedPostgres | None = None
         self._postgres_restarts = 0
+        self._mlflow: MlflowServer | None = None
+        self._mlflow_restarts = 0
         self._roles: list[_Role] = []
         self.info: StackInfo | None = None
 
@@ -125,6 +133,14 @@ class DevStack:
     def _start_parts(self) -> StackInfo:
         s = self.settings
         self._check_ports()
+        if self.uses_embedded_mlflow:
+            self._mlflow = MlflowServer(
+                self.data_dir, port=s.mlflow_port, log_path=self.logs_dir / "mlflow.log"
+            )
+            self._step(f"Starting MLflow tracking server on {self._mlflow.url} ...")
+            self._mlflow.launch()
+            assert self._mlflow.process is not None and self._mlflow.process.pid is not None
+            self._lock.record_child("mlflow", self._mlflow.process.pid)
         if s.uses_embedded_temporal:
             self._step(f"Starting Temporal dev server on 127.0.0.1:{s.temporal_port} ...")
             self._temporal = TemporalDevServer(
@@ -182,6 +198,7 @@ class DevStack:
         api = _Role("api", [self._python, "-m", "mahsm.api"], env)
         self._launch(api)
         self._wait_ready(api, lambda: _health_ok(api_url))
+        self._wait_mlflow()
 
         self.info = StackInfo(
             api_url=api_url,
@@ -193,13 +210,32 @@ class DevStack:
             logs_dir=self.logs_dir,
             default_model=s.default_model,
             mlflow_tracking_uri=redact_text(env["MAHSM_MLFLOW_TRACKING_URI"]),
+            mlflow_ui_url=self._mlflow.url if self._mlflow else None,
         )
         log.debug("stack up", api=api_url, temporal=temporal_address, data_dir=str(self.data_dir))
         return self.info
 
+    @property
+    def uses_embedded_mlflow(self) -> bool:
+        """True unless a tracking URI is configured: then that server is used and none started."""
+        return not (self.settings.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+
+    def _wait_mlflow(self) -> None:
+        if self._mlflow is None:
+            return
+        self._step(f"Waiting for the MLflow tracking server (see {self._mlflow.log_path}) ...")
+        try:
+            self._mlflow.wait_ready(timeout_s=max(self._timeout, MLFLOW_READY_TIMEOUT_S))
+        except (RuntimeError, TimeoutError) as error:
+            raise StackError(
+                f"MLflow failed to start: {error}\nOr use an existing server: MLFLOW_TRACKING_URI."
+            ) from error
+
     def _check_ports(self) -> None:
         s = self.settings
         wanted: list[tuple[str, int, str]] = [("API", s.api_port, "MAHSM_API_PORT")]
+        if self.uses_embedded_mlflow:
+            wanted.append(("MLflow", s.mlflow_port, "MAHSM_MLFLOW_PORT"))
         if s.uses_embedded_temporal:
             wanted += [
                 ("Temporal", s.temporal_port, "MAHSM_TEMPORAL_PORT"),
@@ -236,6 +272,11 @@ class DevStack:
 
     def _child_env(self, temporal: str, database_url: str, ui_url: str | None) -> dict[str, str]:
         env = dict(os.environ)
+        mlflow_uri = (
+            self._mlflow.url
+            if self._mlflow is not None
+            else self.settings.model_copy(update={"data_dir": self.data_dir}).mlflow_uri()
+        )
         env.update(
             MAHSM_TEMPORAL_ADDRESS=temporal,
             MAHSM_DATABASE_URL=database_url,
@@ -243,10 +284,9 @@ class DevStack:
             MAHSM_API_HOST=self.settings.api_host,
             MAHSM_API_PORT=str(self.settings.api_port),
             PYTHONUNBUFFERED="1",
-            # Experiments log here (a SQLite store in the data dir unless MLFLOW_TRACKING_URI).
-            MAHSM_MLFLOW_TRACKING_URI=self.settings.model_copy(
-                update={"data_dir": self.data_dir}
-            ).mlflow_uri(),
+            # Experiments log here: the stack's MLflow server, or the configured tracking URI.
+            MAHSM_MLFLOW_TRACKING_URI=mlflow_uri,
+            MLFLOW_TRACKING_URI=mlflow_uri,
         )
         if ui_url:
             env["MAHSM_TEMPORAL_UI_URL"] = ui_url
@@ -282,6 +322,7 @@ class DevStack:
                 f"Temporal dev server exited (code {temporal.returncode}).{temporal.tail()}"
             )
         self._supervise_postgres()
+        self._supervise_mlflow()
         for role in self._roles:
             if role.process is None or role.process.running:
                 continue
@@ -321,6 +362,29 @@ class DevStack:
         self._started("postgres", self._postgres.start, self._pg_process)
         self._step("Postgres is back.")
 
+    def _supervise_mlflow(self) -> None:
+        """Restart an MLflow server that died, on its store.
+
+        Experiments meanwhile still complete; their MLflow sync is retried (`mahsm experiment
+        sync`).
+        """
+        server = self._mlflow
+        if server is None or server.process is None or server.process.running:
+            return
+        if self._mlflow_restarts >= MAX_RESTARTS:
+            raise StackError(
+                f"MLflow exited {self._mlflow_restarts + 1} times; giving up."
+                f"{server.process.tail()}"
+            )
+        self._mlflow_restarts += 1
+        self._step(
+            f"MLflow exited (code {server.process.returncode}); restarting (see {server.log_path})"
+        )
+        server.process.stop(timeout_s=5)
+        server.launch()
+        assert server.process is not None and server.process.pid is not None
+        self._lock.record_child("mlflow", server.process.pid)
+
     def wait(self, *, poll_s: float = 0.5) -> None:
         """Supervise until interrupted (KeyboardInterrupt) or a part fails for good (StackError)."""
         while True:
@@ -349,6 +413,10 @@ class DevStack:
             self._step("Stopping Temporal dev server ...")
             self._stop_quietly("temporal", self._temporal.stop)
             self._temporal = None
+        if self._mlflow is not None:
+            self._step("Stopping MLflow ...")
+            self._stop_quietly("mlflow", self._mlflow.stop)
+            self._mlflow = None
         self._lock.release()
 
     def _stop_quietly(self, name: str, stop: Callable[[], None]) -> None:

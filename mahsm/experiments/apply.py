@@ -106,8 +106,8 @@ def branch_request(
 def config_problems(request: ExperimentRequest) -> list[str]:
     """Every config that cannot run, as `configs.<index>.<field>: <problem>`."""
     target = request.target
-    if target.pipeline_ref is not None:
-        return []  # checked once the API has resolved it to a definition
+    if target.pipeline_ref is not None or request.dataset_ref is not None:
+        return []  # checked once the API has resolved them (a definition, the rows)
     problems: list[str] = []
     rows = [row.inputs for row in request.dataset or []] or [{}]
     if target.description is not None:

@@ -77,7 +77,8 @@ def load_experiment(path: str | Path) -> ExperimentRequest:
         return ExperimentRequest.model_validate(document)
     except ValidationError as error:
         problems = "; ".join(
-            ".".join(str(p) for p in item["loc"]) + f": {item['msg']}" if item["loc"]
+            ".".join(str(p) for p in item["loc"]) + f": {item['msg']}"
+            if item["loc"]
             else item["msg"]
             for item in error.errors()
         )

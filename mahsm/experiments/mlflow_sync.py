@@ -39,8 +39,7 @@ def _params(branch: Branch) -> dict[str, str]:
     fields = branch.config.model_dump(mode="json", exclude_none=True)
     inputs = fields.pop("inputs", {}) or {}
     params = {
-        key: value if isinstance(value, str) else json.dumps(value)
-        for key, value in fields.items()
+        key: value if isinstance(value, str) else json.dumps(value) for key, value in fields.items()
     }
     params.update({f"inputs.{k}": json.dumps(v)[:6000] for k, v in inputs.items()})
     params["config_id"] = branch.config_id
@@ -128,11 +127,19 @@ def log_experiment(
         for summary in state.summary:
             key = f"config:{summary.config_id}"
             parent = existing.get(key)
-            run_id = parent.info.run_id if parent is not None else client.create_run(
-                experiment_id,
-                run_name=summary.label[:200],
-                tags={**base_tags, TAG_CONFIG_PARENT: key, "mahsm.config_id": summary.config_id},
-            ).info.run_id
+            run_id = (
+                parent.info.run_id
+                if parent is not None
+                else client.create_run(
+                    experiment_id,
+                    run_name=summary.label[:200],
+                    tags={
+                        **base_tags,
+                        TAG_CONFIG_PARENT: key,
+                        "mahsm.config_id": summary.config_id,
+                    },
+                ).info.run_id
+            )
             parents[summary.config_id] = run_id
             metrics = {
                 "mean_score": summary.mean_score,
@@ -146,9 +153,7 @@ def log_experiment(
             }
             client.log_batch(
                 run_id,
-                metrics=[
-                    Metric(k, float(v), 0, 0) for k, v in metrics.items() if v is not None
-                ],
+                metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items() if v is not None],
                 tags=[RunTag("mahsm.winner", str(summary.config_id == state.winner).lower())],
             )
             client.set_terminated(run_id)

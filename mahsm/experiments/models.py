@@ -9,17 +9,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from mahsm.contracts.common import INPUT, MODEL_ID_PATTERN, Text
 from mahsm.contracts.pipeline import ARTIFACT_REF_PATTERN, Pipeline
 from mahsm.contracts.task import BlobRef, Usage
 from mahsm.experiments.configs import MAX_CONFIGS, ExperimentConfig, GridError, expand_grid
+from mahsm.experiments.strategies import BUILT_IN, strategy_problem
 
 MAX_ROWS = 1000
 MAX_BRANCHES = 2000
 """Configs x rows of one experiment: its state (every branch) must stay far below 2 MB."""
 EXPERIMENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,79}$"
+DATASET_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
 
 
 class Strategy(StrEnum):
@@ -138,7 +140,12 @@ class ExperimentRequest(BaseModel):
     model_config = INPUT
 
     name: str = Field(pattern=EXPERIMENT_NAME_PATTERN, description="the MLflow experiment name")
-    strategy: Strategy = Strategy.MULTI_BRANCH
+    strategy: Strategy | str = Field(
+        default=Strategy.MULTI_BRANCH,
+        max_length=200,
+        description="round_robin, shadow, multi_branch, or a custom strategy's registered name"
+        " or import path (docs/experiments.md)",
+    )
     target: Target
     configs: list[ExperimentConfig] = Field(default_factory=list, max_length=MAX_CONFIGS)
     grid: dict[str, list[Any]] | None = Field(
@@ -158,6 +165,32 @@ class ExperimentRequest(BaseModel):
     )
     user_id: Text | None = Field(default=None, max_length=200)
     mlflow: bool = Field(default=True, description="log to MLflow")
+    continue_as_new_after: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="round_robin: requests one workflow run serves before it continues as a"
+        " new run (keeping the rotation), so its event history stays bounded",
+    )
+    carried_state: ExperimentState | None = Field(
+        default=None, description="set by continue-as-new: the state the previous run reached"
+    )
+    dataset_ref: str | None = Field(
+        default=None,
+        pattern=DATASET_NAME_PATTERN,
+        description="a registered dataset's name (POST /datasets) instead of `dataset`; the API"
+        " copies its rows in at submit",
+    )
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: Strategy | str) -> Strategy | str:
+        if value in BUILT_IN:
+            return Strategy(value)
+        problem = strategy_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -189,10 +222,12 @@ class ExperimentRequest(BaseModel):
             )
         if self.primary >= len(self.configs):
             raise ValueError(f"primary: {self.primary} is not a config index (0..{len(ids) - 1})")
-        if self.strategy == Strategy.ROUND_ROBIN and self.dataset:
+        if self.dataset and self.dataset_ref:
+            raise ValueError("dataset_ref: give either dataset rows or a dataset_ref, not both")
+        if self.strategy == Strategy.ROUND_ROBIN and (self.dataset or self.dataset_ref):
             raise ValueError("dataset: round_robin serves requests one by one; use multi_branch")
-        if self.metrics and not self.dataset:
-            raise ValueError("metrics score dataset rows; give a dataset")
+        if self.metrics and not (self.dataset or self.dataset_ref):
+            raise ValueError("metrics score dataset rows; give a dataset (or a dataset_ref)")
         from mahsm.experiments.apply import config_problems
 
         problems = config_problems(self)
@@ -283,7 +318,7 @@ class ExperimentState(BaseModel):
 
     experiment_id: str
     name: str
-    strategy: Strategy
+    strategy: Strategy | str
     status: Literal["running", "completed", "failed"] = "running"
     created_at: datetime
     updated_at: datetime
@@ -310,3 +345,6 @@ class ServeResult(BaseModel):
     """The `serve` update's answer: the branch that served the request."""
 
     branch: Branch
+
+
+ExperimentRequest.model_rebuild()  # `carried_state` names ExperimentState, defined below it

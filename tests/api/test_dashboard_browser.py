@@ -600,3 +600,51 @@ async def test_the_task_page_shows_the_live_text_of_the_selected_running_subtask
         await expect(live).to_be_hidden()  # the call ended: its output is shown instead
 
     assert "happily ever after" not in partial
+
+
+async def test_the_task_page_links_its_trace_and_child_workflows_and_logs_filter_by_time(
+    api_stack: StackFactory, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANGFUSE_HOST", "http://langfuse.example/")
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    # inline_history_events=0: every agent continues in a child workflow of its own.
+    async with (
+        api_stack(CHAIN, inline_history_events=0) as stack,
+        served(stack.app) as base,
+    ):
+        started = await stack.http.post("/tasks", json={"description": "chain with children"})
+        task_id = started.json()["task_id"]
+        await stack.wait_closed(task_id)
+        await stack.wait_row(task_id, "completed")
+        # The projection records the trace id when tracing is on (tests/observability); here
+        # tracing is off, so the row gets one the way the projection would write it.
+        await stack.engine.pool.execute(
+            "UPDATE tasks SET trace_id = $2 WHERE id = $1", task_id, trace_id
+        )
+        links = (await stack.http.get(f"/tasks/{task_id}")).json()["links"]
+
+        page = await open_page(browser)
+        await page.goto(f"{base}/ui/#/task/{task_id}")
+        trace = page.get_by_role("link", name="Open the trace in Langfuse")
+        await expect(trace).to_have_attribute("href", f"http://langfuse.example/trace/{trace_id}")
+        await page.locator('svg.graph g.node[data-id="check"]').click()
+        child = page.get_by_role("link", name="Open its child workflow in the Temporal Web UI")
+        child_href = await child.get_attribute("href")
+        await shot(page, "task-links")
+
+        # The log by time: a window in the future holds nothing, one around now everything.
+        await page.goto(f"{base}/ui/#/logs")
+        await page.get_by_label("Task", exact=True).fill(task_id)
+        await page.get_by_label("From").fill("2999-01-01T00:00")
+        await page.get_by_role("button", name="Filter").click()
+        await expect(page.get_by_text("No events match.")).to_be_visible()
+        assert "since=2999-01-01T00%3A00" in page.url or "since=2999-01-01T00:00" in page.url
+        await page.get_by_label("From").fill("2000-01-01T00:00")
+        await page.get_by_label("Until").fill("2999-01-01T00:00")
+        await page.get_by_role("button", name="Filter").click()
+        await expect(page.locator("main tbody tr").first).to_contain_text(task_id)
+        await shot(page, "logs-time-filter")
+
+    assert links["trace_id"] == trace_id
+    assert set(links["subtask_workflows"]) == {"calc", "check", "report"}
+    assert child_href == (f"http://ui.example:8233/namespaces/default/workflows/{task_id}.check")

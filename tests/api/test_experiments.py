@@ -78,6 +78,34 @@ async def test_invalid_configs_are_rejected_at_submit_naming_index_and_field(
     assert missing.json()["code"] == "experiment_not_found"
 
 
+async def test_an_unknown_strategy_is_a_422_listing_the_known_ones(
+    api_stack: StackFactory,
+) -> None:
+    async with api_stack(SCENARIO) as stack:
+        response = await stack.http.post("/experiments", json=_body(strategy="fastest"))
+    assert response.status_code == 422
+    detail = response.json()["details"][0]
+    assert detail["loc"][:2] == ["body", "strategy"]
+    assert "known: " in detail["msg"] and "multi_branch, round_robin, shadow" in detail["msg"]
+
+
+async def test_a_client_cannot_send_a_carried_state(api_stack: StackFactory) -> None:
+    async with api_stack(SCENARIO) as stack:
+        forged = {
+            "experiment_id": "experiment-x",
+            "name": "api test",
+            "strategy": "round_robin",
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z",
+            "served": 99,
+        }
+        response = await stack.http.post(
+            "/experiments", json=_body(strategy="round_robin", carried_state=forged)
+        )
+    assert response.status_code == 422
+    assert response.json()["details"][0]["loc"] == ["body", "carried_state"]
+
+
 async def test_round_robin_requests_through_the_api(api_stack: StackFactory) -> None:
     async with api_stack(SCENARIO) as stack:
         body = _body(strategy="round_robin")

@@ -166,7 +166,12 @@ async def test_a_task_temporal_has_forgotten_is_read_from_postgres(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["task"]["status"] == "completed" and body["task"]["result"] == big
-    assert body["task"]["usage"] == {"input_tokens": 5, "output_tokens": 7, "cost_usd": 0.01}
+    assert body["task"]["usage"] == {
+        "input_tokens": 5,
+        "output_tokens": 7,
+        "cost_usd": 0.01,
+        "calls": 0,  # a state recorded without a call count
+    }
     assert body["subtask_results"][0]["output"] == "ok"
     assert body["subtask_results"][0]["waiting_for"] is None
 

@@ -73,8 +73,12 @@ class Stack:
         return self._out().read_text(errors="replace")
 
 
-def make_stack() -> Iterator[Stack]:
-    """A throwaway stack on free ports (the `stack` fixture of tests/devstack/conftest.py)."""
+def make_stack(*, mlflow_server: bool = False) -> Iterator[Stack]:
+    """A throwaway stack on free ports (the `stack` fixture of tests/devstack/conftest.py).
+
+    Without `mlflow_server`, experiments log to a SQLite file (MLFLOW_TRACKING_URI), so the
+    stack starts no MLflow server: most tests need none, and it is the slowest part to start.
+    """
     # Outside pytest's tmp tree, which is 0700: Postgres runs as another user when we are root.
     root = Path(tempfile.mkdtemp(prefix="mahsm-up-test-"))
     root.chmod(0o711)
@@ -85,10 +89,17 @@ def make_stack() -> Iterator[Stack]:
             "MAHSM_TEMPORAL_PORT",
             "MAHSM_TEMPORAL_UI_PORT",
             "MAHSM_POSTGRES_PORT",
+            "MAHSM_MLFLOW_PORT",
         )
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAHSM_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MAHSM_") and k != "MLFLOW_TRACKING_URI"
+    }
     env.update({k: str(v) for k, v in ports.items()})
+    if not mlflow_server:
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     env.update(MAHSM_DATA_DIR=str(root / "data"), MAHSM_LOG_FORMAT="json")
     yield Stack(data_dir=root / "data", env=env, ports=ports)
     shutil.rmtree(root, ignore_errors=True)

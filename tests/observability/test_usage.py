@@ -84,6 +84,11 @@ async def test_usage_equals_the_task_states_and_is_scoped_to_the_caller(
                     (row["input_tokens"], row["output_tokens"], row["cost_usd"]), summed([state])
                 )
             assert same(totals(by_task), summed(alices))
+            # LLM calls, counted in each task's state (one per served call) and summed here.
+            for row in by_task["rows"]:
+                (state,) = [s for s in alices if s["task_id"] == row["key"]]
+                assert row["calls"] == state["usage"]["calls"] >= 2  # at least plan + agent
+            assert by_task["total"]["calls"] == sum(s["usage"]["calls"] for s in alices)
             by_user = await usage(ALICE, group_by="user")
             assert [r["key"] for r in by_user["rows"]] == ["alice"]  # bob's is not visible
             assert by_user["scope"] == "alice"
