@@ -145,11 +145,35 @@ def secrets_of_environment(environ: Mapping[str, str]) -> set[str]:
     return {value for value in found if len(value) >= MIN_SECRET_CHARS}
 
 
+# The last environment scanned, the registered values then, and the secrets they gave: every
+# log line and activity result is redacted, and scanning the environment each time (urlsplit
+# of every value) cost more than the rest of redaction. Tests and users change the environment
+# at run time, so the cache is checked against it, not trusted.
+_scanned: tuple[dict[object, object], frozenset[str], frozenset[str]] | None = None
+
+
+def _environment_now() -> dict[object, object]:
+    # os.environ keeps its contents in a plain dict (`_data`, bytes on POSIX); comparing
+    # that dict with the last one seen is far cheaper than decoding a copy.
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):
+        return data
+    return {name: value for name, value in os.environ.items()}
+
+
 def known_secrets() -> frozenset[str]:
     """The secrets of this process now: its environment plus registered values."""
+    global _scanned
+    environment = _environment_now()
     with _lock:
-        registered = set(_registered)
-    return frozenset(secrets_of_environment(os.environ) | registered)
+        registered = frozenset(_registered)
+        scanned = _scanned
+    if scanned is not None and scanned[1] == registered and scanned[0] == environment:
+        return scanned[2]
+    secrets = frozenset(secrets_of_environment(os.environ) | registered)
+    with _lock:
+        _scanned = (dict(environment), registered, secrets)
+    return secrets
 
 
 @lru_cache(maxsize=8)

@@ -97,3 +97,15 @@ def test_output_keeps_data_that_only_looks_like_a_secret() -> None:
     code = 'api_key = os.environ["API_KEY"]  # password: see vault; Bearer 1234567890'
     assert redact_output(code) == code
     assert redact_output("key sk-proj-Abc123def456ghi789") == f"key {REDACTED}"
+
+
+def test_secrets_follow_the_environment_as_it_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # known_secrets caches its environment scan; a changed environment must not be missed.
+    assert redact_text("value rotated-key-0001") == "value rotated-key-0001"
+    monkeypatch.setenv("ROTATING_API_KEY", "rotated-key-0001")
+    assert redact_text("value rotated-key-0001") == "value [REDACTED]"
+    monkeypatch.setenv("ROTATING_API_KEY", "rotated-key-0002")
+    assert redact_text("value rotated-key-0001") == "value rotated-key-0001"
+    assert redact_text("value rotated-key-0002") == "value [REDACTED]"
+    monkeypatch.delenv("ROTATING_API_KEY")
+    assert redact_text("value rotated-key-0002") == "value rotated-key-0002"
