@@ -12,7 +12,14 @@ from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
 from mahsm.api.auth import CallerDep, authenticate
-from mahsm.api.deps import ApiError, BackendsDep, DbPoolDep, SettingsDep, TemporalClientDep
+from mahsm.api.deps import (
+    ApiError,
+    BackendsDep,
+    BackendUnavailable,
+    DbPoolDep,
+    SettingsDep,
+    TemporalClientDep,
+)
 from mahsm.api.json_body import Utf8JsonRoute
 from mahsm.api.pipeline_runs import task_request
 from mahsm.api.pipeline_schemas import TaskSubmission
@@ -249,7 +256,10 @@ async def get_task(task_id: TaskId, caller: CallerDep, backends: BackendsDep) ->
     `links`: its trace (a Langfuse URL when configured) and its subtasks' child workflows.
     """
     detail = await find_task(backends, task_id, caller)
-    detail.links = await task_links(await backends.pool(), task_id)
+    try:
+        detail.links = await task_links(await backends.pool(), task_id)
+    except BackendUnavailable:
+        pass  # links come from Postgres; a running task is still read live from Temporal
     return detail
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -12,6 +13,8 @@ from mahsm.contracts.task import TaskRequest
 from mahsm.pool_liveness import PoolDirectory
 from mahsm.queues import tasks_queue
 
+POLLER_GRACE_CHECKS = 6
+POLLER_GRACE_INTERVAL_S = 0.5
 ESTIMATE_WORKFLOW = "PlanEstimateWorkflow"
 """Name of the workflow (on `<prefix>-tasks`) that plans once and estimates."""
 
@@ -32,7 +35,7 @@ async def request_estimate(
         temporalio.service.RPCError: Temporal is unreachable.
     """
     queue = tasks_queue(queue_prefix)
-    if not await PoolDirectory(client, cache_s=0).is_live(queue):
+    if not await _polled_soon(client, queue):
         raise NoTaskWorker(
             f"no worker polls the task queue {queue}; start one (`mahsm worker` or `mahsm up`)"
             " with MAHSM_QUEUE_PREFIX=" + queue_prefix
@@ -47,3 +50,16 @@ async def request_estimate(
         static_summary=f"estimate: {request.description[:180]}",
     )
     return report
+
+
+async def _polled_soon(client: Client, queue: str) -> bool:
+    """Whether a worker polls `queue`, allowing a just-started worker a few seconds to show.
+
+    Temporal lists a worker as a poller only once its first poll reached the server.
+    """
+    directory = PoolDirectory(client, cache_s=0)
+    for _ in range(POLLER_GRACE_CHECKS):
+        if await directory.is_live(queue):
+            return True
+        await asyncio.sleep(POLLER_GRACE_INTERVAL_S)
+    return await directory.is_live(queue)
