@@ -7,6 +7,7 @@ built-in capability sets; a pool counts while some worker polls it (`mahsm.pool_
 from __future__ import annotations
 
 import asyncio
+from itertools import groupby
 
 from temporalio import activity
 from temporalio.client import Client
@@ -17,9 +18,9 @@ from mahsm.activities.llm.middleware.registry import MiddlewareRegistry
 from mahsm.contracts.common import Capability
 from mahsm.contracts.engine import DefaultsRequest, EngineDefaults, PoolChoice, PoolRequest
 from mahsm.contracts.profile import CapabilityInfo
-from mahsm.pool_liveness import PoolDirectory
+from mahsm.pool_liveness import PoolDirectory, PoolWorker
 from mahsm.profiles.registry import DATABASE_ERRORS, PoolRegistry, capability_catalogue
-from mahsm.queues import candidate_pools
+from mahsm.queues import candidate_pools, pool_capabilities
 from mahsm.settings import Settings
 
 CATALOGUE_TIMEOUT_S = 3.0
@@ -103,8 +104,15 @@ class EngineActivities:
             else {}
         )
         queues = candidate_pools(request.queue_prefix, request.capabilities, known=published)
-        found = await asyncio.gather(*(self.pools.workers(q) for q in queues))
-        live = [(q, w) for q, w in zip(queues, found, strict=True) if w]
+        live: list[tuple[str, list[PoolWorker]]] = []
+        # Smallest capability sets first, one size at a time: the usual answer (the exact
+        # pool is live) costs one size's questions, not every superset's (up to 32).
+        for _, same_size in groupby(queues, key=lambda q: len(pool_capabilities(q))):
+            level = list(same_size)
+            found = await asyncio.gather(*(self.pools.workers(q) for q in level))
+            live += [(q, w) for q, w in zip(level, found, strict=True) if w]
+            if any(q not in request.avoid for q, _ in live):
+                break
         preferred = [(q, w) for q, w in live if q not in request.avoid] or live
         if preferred:
             queue, workers = preferred[0]

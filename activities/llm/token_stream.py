@@ -143,9 +143,15 @@ class CallTextStream:
             self._flush(done=False, failed=False)
 
     def close(self, *, failed: bool) -> None:
-        """End the attempt: publish the rest and the `done` marker (idempotent)."""
+        """End the attempt: publish the rest and the `done` marker (idempotent).
+
+        An attempt that ends before its first chunk was due publishes nothing: no one saw
+        any of its text live, and its result arrives with the task's events. Most calls of
+        a fast model end so, and skip a NOTIFY each.
+        """
         if not self._closed:
-            self._flush(done=True, failed=failed)
+            if self._seq > 0:
+                self._flush(done=True, failed=failed)
             self._closed = True
 
     def _flush(self, *, done: bool, failed: bool) -> None:

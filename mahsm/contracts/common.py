@@ -29,6 +29,7 @@ Text = Annotated[str, AfterValidator(_no_nul)]
 
 CAPABILITY_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"
 """A capability: a lowercase identifier (letters, digits, `_`), at most 48 characters."""
+_CAPABILITY_NAME = re.compile(CAPABILITY_PATTERN)
 
 
 class _CapabilityType(type):
@@ -60,7 +61,7 @@ class Capability(str, metaclass=_CapabilityType):
 
     def __new__(cls, value: str) -> Capability:
         """A capability named `value`; ValueError when it is no lowercase identifier."""
-        if not isinstance(value, str) or not re.fullmatch(CAPABILITY_PATTERN, value):
+        if not isinstance(value, str) or not _CAPABILITY_NAME.fullmatch(value):
             raise ValueError(
                 f"'{value}' is not a valid capability: use a lowercase identifier"
                 " (letters, digits and _, starting with a letter, at most 48 characters),"

@@ -13,7 +13,7 @@ from mahsm.activities.engine import EngineActivities
 from mahsm.api.routes.agents import _describe
 from mahsm.contracts.engine import PoolRequest
 from mahsm.contracts.task import Capability
-from mahsm.pool_liveness import PoolDirectory
+from mahsm.pool_liveness import PoolDirectory, PoolWorker
 from mahsm.queues import pool_queue
 from mahsm.settings import load_settings
 
@@ -46,3 +46,35 @@ async def test_a_pool_polled_only_for_activities_is_live_for_routing_and_agents(
 
     assert view is not None and [p.task_queue for p in view.pools] == [queue]
     assert chosen is not None and chosen.task_queue == queue
+
+
+async def test_routing_asks_about_larger_pools_only_when_no_smaller_one_is_live(
+    temporal_client: Client,
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    exact = pool_queue(prefix, [Capability.WEB_SCRAPING])
+    larger = pool_queue(prefix, [Capability.WEB_SCRAPING, Capability.DATA_ANALYSIS])
+    engine = EngineActivities(settings=load_settings(_env_file=None), client=temporal_client)
+    asked: list[str] = []
+
+    class CountingDirectory(PoolDirectory):
+        async def workers(self, queue: str) -> list[PoolWorker]:
+            asked.append(queue)
+            return await super().workers(queue)
+
+    engine.pools = CountingDirectory(temporal_client, cache_s=0)
+    need = PoolRequest(queue_prefix=prefix, capabilities=[Capability.WEB_SCRAPING])
+    async with Worker(temporal_client, task_queue=exact, activities=[noop]):
+        async with Worker(temporal_client, task_queue=larger, activities=[noop]):
+            for _ in range(50):  # until the server lists both pollers
+                if await engine.pools.is_live(exact) and await engine.pools.is_live(larger):
+                    break
+                await asyncio.sleep(0.1)
+            asked.clear()
+            chosen = await engine.resolve_pool(need)
+            assert chosen.task_queue == exact
+            assert asked == [exact]  # the 31 supersets were not asked about
+            asked.clear()
+            moved = await engine.resolve_pool(need.model_copy(update={"avoid": [exact]}))
+            assert moved.task_queue == larger  # a stalled pool sends the search one size up
+            assert exact in asked and larger in asked

@@ -130,6 +130,39 @@ async def test_text_without_whitespace_is_held_back_until_safe() -> None:
     assert "".join(c.text for c in chunks) == "[REDACTED] then more"
 
 
+async def test_an_attempt_ending_before_its_first_chunk_publishes_nothing() -> None:
+    sent: list[str] = []
+
+    class Capture(TokenPublisher):
+        def publish(self, payloads: list[str]) -> None:
+            sent.extend(payloads)
+
+    now = [0.0]
+    quick = CallTextStream(
+        Capture(pool=None),  # type: ignore[arg-type]
+        identity=_identity(),
+        interval_s=0.075,
+        clock=lambda: now[0],
+    )
+    quick.feed("a whole answer ")
+    now[0] = 0.05  # the call ends before a chunk is due
+    quick.feed("in one go")
+    quick.close(failed=False)
+    assert sent == []  # its text arrives with its result, not as live text
+    slow = CallTextStream(
+        Capture(pool=None),  # type: ignore[arg-type]
+        identity=_identity(),
+        interval_s=0.075,
+        clock=lambda: now[0],
+    )
+    slow.feed("first words ")
+    now[0] = 0.2
+    slow.feed("then more ")
+    slow.close(failed=False)
+    chunks = _chunks(sent)
+    assert chunks[-1].done and "".join(c.text for c in chunks) == "first words then more "
+
+
 async def test_a_full_buffer_drops_and_counts(db_pool: asyncpg.Pool) -> None:
     publisher = TokenPublisher(db_pool, buffer_chunks=2)
     publisher.publish([f"task-x\n{{}}{i}" for i in range(5)])
