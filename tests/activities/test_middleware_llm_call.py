@@ -23,7 +23,12 @@ from mahsm.activities.llm.activity import LLMActivities
 from mahsm.activities.llm.middleware import MiddlewareRegistry
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, ToolCall
 from mahsm.settings import Settings
-from tests.activities.llm.llm_fake_server import FakeLLMServer, Reply, openai_completion
+from tests.activities.llm.llm_fake_server import (
+    FakeLLMServer,
+    Reply,
+    openai_completion,
+    running_llm_server,
+)
 from tests.activities.llm.llm_test_workflow import OneLLMCallWorkflow
 
 PLUGINS = "tests.activities.middleware_plugins"
@@ -33,18 +38,15 @@ PERSONAL = f"Refund {CARD} and mail the receipt to {EMAIL}."
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[FakeLLMServer]:
-    fake = FakeLLMServer()
-    fake.start()
-    yield fake
-    fake.stop()
+    with running_llm_server() as fake:
+        yield fake
 
 
 @pytest.fixture
 def openai(server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> FakeLLMServer:
     """The fake server, emptied, as the OpenAI endpoint."""
     server.reset()
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789")
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    server.use_as_openai(monkeypatch)
     return server
 
 

@@ -37,8 +37,7 @@ from tests.activities.llm.llm_test_workflow import OneLLMCallWorkflow
 
 
 def _openai(server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789")
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    server.use_as_openai(monkeypatch)
     return "openai/gpt-4o-mini"
 
 

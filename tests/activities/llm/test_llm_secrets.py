@@ -50,7 +50,7 @@ LEAKY = "leaked: " + " ".join(CANARIES[2:])
 @pytest.fixture
 def canaries(monkeypatch: pytest.MonkeyPatch, llm_server: FakeLLMServer) -> FakeLLMServer:
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", llm_server.url + "/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", llm_server.openai_url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", llm_server.url)
     for name, value in OTHER.items():
