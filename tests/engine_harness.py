@@ -130,6 +130,29 @@ def write_scenario(path: Path, scenario: dict[str, Any]) -> Path:
     return path
 
 
+def scripted_settings(data_dir: Path, scenario: dict[str, Any], **overrides: Any) -> Settings:
+    """Settings of a test engine: a queue prefix of its own, the scripted model on `scenario`."""
+    return load_settings(
+        _env_file=None,
+        queue_prefix=f"t{uuid.uuid4().hex[:10]}",
+        data_dir=data_dir,
+        scripted_scenario=write_scenario(data_dir / "scenario.yaml", scenario),
+        default_model="scripted/test",
+        **overrides,
+    )
+
+
+@asynccontextmanager
+async def running_workers(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> AsyncIterator[None]:
+    """Every worker `settings` asks for, running until the end of the block."""
+    async with AsyncExitStack() as stack:
+        for worker in build_workers(client=client, pool=pool, settings=settings):
+            await stack.enter_async_context(worker)
+        yield
+
+
 @asynccontextmanager
 async def running_engine(
     *,
@@ -144,15 +167,7 @@ async def running_engine(
     **overrides: Any,
 ) -> AsyncIterator[Engine]:
     """Workers for one test: the tasks queue plus one pool (all capabilities by default)."""
-    scenario_file = write_scenario(data_dir / "scenario.yaml", scenario)
-    settings = load_settings(
-        _env_file=None,
-        queue_prefix=f"t{uuid.uuid4().hex[:10]}",
-        data_dir=data_dir,
-        scripted_scenario=scenario_file,
-        default_model="scripted/test",
-        **overrides,
-    )
+    settings = scripted_settings(data_dir, scenario, **overrides)
     workers = build_workers(
         client=client,
         pool=pool,

@@ -369,54 +369,75 @@ function sseBlock(block) {
   return { name, data, id };
 }
 
-async function followEvents(taskId, onEvent, signal, tokens = false) {
-  let last = 0;
+/* The events of a server-sent-events body, parsed (sseBlock) as they arrive. */
+async function* readSse(body) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n/g, "\n");
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      yield sseBlock(block);
+    }
+  }
+}
+
+/* Follows the event stream at `url` until onEvent({name, data, id}) returns true, the server
+   answers 204 (nothing more to send), 401 or 404, or `signal` aborts. HTTP errors go to
+   onError. A stream that closes early (server restart, database down for 60 s) is resumed
+   after the last event id seen, without hammering the server: 2 s after a network error,
+   3 s after an HTTP error, 1 s after a close. */
+async function followSse(url, { onEvent, onError, signal }) {
+  const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+  let lastId = null;
   while (!signal.aborted) {
     const headers = authHeaders();
-    if (last) headers["Last-Event-ID"] = String(last);
+    if (lastId) headers["Last-Event-ID"] = lastId;
     let response;
     try {
-      response = await fetch(`${ROOT}/tasks/${taskId}/events${tokens ? "?tokens=true" : ""}`,
-        { headers, signal });
+      response = await fetch(url, { headers, signal });
     } catch (error) {
       if (signal.aborted) return;
-      await new Promise((r) => setTimeout(r, 2000));
+      await pause(2000);
       continue;
     }
     if (response.status === 204) return;
     if (!response.ok) {
       let body = null;
       try { body = await response.json(); } catch (_) { body = null; }
-      onEvent("stream_error", new ApiError(response.status, body));
+      onError(new ApiError(response.status, body));
       if (response.status === 401 || response.status === 404) return;
-      await new Promise((r) => setTimeout(r, 3000));
+      await pause(3000);
       continue;
     }
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
     try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value.replace(/\r\n/g, "\n");
-        let cut;
-        while ((cut = buffer.indexOf("\n\n")) >= 0) {
-          const block = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + 2);
-          const { name, data, id } = sseBlock(block);
-          if (!data) continue;
-          if (id) last = Number(id);
-          onEvent(name, JSON.parse(data));
-          if (name === "task_ended") return;
-        }
+      for await (const event of readSse(response.body)) {
+        if (event.id) lastId = event.id;
+        if (onEvent(event)) return;
       }
     } catch (error) {
       if (signal.aborted) return;
     }
-    // The stream closed before the task ended (server restart, database down for 60 s):
-    // resume after the last event seen, without hammering the server.
-    await new Promise((r) => setTimeout(r, 1000));
+    await pause(1000);
   }
+}
+
+/* Follows GET /tasks/{id}/events (docs/api.md) until `task_ended`; HTTP errors arrive as
+   `stream_error` events. */
+function followEvents(taskId, onEvent, signal, tokens = false) {
+  return followSse(`${ROOT}/tasks/${taskId}/events${tokens ? "?tokens=true" : ""}`, {
+    onEvent: ({ name, data }) => {
+      if (!data) return false;
+      onEvent(name, JSON.parse(data));
+      return name === "task_ended";
+    },
+    onError: (error) => onEvent("stream_error", error),
+    signal,
+  });
 }
 
 /* Live text of running LLM calls (`llm_tokens` events, docs/api.md): per call, the newest
@@ -969,47 +990,18 @@ function scoreCostChart(rows, metric, width) {
   return root;
 }
 
-/* Follows GET /experiments/{id}/events (a `state` event each time it changes, then `end`). */
-async function followExperiment(id, onState, onError, signal) {
-  while (!signal.aborted) {
-    let response;
-    try {
-      response = await fetch(`${ROOT}/experiments/${encodeURIComponent(id)}/events`,
-        { headers: authHeaders(), signal });
-    } catch (error) {
-      if (signal.aborted) return;
-      await new Promise((r) => setTimeout(r, 2000));
-      continue;
-    }
-    if (!response.ok) {
-      let body = null;
-      try { body = await response.json(); } catch (_) { body = null; }
-      onError(new ApiError(response.status, body));
-      if (response.status === 401 || response.status === 404) return;
-      await new Promise((r) => setTimeout(r, 3000));
-      continue;
-    }
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value.replace(/\r\n/g, "\n");
-        let cut;
-        while ((cut = buffer.indexOf("\n\n")) >= 0) {
-          const { name, data } = sseBlock(buffer.slice(0, cut));
-          buffer = buffer.slice(cut + 2);
-          if (name === "end") return;
-          if (name === "state" && data) onState(JSON.parse(data));
-        }
-      }
-    } catch (error) {
-      if (signal.aborted) return;
-    }
-    // Closed before the end: the stream starts again with the current state.
-    await new Promise((r) => setTimeout(r, 1000));
-  }
+/* Follows GET /experiments/{id}/events (a `state` event each time it changes, then `end`);
+   a stream that closes early starts again with the current state. */
+function followExperiment(id, onState, onError, signal) {
+  return followSse(`${ROOT}/experiments/${encodeURIComponent(id)}/events`, {
+    onEvent: ({ name, data }) => {
+      if (name === "end") return true;
+      if (name === "state" && data) onState(JSON.parse(data));
+      return false;
+    },
+    onError,
+    signal,
+  });
 }
 
 async function pageExperiment(id) {

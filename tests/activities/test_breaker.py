@@ -28,7 +28,7 @@ from mahsm.contracts.task import TaskRequest, TaskState, TaskStatus
 from mahsm.devstack.process import ManagedProcess
 from mahsm.queues import tasks_queue
 from mahsm.workflows.task_workflow import TaskWorkflow
-from tests.activities.llm.model_server import ModelServer, model_server
+from tests.activities.llm.llm_fake_server import OPENAI_TEST_KEY, FakeLLMServer, running_llm_server
 from tests.engine_harness import running_engine
 
 pytestmark = pytest.mark.timeout(240)
@@ -36,10 +36,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
-    with model_server() as running:
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789")
-        monkeypatch.setenv("OPENAI_BASE_URL", running.url)
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
+    with running_llm_server(answer_unscripted=True) as running:
+        running.use_as_openai(monkeypatch)
         yield running
 
 
@@ -120,7 +119,7 @@ async def wait_until_probe_due(pool: asyncpg.Pool, model: str) -> None:
 
 
 async def test_opens_across_two_tasks_rejects_fast_and_closes_after_a_probe(
-    engine_with: Any, db_pool: asyncpg.Pool, server: ModelServer
+    engine_with: Any, db_pool: asyncpg.Pool, server: FakeLLMServer
 ) -> None:
     flaky, chain = "openai/flaky-a", ["openai/flaky-a", "openai/backup"]
     server.script("flaky-a", then=503)
@@ -170,7 +169,7 @@ async def test_opens_across_two_tasks_rejects_fast_and_closes_after_a_probe(
 
 
 async def test_a_failed_probe_opens_the_circuit_again(
-    engine_with: Any, db_pool: asyncpg.Pool, server: ModelServer
+    engine_with: Any, db_pool: asyncpg.Pool, server: FakeLLMServer
 ) -> None:
     flaky, chain = "openai/flaky-c", ["openai/flaky-c", "openai/backup"]
     server.script("flaky-c", then=503)
@@ -194,7 +193,7 @@ async def test_a_failed_probe_opens_the_circuit_again(
 
 
 async def test_a_call_with_no_fallback_waits_for_the_probe_instead_of_failing(
-    engine_with: Any, db_pool: asyncpg.Pool, server: ModelServer
+    engine_with: Any, db_pool: asyncpg.Pool, server: FakeLLMServer
 ) -> None:
     flaky = "openai/flaky-d"
     server.script("flaky-d", 503, 503)  # then 200
@@ -241,7 +240,7 @@ async def test_a_second_worker_process_sees_the_open_circuit(
     db_pool: asyncpg.Pool,
     database_url: str,
     temporal_env: WorkflowEnvironment,
-    server: ModelServer,
+    server: FakeLLMServer,
     tmp_path: Path,
 ) -> None:
     flaky, chain = "openai/flaky-b", ["openai/flaky-b", "openai/backup"]
@@ -291,7 +290,7 @@ def start_worker_process(
     prefix: str,
     database_url: str,
     temporal_env: WorkflowEnvironment,
-    server: ModelServer,
+    server: FakeLLMServer,
 ) -> ManagedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAHSM_")}
     env.update(
@@ -304,8 +303,8 @@ def start_worker_process(
         MAHSM_FALLBACK_ATTEMPTS="2",
         MAHSM_LOG_FORMAT="json",
         MAHSM_LOG_LEVEL="WARNING",
-        OPENAI_API_KEY="sk-test-key-0123456789",
-        OPENAI_BASE_URL=server.url,
+        OPENAI_API_KEY=OPENAI_TEST_KEY,
+        OPENAI_BASE_URL=server.openai_url,
         PYTHONPATH=str(REPO),
     )
     return ManagedProcess(

@@ -8,23 +8,24 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from mahsm.activities.llm.activity import LLMActivities
 from mahsm.activities.llm.middleware import MiddlewareRegistry
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, ToolCall
 from mahsm.settings import Settings
-from tests.activities.llm.llm_fake_server import FakeLLMServer, Reply, openai_completion
-from tests.activities.llm.llm_test_workflow import OneLLMCallWorkflow
+from tests.activities.llm.llm_fake_server import (
+    FakeLLMServer,
+    Reply,
+    openai_completion,
+    running_llm_server,
+)
+from tests.activities.llm.one_llm_call import activity_attempts, run_one_call
 
 PLUGINS = "tests.activities.middleware_plugins"
 EMAIL, CARD = "jane.doe@example.com", "4111 1111 1111 1111"
@@ -33,18 +34,15 @@ PERSONAL = f"Refund {CARD} and mail the receipt to {EMAIL}."
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[FakeLLMServer]:
-    fake = FakeLLMServer()
-    fake.start()
-    yield fake
-    fake.stop()
+    with running_llm_server() as fake:
+        yield fake
 
 
 @pytest.fixture
 def openai(server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> FakeLLMServer:
     """The fake server, emptied, as the OpenAI endpoint."""
     server.reset()
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789")
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    server.use_as_openai(monkeypatch)
     return server
 
 
@@ -71,24 +69,10 @@ async def _run(
     env: WorkflowEnvironment, settings: Settings, task_queue: str, request: LLMRequest
 ) -> tuple[Any, list[int]]:
     """Run one call through a worker; the result (or failure) and the attempts it took."""
-    llm = LLMActivities(settings=settings, blobs=None)
-    workflow_id = f"mw-test-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        env.client, task_queue=task_queue, workflows=[OneLLMCallWorkflow], activities=[llm.complete]
-    ):
-        try:
-            result: Any = await env.client.execute_workflow(
-                OneLLMCallWorkflow.run, request, id=workflow_id, task_queue=task_queue
-            )
-        except WorkflowFailureError as failure:
-            result = failure
-    history = await env.client.get_workflow_handle(workflow_id).fetch_history()
-    attempts = [
-        e.activity_task_started_event_attributes.attempt
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-    ]
-    return result, attempts
+    result, workflow_id = await run_one_call(
+        env, settings, task_queue, request, id_prefix="mw-test"
+    )
+    return result, await activity_attempts(env, workflow_id)
 
 
 def _cause(failure: object) -> ApplicationError:

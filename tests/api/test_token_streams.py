@@ -16,7 +16,12 @@ import httpx
 import pytest
 
 from mahsm.contracts.stream import TOKENS_EVENT, LiveText, TokenChunk
-from tests.activities.llm.llm_fake_server import FakeLLMServer, Reply, openai_completion
+from tests.activities.llm.llm_fake_server import (
+    FakeLLMServer,
+    Reply,
+    openai_completion,
+    running_llm_server,
+)
 from tests.api.conftest import StackFactory, served, subtask
 from tests.engine_harness import answer_rule
 
@@ -98,12 +103,9 @@ async def test_a_subscriber_sees_the_tokens_of_a_running_call_in_order_redacted(
 
 @pytest.fixture
 def openai_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
-    server = FakeLLMServer()
-    server.start()
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789")
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
-    yield server
-    server.stop()
+    with running_llm_server() as server:
+        server.use_as_openai(monkeypatch)
+        yield server
 
 
 async def test_a_retried_attempt_replaces_the_partial_text_of_the_failed_one(

@@ -41,12 +41,20 @@ def pointed_at(block: str, api: ServedApi) -> str:
     return script
 
 
-async def run(script: Path, env: dict[str, str]) -> tuple[int | None, str, str]:
-    """Run `script` with this interpreter; its exit code, output and errors."""
+def environment_without_mahsm() -> dict[str, str]:
+    """This process's environment without its `MAHSM_*` settings."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("MAHSM_")}
+
+
+async def run(
+    script: Path, env: dict[str, str], *, cwd: Path | None = None
+) -> tuple[int | None, str, str]:
+    """Run `script` with this interpreter (in its own folder unless `cwd` says otherwise: away
+    from the checkout's .env file); its exit code, output and errors."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(script),
-        cwd=script.parent,  # away from the checkout's .env file
+        cwd=cwd or script.parent,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -64,8 +72,7 @@ async def run(script: Path, env: dict[str, str]) -> tuple[int | None, str, str]:
 async def test_the_example_runs_as_written(api: ServedApi, tmp_path: Path, index: int) -> None:
     script = tmp_path / f"example_{index}.py"
     script.write_text(pointed_at(BLOCKS[index], api))
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MAHSM_")}
-    env |= {
+    env = environment_without_mahsm() | {
         "MAHSM_TEMPORAL_ADDRESS": api.engine.client.service_client.config.target_host,
         "MAHSM_QUEUE_PREFIX": api.engine.settings.queue_prefix,
     }

@@ -3,16 +3,13 @@ repository's root, where the example files are), like docs/client.md's (test_cli
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.cli.api_harness import ServedApi
-from tests.mahsm.test_client_docs import pointed_at
+from tests.mahsm.test_client_docs import environment_without_mahsm, pointed_at, run
 
 ROOT = Path(__file__).parents[2]
 BLOCKS = re.findall(
@@ -29,28 +26,10 @@ def test_the_page_has_its_examples() -> None:
 async def test_the_example_runs_as_written(api: ServedApi, tmp_path: Path, index: int) -> None:
     script = tmp_path / f"example_{index}.py"
     script.write_text(pointed_at(BLOCKS[index], api))
-    returncode, stdout, stderr = await run(script)
+    env = environment_without_mahsm()
+    returncode, stdout, stderr = await run(script, env, cwd=ROOT)
     if returncode is not None and returncode < 0:  # temporalio/sdk-python#300 at exit: again
-        returncode, stdout, stderr = await run(script)
+        returncode, stdout, stderr = await run(script, env, cwd=ROOT)
     assert returncode == 0, f"{stdout}\n{stderr}"
     if "run_pipeline" in BLOCKS[index]:
         assert "completed Dear Ada," in stdout
-
-
-async def run(script: Path) -> tuple[int | None, str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MAHSM_")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(script),
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    return process.returncode, stdout.decode(), stderr.decode()

@@ -13,12 +13,11 @@ from temporalio.testing import WorkflowEnvironment
 from mahsm import tracing
 from mahsm.experiments.models import ExperimentRequest, ExperimentState
 from mahsm.queues import tasks_queue
-from mahsm.settings import load_settings
 from mahsm.temporal_client import connect
 from mahsm.workflows.experiment_workflow import ExperimentWorkflow
-from tests.engine_harness import write_scenario
+from tests.engine_harness import running_workers, scripted_settings
 from tests.observability.otlp_receiver import OtlpReceiver
-from tests.observability.test_trace import parent, workers
+from tests.observability.test_trace import parent
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,13 +35,7 @@ async def test_each_branch_is_a_trace_carrying_experiment_and_config_ids(
     db_pool: asyncpg.Pool,
     data_dir: Path,
 ) -> None:
-    settings = load_settings(
-        _env_file=None,
-        queue_prefix=f"t{uuid.uuid4().hex[:10]}",
-        data_dir=data_dir,
-        scripted_scenario=write_scenario(data_dir / "scenario.yaml", SCENARIO),
-        default_model="scripted/test",
-    )
+    settings = scripted_settings(data_dir, SCENARIO)
     client = await connect(settings, address=temporal_env.client.service_client.config.target_host)
     request = ExperimentRequest.model_validate(
         {
@@ -55,7 +48,7 @@ async def test_each_branch_is_a_trace_carrying_experiment_and_config_ids(
         }
     )
     experiment_id = f"experiment-{uuid.uuid4()}"
-    async with workers(client, db_pool, settings):
+    async with running_workers(client, db_pool, settings):
         state: ExperimentState = await client.execute_workflow(
             ExperimentWorkflow.run,
             request,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import asyncpg
@@ -18,13 +17,11 @@ from mahsm.contracts.task import TaskRequest
 from mahsm.devstack.process import free_port
 from mahsm.metrics import serve_metrics
 from mahsm.queues import tasks_queue
-from mahsm.settings import load_settings
 from mahsm.temporal_client import connect
 from mahsm.temporal_metrics import TemporalMetrics
-from mahsm.workers.main import build_workers
 from mahsm.workflows.task_workflow import TaskWorkflow
 from tests.cli.api_harness import served_api
-from tests.engine_harness import write_scenario
+from tests.engine_harness import running_workers, scripted_settings
 from tests.observability.api_tasks import ONE_TOOL_CALL_PLAN, SCENARIO, run_task
 
 pytestmark = pytest.mark.timeout(90)
@@ -91,21 +88,13 @@ async def test_temporal_sdk_metrics_land_in_the_same_registry(
 ) -> None:
     registry = CollectorRegistry()
     bridge = TemporalMetrics(registry)
-    settings = load_settings(
-        _env_file=None,
-        queue_prefix=f"t{uuid.uuid4().hex[:10]}",
-        data_dir=data_dir,
-        scripted_scenario=write_scenario(data_dir / "scenario.yaml", SCENARIO),
-        default_model=MODEL,
-    )
+    settings = scripted_settings(data_dir, SCENARIO)
     client = await connect(
         settings,
         address=temporal_env.client.service_client.config.target_host,
         runtime=bridge.runtime,
     )
-    async with AsyncExitStack() as stack:
-        for worker in build_workers(client=client, pool=db_pool, settings=settings):
-            await stack.enter_async_context(worker)
+    async with running_workers(client, db_pool, settings):
         await client.execute_workflow(
             TaskWorkflow.run,
             TaskRequest(description="Temporal metrics: compute 6*7", plan=ONE_TOOL_CALL_PLAN),

@@ -16,8 +16,6 @@ import logging
 import math
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,6 @@ import structlog
 import uvicorn
 from opentelemetry import trace
 from prometheus_client import REGISTRY
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from mahsm import tracing
@@ -37,11 +34,9 @@ from mahsm.contracts.task import SubtaskStatus, TaskRequest, TaskState, TaskStat
 from mahsm.devstack.process import free_port
 from mahsm.logging import configure_logging
 from mahsm.queues import tasks_queue
-from mahsm.settings import Settings, load_settings
 from mahsm.temporal_client import connect
-from mahsm.workers.main import build_workers
 from mahsm.workflows.task_workflow import TaskWorkflow
-from tests.engine_harness import AGGREGATE, plan_rule, write_scenario
+from tests.engine_harness import AGGREGATE, plan_rule, running_workers, scripted_settings
 from tests.observability.api_tasks import ONE_TOOL_CALL_PLAN, SCENARIO
 from tests.observability.conftest import CANARIES, LANGFUSE_PUBLIC, LANGFUSE_SECRET
 from tests.observability.otlp_receiver import OtlpReceiver, ReceivedSpan
@@ -91,14 +86,6 @@ def scenario() -> dict[str, Any]:
     }
 
 
-@asynccontextmanager
-async def workers(client: Client, pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[None]:
-    async with AsyncExitStack() as stack:
-        for worker in build_workers(client=client, pool=pool, settings=settings):
-            await stack.enter_async_context(worker)
-        yield
-
-
 def by_id(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
     return {s.span_id: s for s in spans}
 
@@ -114,18 +101,12 @@ async def test_one_trace_per_task_with_the_span_tree_usage_and_no_secret_after_a
     db_pool: asyncpg.Pool,
     data_dir: Path,
 ) -> None:
-    settings = load_settings(
-        _env_file=None,
-        queue_prefix=f"t{uuid.uuid4().hex[:10]}",
-        data_dir=data_dir,
-        scripted_scenario=write_scenario(data_dir / "scenario.yaml", scenario()),
-        default_model="scripted/test",
-    )
+    settings = scripted_settings(data_dir, scenario())
     client = await connect(settings, address=temporal_env.client.service_client.config.target_host)
     assert client.config()["plugins"], "a tracing process's client carries the Temporal plugin"
     task_id = f"task-{uuid.uuid4()}"
     request = TaskRequest(description=DESCRIPTION, user_id="alice")
-    async with workers(client, db_pool, settings):
+    async with running_workers(client, db_pool, settings):
         with trace.get_tracer("mahsm.tests").start_as_current_span("submit") as submit:
             handle = await client.start_workflow(
                 TaskWorkflow.run, request, id=task_id, task_queue=tasks_queue(settings.queue_prefix)
@@ -141,7 +122,7 @@ async def test_one_trace_per_task_with_the_span_tree_usage_and_no_secret_after_a
         else:
             raise AssertionError(f"alpha did not complete: {state}")
         await asyncio.sleep(0.5)
-    async with workers(client, db_pool, settings):  # a new worker: replays the history
+    async with running_workers(client, db_pool, settings):  # a new worker: replays the history
         final: TaskState = await handle.result()
     assert final.status == TaskStatus.COMPLETED
     assert tracing.current().flush(10)
@@ -233,13 +214,7 @@ async def test_a_failing_exporter_never_fails_a_task_and_its_dropped_spans_are_c
     db_pool: asyncpg.Pool,
     data_dir: Path,
 ) -> None:
-    settings = load_settings(
-        _env_file=None,
-        queue_prefix=f"t{uuid.uuid4().hex[:10]}",
-        data_dir=data_dir,
-        scripted_scenario=write_scenario(data_dir / "scenario.yaml", scenario()),
-        default_model="scripted/test",
-    )
+    settings = scripted_settings(data_dir, scenario())
     client = await connect(settings, address=temporal_env.client.service_client.config.target_host)
     stats = tracing.current().stats
     assert tracing.current().flush(10)
@@ -247,7 +222,7 @@ async def test_a_failing_exporter_never_fails_a_task_and_its_dropped_spans_are_c
     metric_before = REGISTRY.get_sample_value("mahsm_trace_spans_dropped_total") or 0.0
     otlp_receiver.failing = True  # Langfuse's ingestion answers 503
     try:
-        async with workers(client, db_pool, settings):
+        async with running_workers(client, db_pool, settings):
             final: TaskState = await client.execute_workflow(
                 TaskWorkflow.run,
                 TaskRequest(description=DESCRIPTION),
@@ -293,12 +268,9 @@ async def test_a_task_submitted_over_http_is_traced_from_the_request(
     data_dir: Path,
 ) -> None:
     address = temporal_env.client.service_client.config.target_host
-    settings = load_settings(
-        _env_file=None,
-        queue_prefix=f"t{uuid.uuid4().hex[:10]}",
-        data_dir=data_dir,
-        scripted_scenario=write_scenario(data_dir / "scenario.yaml", SCENARIO),
-        default_model="scripted/test",
+    settings = scripted_settings(
+        data_dir,
+        SCENARIO,
         temporal_address=address,
         database_url=database_url,
         api_keys={"trace-key-alice-0001": "alice"},
@@ -308,7 +280,7 @@ async def test_a_task_submitted_over_http_is_traced_from_the_request(
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
     )
-    async with workers(client, db_pool, settings):
+    async with running_workers(client, db_pool, settings):
         serving = asyncio.create_task(server.serve())
         try:
             while not server.started:
@@ -351,17 +323,10 @@ async def test_trace_content_false_keeps_prompts_and_results_off_the_spans(
     db_pool: asyncpg.Pool,
     data_dir: Path,
 ) -> None:
-    settings = load_settings(
-        _env_file=None,
-        queue_prefix=f"t{uuid.uuid4().hex[:10]}",
-        data_dir=data_dir,
-        scripted_scenario=write_scenario(data_dir / "scenario.yaml", SCENARIO),
-        default_model="scripted/test",
-        trace_content=False,
-    )
+    settings = scripted_settings(data_dir, SCENARIO, trace_content=False)
     client = await connect(settings, address=temporal_env.client.service_client.config.target_host)
     task_id = f"task-{uuid.uuid4()}"
-    async with workers(client, db_pool, settings):
+    async with running_workers(client, db_pool, settings):
         state = await client.execute_workflow(
             TaskWorkflow.run,
             TaskRequest(description="Contentless trace: compute 6*7", plan=ONE_TOOL_CALL_PLAN),

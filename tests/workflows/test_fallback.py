@@ -9,17 +9,16 @@ import pytest
 
 from mahsm.contracts.pipeline import Pipeline
 from mahsm.contracts.task import SubtaskStatus, TaskRequest, TaskStatus
-from tests.activities.llm.model_server import ModelServer, model_server
+from tests.activities.llm.llm_fake_server import FakeLLMServer, running_llm_server
 
 # Breakers stay out of these tests' way (tests/activities/test_breaker.py covers them).
 SETTINGS: dict[str, Any] = {"fallback_attempts": 2, "breaker_failures": 1000}
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
-    with model_server() as running:
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789")
-        monkeypatch.setenv("OPENAI_BASE_URL", running.url)
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
+    with running_llm_server(answer_unscripted=True) as running:
+        running.use_as_openai(monkeypatch)
         yield running
 
 
@@ -41,7 +40,7 @@ async def notes(engine: Any, task_id: str) -> list[str]:
 
 
 async def test_secondary_serves_once_the_primary_exhausts_its_retries(
-    engine_factory, server: ModelServer
+    engine_factory, server: FakeLLMServer
 ) -> None:
     server.script("primary", then=503)
     async with engine_factory({"rules": []}, **SETTINGS) as engine:
@@ -72,7 +71,7 @@ async def test_secondary_serves_once_the_primary_exhausts_its_retries(
 
 
 async def test_a_400_from_the_primary_does_not_fall_back(
-    engine_factory, server: ModelServer
+    engine_factory, server: FakeLLMServer
 ) -> None:
     server.script("primary", then=400)
     async with engine_factory({"rules": []}, **SETTINGS) as engine:
@@ -88,7 +87,7 @@ async def test_a_400_from_the_primary_does_not_fall_back(
 
 
 async def test_every_model_failing_names_each_model_and_why(
-    engine_factory, server: ModelServer
+    engine_factory, server: FakeLLMServer
 ) -> None:
     server.script("primary", then=503)
     server.script("secondary", then=429)
@@ -106,7 +105,7 @@ async def test_every_model_failing_names_each_model_and_why(
     assert any(n.startswith("model openai/primary failed") for n in log), log
 
 
-async def test_the_chain_shares_the_steps_time_limit(engine_factory, server: ModelServer) -> None:
+async def test_the_chain_shares_the_steps_time_limit(engine_factory, server: FakeLLMServer) -> None:
     server.script("primary", then=503)
     settings = {**SETTINGS, "fallback_attempts": 20}  # the primary alone outlasts the step
     async with engine_factory({"rules": []}, **settings) as engine:
@@ -122,7 +121,7 @@ async def test_the_chain_shares_the_steps_time_limit(engine_factory, server: Mod
 
 
 async def test_an_agent_in_a_child_workflow_falls_back_too(
-    engine_factory, server: ModelServer
+    engine_factory, server: FakeLLMServer
 ) -> None:
     server.script("primary", then=503)
     pipeline = Pipeline.model_validate(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mahsm.settings import Settings
-from tests.activities.llm.llm_fake_server import FakeLLMServer
+from tests.activities.llm.llm_fake_server import FakeLLMServer, running_llm_server
 
 _PROVIDER_ENV = (
     "OPENAI_API_KEY",
@@ -28,10 +28,8 @@ _PROVIDER_ENV = (
 @pytest.fixture(scope="session")
 def fake_llm_server() -> Iterator[FakeLLMServer]:
     """One fake provider server for the session."""
-    server = FakeLLMServer()
-    server.start()
-    yield server
-    server.stop()
+    with running_llm_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -4,6 +4,10 @@ Tests queue canned replies (status, JSON body, headers); the server answers requ
 order and records what it received, so a test can assert both what the real SDK sent and
 how many times it was called.
 
+For routing tests (fallback chains, breakers) a model can instead have a script of statuses
+(`FakeLLMServer.script`): its requests are answered from it, whatever their order among
+other models' requests, 200 as "answer from <model>"; `calls` and `times` count them.
+
 A request asking for a stream (`"stream": true`) gets its canned 200 body as the provider's
 streaming protocol (OpenAI's `chat.completion.chunk`s, Anthropic's message events), split
 into small pieces; `Reply.cut_after` ends such a stream after that many events, as a
@@ -18,12 +22,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
+
 AUTHORIZATION = "{authorization}"
 """In a reply body: replaced by the request's Authorization header."""
+OPENAI_TEST_KEY = "sk-test-key-0123456789"
 
 
 @dataclass
@@ -46,11 +54,18 @@ class Received:
 
 
 class FakeLLMServer:
-    """Serves queued replies on 127.0.0.1:<free port> from a background thread."""
+    """Serves queued or per-model scripted replies on 127.0.0.1:<free port> from a thread.
 
-    def __init__(self) -> None:
+    A request is answered by its model's script if it has one, else by the next queued reply;
+    with neither, by "answer from <model>" when `answer_unscripted`, else by a 500.
+    """
+
+    def __init__(self, *, answer_unscripted: bool = False) -> None:
         self.replies: deque[Reply] = deque()
         self.received: list[Received] = []
+        self.answer_unscripted = answer_unscripted
+        self._scripts: dict[str, deque[int]] = {}
+        self._defaults: dict[str, int] = {}
         self._lock = threading.Lock()
         server = self
 
@@ -67,11 +82,7 @@ class FakeLLMServer:
                             at=time.monotonic(),
                         )
                     )
-                    reply = (
-                        server.replies.popleft()
-                        if server.replies
-                        else Reply(500, {"error": {"message": "no canned reply left"}})
-                    )
+                    reply = server._next_reply(server.received[-1].body)
                 body = server.received[-1].body
                 if reply.status == 200 and body.get("stream"):
                     self._stream(reply, body)
@@ -121,6 +132,16 @@ class FakeLLMServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    @property
+    def openai_url(self) -> str:
+        """The base URL the openai SDK takes (`OPENAI_BASE_URL`)."""
+        return f"{self.url}/v1"
+
+    def use_as_openai(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Points the openai provider (key and base URL from the environment) at this server."""
+        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_TEST_KEY)
+        monkeypatch.setenv("OPENAI_BASE_URL", self.openai_url)
+
     def start(self) -> None:
         self._thread.start()
 
@@ -133,10 +154,56 @@ class FakeLLMServer:
         with self._lock:
             self.replies.clear()
             self.received.clear()
+            self._scripts.clear()
+            self._defaults.clear()
 
     def queue(self, *replies: Reply) -> None:
         with self._lock:
             self.replies.extend(replies)
+
+    def script(self, model: str, *statuses: int, then: int = 200) -> None:
+        """`model` (without the provider) answers `statuses` in order, then `then` forever."""
+        with self._lock:
+            self._scripts[model] = deque(statuses)
+            self._defaults[model] = then
+
+    def calls(self, model: str) -> int:
+        """Requests `model` received so far."""
+        return len(self.times(model))
+
+    def times(self, model: str) -> list[float]:
+        """When (`time.monotonic()`) each request of `model` arrived."""
+        with self._lock:
+            return [r.at for r in self.received if str(r.body.get("model")) == model]
+
+    def _next_reply(self, body: dict[str, Any]) -> Reply:
+        """Called with the lock held."""
+        model = str(body.get("model"))
+        if model in self._defaults:
+            script = self._scripts[model]
+            return _model_reply(model, script.popleft() if script else self._defaults[model])
+        if self.replies:
+            return self.replies.popleft()
+        if self.answer_unscripted:
+            return _model_reply(model, 200)
+        return Reply(500, {"error": {"message": "no canned reply left"}})
+
+
+def _model_reply(model: str, status: int) -> Reply:
+    if status == 200:
+        return Reply(200, openai_completion(content=f"answer from {model}"))
+    return Reply(status, openai_error(f"{model} failed with {status}", "server_error"))
+
+
+@contextmanager
+def running_llm_server(*, answer_unscripted: bool = False) -> Iterator[FakeLLMServer]:
+    """A running `FakeLLMServer`, stopped at the end of the block."""
+    server = FakeLLMServer(answer_unscripted=answer_unscripted)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 # ---- canned bodies -----------------------------------------------------------------------

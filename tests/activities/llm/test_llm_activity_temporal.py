@@ -7,19 +7,15 @@ retrying, since the SDKs' own retries are off.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from mahsm.activities.llm.activity import LLMActivities
 from mahsm.activities.llm.errors import LLMCallError
 from mahsm.activities.llm.provider import CallContext
 from mahsm.activities.llm.scripted import ScriptedProvider
@@ -33,12 +29,11 @@ from tests.activities.llm.llm_fake_server import (
     openai_completion,
     openai_error,
 )
-from tests.activities.llm.llm_test_workflow import OneLLMCallWorkflow
+from tests.activities.llm.one_llm_call import activity_attempts, run_one_call
 
 
 def _openai(server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789")
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    server.use_as_openai(monkeypatch)
     return "openai/gpt-4o-mini"
 
 
@@ -88,32 +83,9 @@ def _request(model: str, text: str = "say hello") -> LLMRequest:
 async def _run(
     env: WorkflowEnvironment, settings: Settings, task_queue: str, request: LLMRequest | str
 ) -> tuple[Any, str]:
-    llm = LLMActivities(settings=settings, blobs=None)
     if isinstance(request, str):
         request = _request(request)
-    workflow_id = f"llm-test-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        env.client,
-        task_queue=task_queue,
-        workflows=[OneLLMCallWorkflow],
-        activities=[llm.complete],
-    ):
-        try:
-            result: Any = await env.client.execute_workflow(
-                OneLLMCallWorkflow.run, request, id=workflow_id, task_queue=task_queue
-            )
-        except WorkflowFailureError as failure:
-            result = failure
-    return result, workflow_id
-
-
-async def _activity_attempts(env: WorkflowEnvironment, workflow_id: str) -> list[int]:
-    history = await env.client.get_workflow_handle(workflow_id).fetch_history()
-    return [
-        event.activity_task_started_event_attributes.attempt
-        for event in history.events
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-    ]
+    return await run_one_call(env, settings, task_queue, request)
 
 
 @pytest.mark.parametrize("name", sorted(PROVIDERS))
@@ -140,7 +112,7 @@ async def test_429_with_retry_after_is_retried_by_temporal_then_succeeds(
     # Temporal waited for the server's retry-after (1 s), not the 50 ms retry interval.
     first, second = llm_server.received
     assert second.at - first.at >= 0.9
-    assert await _activity_attempts(temporal_env, workflow_id) == [2]
+    assert await activity_attempts(temporal_env, workflow_id) == [2]
 
 
 @pytest.mark.parametrize("name", sorted(PROVIDERS))
@@ -168,7 +140,7 @@ async def test_401_fails_at_once_without_retry(
     assert cause.non_retryable
     assert f"check {name.upper()}_API_KEY" in cause.message
     assert len(llm_server.received) == 1
-    assert await _activity_attempts(temporal_env, workflow_id) == [1]
+    assert await activity_attempts(temporal_env, workflow_id) == [1]
     # no secret reached the failure or the logs
     for secret in ("sk-live-secret99", "sk-test-key-0123456789", "sk-ant-test-0123456789"):
         assert secret not in cause.message

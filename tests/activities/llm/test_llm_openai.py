@@ -31,8 +31,7 @@ PLAN_SCHEMA = {"type": "object", "properties": {"subtasks": {"type": "array"}}}
 
 @pytest.fixture
 def provider(llm_server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> OpenAIProvider:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789")
-    monkeypatch.setenv("OPENAI_BASE_URL", llm_server.url + "/v1")
+    llm_server.use_as_openai(monkeypatch)
     return OpenAIProvider(timeout_s=5)
 
 

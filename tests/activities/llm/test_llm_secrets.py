@@ -6,15 +6,12 @@ echoes the credentials it received back in answers and errors, like providers do
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from mahsm.activities.llm.activity import LLMActivities
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse
 from mahsm.settings import Settings
 from tests.activities.llm.llm_fake_server import (
@@ -26,7 +23,7 @@ from tests.activities.llm.llm_fake_server import (
     openai_completion,
     openai_error,
 )
-from tests.activities.llm.llm_test_workflow import OneLLMCallWorkflow
+from tests.activities.llm.one_llm_call import run_one_call
 
 OPENAI_KEY = "sk-canary-openai-5f1e2d3c4b5a69788796a5b4"
 ANTHROPIC_KEY = "canary-anthropic-no-known-prefix-77aa"  # caught by value only
@@ -50,7 +47,7 @@ LEAKY = "leaked: " + " ".join(CANARIES[2:])
 @pytest.fixture
 def canaries(monkeypatch: pytest.MonkeyPatch, llm_server: FakeLLMServer) -> FakeLLMServer:
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", llm_server.url + "/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", llm_server.openai_url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", llm_server.url)
     for name, value in OTHER.items():
@@ -61,23 +58,12 @@ def canaries(monkeypatch: pytest.MonkeyPatch, llm_server: FakeLLMServer) -> Fake
 async def _run(
     env: WorkflowEnvironment, settings: Settings, task_queue: str, model: str
 ) -> tuple[Any, str]:
-    llm = LLMActivities(settings=settings, blobs=None)
     request = LLMRequest(
         model=model,
         purpose=LLMPurpose.AGENT_STEP,
         messages=[ChatMessage(role="user", content="hello")],
     )
-    workflow_id = f"llm-secrets-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        env.client, task_queue=task_queue, workflows=[OneLLMCallWorkflow], activities=[llm.complete]
-    ):
-        try:
-            result: Any = await env.client.execute_workflow(
-                OneLLMCallWorkflow.run, request, id=workflow_id, task_queue=task_queue
-            )
-        except WorkflowFailureError as failure:
-            result = failure
-    return result, workflow_id
+    return await run_one_call(env, settings, task_queue, request, id_prefix="llm-secrets")
 
 
 async def _history_text(env: WorkflowEnvironment, workflow_id: str) -> str:

@@ -18,6 +18,7 @@ from mahsm.activities.llm.openai_provider import OpenAIProvider
 from mahsm.activities.llm.provider import CallContext, LLMProvider
 from mahsm.contracts.llm import ChatMessage, LLMPurpose, LLMRequest, LLMResponse, ToolSpec
 from tests.activities.llm.llm_fake_server import (
+    OPENAI_TEST_KEY,
     FakeLLMServer,
     Reply,
     anthropic_message,
@@ -95,8 +96,8 @@ def _request(model: str, **fields: Any) -> LLMRequest:
 
 
 def _openai(server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> OpenAIProvider:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789")
-    return OpenAIProvider(base_url=server.url + "/v1", timeout_s=5)
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_TEST_KEY)
+    return OpenAIProvider(base_url=server.openai_url, timeout_s=5)
 
 
 def _anthropic(server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> AnthropicProvider:
