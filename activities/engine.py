@@ -7,6 +7,7 @@ built-in capability sets; a pool counts while some worker polls it (`mahsm.pool_
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator, Mapping
 from itertools import groupby
 
 from temporalio import activity
@@ -94,6 +95,9 @@ class EngineActivities:
     async def resolve_pool(self, request: PoolRequest) -> PoolChoice:
         """The smallest live pool whose capabilities include all of `request.capabilities`.
 
+        Published pools (those `mahsm worker` runs) are asked about first; built-in pool
+        queues nobody published (a bare `Worker` on one) only when no published pool is live.
+
         Queues in `request.avoid` (they did not pick up work in time) are chosen only when no
         other pool is live. Raises a retryable error while no worker serves the capabilities:
         the workflow's retry policy bounds how long a subtask waits for one.
@@ -105,12 +109,9 @@ class EngineActivities:
         )
         queues = candidate_pools(request.queue_prefix, request.capabilities, known=published)
         live: list[tuple[str, list[PoolWorker]]] = []
-        # Smallest capability sets first, one size at a time: the usual answer (the exact
-        # pool is live) costs one size's questions, not every superset's (up to 32).
-        for _, same_size in groupby(queues, key=lambda q: len(pool_capabilities(q))):
-            level = list(same_size)
-            found = await asyncio.gather(*(self.pools.workers(q) for q in level))
-            live += [(q, w) for q, w in zip(level, found, strict=True) if w]
+        for group in _ask_order(queues, published):
+            found = await asyncio.gather(*(self.pools.workers(q) for q in group))
+            live += [(q, w) for q, w in zip(group, found, strict=True) if w]
             if any(q not in request.avoid for q, _ in live):
                 break
         preferred = [(q, w) for q, w in live if q not in request.avoid] or live
@@ -132,3 +133,19 @@ class EngineActivities:
             f"no worker serves capabilities [{needed}]; start {start}",
             type="NoWorkerForCapabilities",
         )
+
+
+def _ask_order(queues: list[str], published: Mapping[str, object]) -> Iterator[list[str]]:
+    """Groups of candidate queues to ask about in turn (each list is smallest sets first).
+
+    The published candidates (usually one or two) come first; then the other built-in
+    supersets one size at a time, so a lookup never asks about every superset (up to 32)
+    when a smaller answer exists: each question about an unused queue makes the server
+    create it.
+    """
+    first = [q for q in queues if q in published]
+    if first:
+        yield first
+    rest = [q for q in queues if q not in published]
+    for _, same_size in groupby(rest, key=lambda q: len(pool_capabilities(q))):
+        yield list(same_size)

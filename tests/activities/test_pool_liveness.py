@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import asyncpg
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -14,6 +15,7 @@ from mahsm.api.routes.agents import _describe
 from mahsm.contracts.engine import PoolRequest
 from mahsm.contracts.task import Capability
 from mahsm.pool_liveness import PoolDirectory, PoolWorker
+from mahsm.profiles.registry import PoolRegistry
 from mahsm.queues import pool_queue
 from mahsm.settings import load_settings
 
@@ -78,3 +80,34 @@ async def test_routing_asks_about_larger_pools_only_when_no_smaller_one_is_live(
             moved = await engine.resolve_pool(need.model_copy(update={"avoid": [exact]}))
             assert moved.task_queue == larger  # a stalled pool sends the search one size up
             assert exact in asked and larger in asked
+
+
+async def test_a_live_published_pool_is_found_without_asking_about_any_other(
+    temporal_client: Client, db_pool: asyncpg.Pool
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    published = pool_queue(prefix, [Capability.WEB_SCRAPING, Capability.DATA_ANALYSIS])
+    registry = PoolRegistry(db_pool, cache_s=0)
+    await registry.publish(prefix=prefix, task_queue=published, identity="w1", profile=None)
+    engine = EngineActivities(
+        settings=load_settings(_env_file=None), client=temporal_client, registry=registry
+    )
+    asked: list[str] = []
+
+    class CountingDirectory(PoolDirectory):
+        async def workers(self, queue: str) -> list[PoolWorker]:
+            asked.append(queue)
+            return await super().workers(queue)
+
+    engine.pools = CountingDirectory(temporal_client, cache_s=0)
+    async with Worker(temporal_client, task_queue=published, activities=[noop]):
+        for _ in range(50):  # until the server lists the poller
+            if await engine.pools.is_live(published):
+                break
+            await asyncio.sleep(0.1)
+        asked.clear()
+        chosen = await engine.resolve_pool(
+            PoolRequest(queue_prefix=prefix, capabilities=[Capability.WEB_SCRAPING])
+        )
+    assert chosen.task_queue == published
+    assert asked == [published]  # not the exact pool nor any other built-in superset
