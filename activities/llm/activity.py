@@ -145,9 +145,15 @@ class LLMActivities:
             resolved = self._offer_tools(await resolve_refs(request, self.blobs))
             resolved = await chain.before_llm_call(resolved)  # may redact, or abort
             telemetry.record_prompt(span, resolved.messages, content=self.settings.trace_content)
-            # Building a provider imports its SDK (seconds on a busy machine): off the loop.
-            provider, model = await self._heartbeating(
-                asyncio.to_thread(self.registry.resolve, request.model), request, info
+            # Building a provider imports its SDK (seconds on a busy machine): off the loop,
+            # the first time; a built one is taken without a thread hop.
+            built = self.registry.resolve_built(request.model)
+            provider, model = (
+                built
+                if built is not None
+                else await self._heartbeating(
+                    asyncio.to_thread(self.registry.resolve, request.model), request, info
+                )
             )
             text = self._live_text(request, info, chain)
             context = CallContext(

@@ -123,6 +123,12 @@ class ProviderRegistry:
             )
         return self.provider(name), model
 
+    def resolve_built(self, model_id: str) -> tuple[LLMProvider, str] | None:
+        """`resolve`, when the provider is already built (no import, no I/O); else None."""
+        name, sep, model = model_id.partition("/")
+        instance = self._instances.get(name) if sep and model else None
+        return (instance, model) if instance is not None else None
+
     def provider(self, name: str) -> LLMProvider:
         """The provider registered as `name`, built on first use.
 

@@ -32,6 +32,15 @@ def test_builtins_resolve_lazily_and_once(llm_settings: Settings) -> None:
     assert again is provider and name == "test"
 
 
+def test_resolve_built_answers_only_for_a_provider_already_built(llm_settings: Settings) -> None:
+    registry = ProviderRegistry(llm_settings, load_entry_points=False)
+    assert registry.resolve_built("scripted/demo") is None  # not built: the caller builds it
+    provider, _ = registry.resolve("scripted/demo")
+    assert registry.resolve_built("scripted/test") == (provider, "test")
+    assert registry.resolve_built("openai/gpt-4o-mini") is None
+    assert registry.resolve_built("scripted") is None  # malformed: `resolve` says why
+
+
 def test_unknown_provider_names_the_known_ones(llm_settings: Settings) -> None:
     registry = ProviderRegistry(llm_settings, load_entry_points=False)
     with pytest.raises(LLMCallError) as raised:
