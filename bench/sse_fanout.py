@@ -25,9 +25,11 @@ import argparse
 import asyncio
 import contextlib
 import random
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -145,6 +147,32 @@ def summary(samples: list[float], errors: dict[int, int], streams: int) -> dict[
     }
 
 
+@contextlib.asynccontextmanager
+async def profiled(pid: int | None, out: Path | None, phase: str) -> AsyncIterator[None]:
+    """Sample the API process with py-spy while a phase runs (`--profile DIR`), else nothing.
+
+    Writes `DIR/<phase>.txt`: collapsed stacks, one line per distinct stack with its sample
+    count (speedscope and flamegraph.pl read it). Sampled without pausing the API, 100/s.
+    """
+    if pid is None or out is None:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    spy_path = Path(sys.executable).parent / "py-spy"  # installed with the `bench` extra
+    spy = await asyncio.create_subprocess_exec(
+        str(spy_path) if spy_path.exists() else "py-spy",
+        *("record", "-p", str(pid), "-r", "100", "--nonblocking", "-f", "raw"),
+        *("-o", str(out / f"{phase}.txt")),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        await spy.wait()
+
+
 async def submit(http: httpx.AsyncClient, body: dict[str, Any], count: int) -> list[str]:
     ids = []
     for _ in range(count):
@@ -180,7 +208,7 @@ async def churn(
             await runner
 
 
-async def load(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
+async def load(base_url: str, args: argparse.Namespace, api_pid: int | None) -> dict[str, Any]:
     clients = [
         httpx.AsyncClient(base_url=base_url, limits=httpx.Limits(max_connections=1), timeout=30)
         for _ in range(args.clients)
@@ -194,7 +222,7 @@ async def load(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
         await measure_gets(clients, held, argparse.Namespace(gets=40, rate=args.rate), 0)  # warm
 
         churned: list[str] = []
-        async with churn(control, args, churned, None):
+        async with churn(control, args, churned, None), profiled(api_pid, args.profile, "floor"):
             samples, errors = await measure_gets(clients, held, args, 1)
         phases["floor"] = summary(samples, errors, 0)
 
@@ -203,7 +231,10 @@ async def load(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
         await streams.start(held, args.streams)
         await asyncio.sleep(args.settle_s)
         open_before = streams.open
-        async with churn(control, args, churned, streams):
+        async with (
+            churn(control, args, churned, streams),
+            profiled(api_pid, args.profile, "streams"),
+        ):
             samples, errors = await measure_gets(clients, held, args, 2)
         phases["streams"] = {
             **summary(samples, errors, open_before),
@@ -249,7 +280,7 @@ async def main_async(args: argparse.Namespace) -> None:
             await wait_for_file(ready, timeout_s=60, process=worker)
             base_url = f"http://127.0.0.1:{port}"
             await wait_healthy(base_url, api, 60)
-            phases = await load(base_url, args)
+            phases = await load(base_url, args, api.pid)
         except BaseException:
             for name in ("worker.log", "api.log"):
                 sys.stderr.write((stack.root / name).read_text()[-3000:])
@@ -333,6 +364,13 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=200.0, help="scripted LLM latency")
     parser.add_argument(
         "--settle-s", type=float, default=2.0, help="wait after the streams are open"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the API with py-spy during each phase; stacks written to DIR",
     )
     add_stack_arguments(parser)
     asyncio.run(main_async(parser.parse_args()))
