@@ -111,7 +111,11 @@ class Backends:
                 url = self.settings.database_url.get_secret_value()
                 try:
                     self._pool = await asyncio.wait_for(
-                        create_pool(url, max_size=self.settings.database_pool_max),
+                        # The API leaves no session state behind (see create_pool): no
+                        # reset round trip each time a request gives its connection back.
+                        create_pool(
+                            url, max_size=self.settings.database_pool_max, session_reset=False
+                        ),
                         timeout=CONNECT_TIMEOUT_S,
                     )
                 except _DATABASE_ERRORS as error:

@@ -164,7 +164,9 @@ class EventHub:
                     raise BackendUnavailable("database", "MAHSM_DATABASE_URL is not set")
                 try:
                     self._pool = await asyncio.wait_for(
-                        create_pool(self.database_url, max_size=READ_POOL_SIZE),
+                        create_pool(
+                            self.database_url, max_size=READ_POOL_SIZE, session_reset=False
+                        ),
                         timeout=CONNECT_TIMEOUT_S,
                     )
                 except DATABASE_ERRORS as error:

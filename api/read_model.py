@@ -98,29 +98,53 @@ class TaskSnapshot:
     version: int = 0
 
 
-async def load_task(pool: asyncpg.Pool, task_id: str) -> TaskSnapshot | None:
-    """The task and its subtasks in plan order, or None when no row exists (yet)."""
+async def read_task_row(pool: asyncpg.Pool, task_id: str) -> asyncpg.Record | None:
+    """The task's row alone, or None when none exists (yet): enough to tell if it has ended.
+
+    `GET /tasks/{id}` of a running task reads only this (the workflow's `state` query has the
+    rest); `load_task(row=...)` completes it with the subtasks when the row is what is shown.
+    """
+
+    async def read() -> asyncpg.Record | None:
+        return await pool.fetchrow(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = $1", task_id, timeout=QUERY_TIMEOUT_S
+        )
+
+    return await guarded(read)
+
+
+async def load_task(
+    pool: asyncpg.Pool, task_id: str, *, row: asyncpg.Record | None = None
+) -> TaskSnapshot | None:
+    """The task and its subtasks in plan order, or None when no row exists (yet).
+
+    Args:
+        pool: The database.
+        task_id: The task.
+        row: The task's row when it was read already (`read_task_row`): only the subtasks
+            are read then.
+    """
 
     async def read() -> TaskSnapshot | None:
         async with pool.acquire() as connection:
-            row = await connection.fetchrow(
+            task_row = row or await connection.fetchrow(
                 f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = $1",
                 task_id,
                 timeout=QUERY_TIMEOUT_S,
             )
-            if row is None:
+            if task_row is None:
                 return None
             rows = await connection.fetch(
                 "SELECT * FROM subtasks WHERE task_id = $1", task_id, timeout=QUERY_TIMEOUT_S
             )
-        task = _task_view(row)
+        task = _task_view(task_row)
         order = {s.id: i for i, s in enumerate(task.plan.subtasks)} if task.plan else {}
         rows = sorted(rows, key=lambda r: (order.get(r["id"], len(order)), r["id"]))
         return TaskSnapshot(
             detail=TaskDetail(task=task, subtask_results=[_subtask_view(r) for r in rows]),
-            result_ref=(row["result_ref"] or {}).get("blob_id"),
+            result_ref=(task_row["result_ref"] or {}).get("blob_id"),
             output_refs={r["id"]: r["output_ref"]["blob_id"] for r in rows if r["output_ref"]},
-            version=row["version"],
+            version=task_row["version"],
         )
 
     return await guarded(read)
