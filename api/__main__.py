@@ -51,6 +51,9 @@ def main() -> None:
         port=settings.api_port,
         log_config=None,
         access_log=False,
+        # Both installed with MAHSM; named so that a missing one fails loudly, not slowly.
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
         timeout_graceful_shutdown=10,
     )
 
