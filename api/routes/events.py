@@ -41,7 +41,6 @@ from mahsm.api.task_events import (
     read_log,
 )
 from mahsm.api.text_guard import reject_unstorable_params
-from mahsm.contracts.stream import TOKENS_EVENT
 
 log = structlog.get_logger(__name__)
 
@@ -206,7 +205,7 @@ async def _live_stream(
                 ping_at = now + PING_S
                 check_at = now + IDLE_CHECK_S
                 if isinstance(item, LiveTokens):
-                    yield ServerSentEvent(data=item.body, event=TOKENS_EVENT)
+                    yield item.sse
                     continue
                 for event in item:
                     yield event.sse
