@@ -24,11 +24,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import httpx
 
 from bench.api_latency import wait_healthy, wait_status
 from bench.common import (
+    CpuMeter,
     add_stack_arguments,
     bench_stack,
     engine_settings,
@@ -208,7 +210,24 @@ async def churn(
             await runner
 
 
-async def load(base_url: str, args: argparse.Namespace, api_pid: int | None) -> dict[str, Any]:
+@contextlib.contextmanager
+def cpu_per_get(meter: CpuMeter, phase: dict[str, Any], gets: int) -> Iterator[None]:
+    """Record into `phase` the CPU ms per GET each process used while the phase ran.
+
+    Less noisy than latency on a shared host: what the streams add to the API shows here even
+    when other work on the machine decides the percentiles.
+    """
+    before = meter.sample()
+    yield
+    after = meter.sample()
+    phase["cpu_ms_per_get"] = {
+        name: round((after[name] - before[name]) * 1000 / max(gets, 1), 2) for name in after
+    }
+
+
+async def load(
+    base_url: str, args: argparse.Namespace, api_pid: int | None, meter: CpuMeter
+) -> dict[str, Any]:
     clients = [
         httpx.AsyncClient(base_url=base_url, limits=httpx.Limits(max_connections=1), timeout=30)
         for _ in range(args.clients)
@@ -222,9 +241,11 @@ async def load(base_url: str, args: argparse.Namespace, api_pid: int | None) -> 
         await measure_gets(clients, held, argparse.Namespace(gets=40, rate=args.rate), 0)  # warm
 
         churned: list[str] = []
+        cpu: dict[str, Any] = {}
         async with churn(control, args, churned, None), profiled(api_pid, args.profile, "floor"):
-            samples, errors = await measure_gets(clients, held, args, 1)
-        phases["floor"] = summary(samples, errors, 0)
+            with cpu_per_get(meter, cpu, args.gets):
+                samples, errors = await measure_gets(clients, held, args, 1)
+        phases["floor"] = {**summary(samples, errors, 0), **cpu}
 
         # `--streams` streams on the held tasks (they stay open), plus one on each task
         # started meanwhile, which receives that task's events as they are written.
@@ -235,9 +256,11 @@ async def load(base_url: str, args: argparse.Namespace, api_pid: int | None) -> 
             churn(control, args, churned, streams),
             profiled(api_pid, args.profile, "streams"),
         ):
-            samples, errors = await measure_gets(clients, held, args, 2)
+            with cpu_per_get(meter, cpu, args.gets):
+                samples, errors = await measure_gets(clients, held, args, 2)
         phases["streams"] = {
             **summary(samples, errors, open_before),
+            **cpu,
             "open_at_end": streams.open,
             "refused": streams.refused,
             "events_received": streams.events,
@@ -280,7 +303,8 @@ async def main_async(args: argparse.Namespace) -> None:
             await wait_for_file(ready, timeout_s=60, process=worker)
             base_url = f"http://127.0.0.1:{port}"
             await wait_healthy(base_url, api, 60)
-            phases = await load(base_url, args, api.pid)
+            meter = CpuMeter(stack, {"api": api.pid, "worker": worker.pid, "bench": os.getpid()})
+            phases = await load(base_url, args, api.pid, meter)
         except BaseException:
             for name in ("worker.log", "api.log"):
                 sys.stderr.write((stack.root / name).read_text()[-3000:])
@@ -322,6 +346,13 @@ def report(
         f"\np95 with {loaded['streams']} streams: {loaded['p95_ms']:.1f} ms"
         f" (floor with 0 streams: {floor['p95_ms']:.1f} ms, {added:+.1f} ms);"
         f" target < {TARGET_P95_MS:g} ms: {verdict}"
+    )
+    print(
+        "CPU ms per GET (whole phase: GETs, churn, streams):",
+        "; ".join(
+            f"{name} {floor['cpu_ms_per_get'][name]:.1f} -> {loaded['cpu_ms_per_get'][name]:.1f}"
+            for name in floor["cpu_ms_per_get"]
+        ),
     )
     print(
         f"open streams at the end: {loaded['open_at_end']};"
