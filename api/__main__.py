@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import sys
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from mahsm.api.main import create_app
 from mahsm.logging import configure_logging
@@ -33,6 +36,26 @@ def bind_refusal(settings: Settings) -> str | None:
     )
 
 
+# Both installed with MAHSM (less CPU per request and per streamed event than asyncio's
+# selector loop and h11); named, so that a missing one fails loudly instead of running slowly.
+SERVER_OPTIONS: dict[str, Any] = {
+    "loop": "uvloop" if sys.platform != "win32" else "asyncio",
+    "http": "httptools",
+}
+
+
+def serving_app(settings: Settings) -> FastAPI:
+    """The app to serve, with everything built so far moved out of the garbage collector's way.
+
+    The modules and the app are never garbage; frozen, they are not scanned again by every
+    full collection (a ~100 ms pause of the event loop otherwise, in the middle of requests).
+    """
+    app = create_app(settings)
+    gc.collect()
+    gc.freeze()
+    return app
+
+
 def main() -> None:
     """Validate the configuration, then run uvicorn until SIGINT/SIGTERM."""
     try:
@@ -46,12 +69,13 @@ def main() -> None:
         raise SystemExit(2)
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     uvicorn.run(
-        create_app(settings),
+        serving_app(settings),
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        **SERVER_OPTIONS,
     )
 
 

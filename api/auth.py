@@ -38,7 +38,7 @@ def _unauthorized(message: str) -> ApiError:
     return error
 
 
-def authenticate(
+async def authenticate(  # async: FastAPI runs a plain `def` dependency in a thread
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:

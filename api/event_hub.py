@@ -33,8 +33,9 @@ import asyncpg
 import structlog
 
 from mahsm.api.deps import CONNECT_TIMEOUT_S, BackendUnavailable
+from mahsm.api.read_model import DATABASE_ERRORS
 from mahsm.api.stream_subscription import LiveTokens, LogUnavailable, Subscription
-from mahsm.api.task_events import DATABASE_ERRORS, READ_BATCH, contiguous, read_log
+from mahsm.api.task_events import READ_BATCH, contiguous, read_log
 from mahsm.contracts.stream import TOKEN_CHANNEL
 from mahsm.db.pool import create_pool
 from mahsm.logging import redact_text
@@ -163,7 +164,9 @@ class EventHub:
                     raise BackendUnavailable("database", "MAHSM_DATABASE_URL is not set")
                 try:
                     self._pool = await asyncio.wait_for(
-                        create_pool(self.database_url, max_size=READ_POOL_SIZE),
+                        create_pool(
+                            self.database_url, max_size=READ_POOL_SIZE, session_reset=False
+                        ),
                         timeout=CONNECT_TIMEOUT_S,
                     )
                 except DATABASE_ERRORS as error:

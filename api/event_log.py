@@ -7,16 +7,13 @@ cancelled or blocked and for notes, `info` for everything else.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 
+from mahsm.api.cursors import Cursor
 from mahsm.api.dashboard_schemas import LogEntry, LogLevel, LogPage
-from mahsm.api.deps import ApiError
 from mahsm.api.read_model import QUERY_TIMEOUT_S, Where, guarded
 
 _LEVEL_SQL = """CASE
@@ -37,39 +34,11 @@ class LogFilter:
     until: datetime | None = None
 
 
-def encode_log_cursor(at: datetime, task_id: str, seq: int) -> str:
-    """An opaque cursor pointing just after one event in newest-first order."""
-    raw = json.dumps({"t": at.isoformat(), "i": task_id, "s": seq}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_log_cursor(cursor: str) -> tuple[datetime, str, int]:
-    """The position a cursor points at; 422 naming `query.cursor` when it is not ours."""
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        at = datetime.fromisoformat(data["t"])
-        task_id, seq = data["i"], data["s"]
-        if not isinstance(task_id, str) or "\x00" in task_id or at.tzinfo is None:
-            raise ValueError("malformed cursor")
-        if not isinstance(seq, int) or not 0 <= seq < 2**63:
-            raise ValueError("malformed cursor")
-        task_id.encode("utf-8")
-        return at.astimezone(UTC), task_id, seq
-    except (ValueError, TypeError, KeyError, OverflowError, binascii.Error) as error:
-        raise ApiError(
-            422,
-            code="validation_error",
-            message="Invalid request: query.cursor: not a cursor returned by GET /logs;"
-            " pass the next_cursor of a previous page, or omit it for the first page.",
-            details=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
-        ) from error
-
-
 async def list_log(
     pool: asyncpg.Pool,
     *,
     where: LogFilter,
-    after: tuple[datetime, str, int] | None,
+    after: Cursor | None,
     limit: int,
 ) -> LogPage:
     """A page of log events, newest first, continuing after the position `after`."""
@@ -87,7 +56,7 @@ async def list_log(
     if where.until is not None:
         found.add("e.created_at < ?", where.until)
     if after is not None:
-        found.before("e.created_at, e.task_id, e.seq", after)
+        found.before("e.created_at, e.task_id, e.seq", after.keyset())
     sql = (
         f"SELECT e.task_id, e.seq, e.kind, e.subtask_id, e.status, e.data, e.created_at,"
         f" {_LEVEL_SQL} AS level FROM task_events e JOIN tasks t ON t.id = e.task_id"
@@ -116,6 +85,6 @@ async def list_log(
             for row in page
         ],
         next_cursor=(
-            encode_log_cursor(last["created_at"], last["task_id"], last["seq"]) if last else None
+            Cursor(last["created_at"], last["task_id"], last["seq"]).encode() if last else None
         ),
     )

@@ -5,24 +5,22 @@ Every function raises `BackendUnavailable("database", ...)` when Postgres cannot
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
 
-from mahsm.api.deps import ApiError, BackendUnavailable
+from mahsm.api.cursors import Cursor
+from mahsm.api.deps import BackendUnavailable
 from mahsm.api.schemas import SubtaskView, TaskDetail, TaskPage, TaskView
 from mahsm.contracts.estimate import PlanEstimate
 from mahsm.contracts.task import Plan, PlanRevision, TaskStatus, Usage
 from mahsm.logging import redact_text
 
 _T = TypeVar("_T")
-_DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 QUERY_TIMEOUT_S = 10.0
 
 _TASK_COLUMNS = (
@@ -35,7 +33,7 @@ async def guarded(action: Callable[[], Awaitable[_T]]) -> _T:
     """Run a read or write; database failures become 503 `database_unavailable`."""
     try:
         return await action()
-    except _DATABASE_ERRORS as error:
+    except DATABASE_ERRORS as error:
         raise BackendUnavailable("database", redact_text(str(error)) or repr(error)) from error
 
 
@@ -100,29 +98,53 @@ class TaskSnapshot:
     version: int = 0
 
 
-async def load_task(pool: asyncpg.Pool, task_id: str) -> TaskSnapshot | None:
-    """The task and its subtasks in plan order, or None when no row exists (yet)."""
+async def read_task_row(pool: asyncpg.Pool, task_id: str) -> asyncpg.Record | None:
+    """The task's row alone, or None when none exists (yet): enough to tell if it has ended.
+
+    `GET /tasks/{id}` of a running task reads only this (the workflow's `state` query has the
+    rest); `load_task(row=...)` completes it with the subtasks when the row is what is shown.
+    """
+
+    async def read() -> asyncpg.Record | None:
+        return await pool.fetchrow(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = $1", task_id, timeout=QUERY_TIMEOUT_S
+        )
+
+    return await guarded(read)
+
+
+async def load_task(
+    pool: asyncpg.Pool, task_id: str, *, row: asyncpg.Record | None = None
+) -> TaskSnapshot | None:
+    """The task and its subtasks in plan order, or None when no row exists (yet).
+
+    Args:
+        pool: The database.
+        task_id: The task.
+        row: The task's row when it was read already (`read_task_row`): only the subtasks
+            are read then.
+    """
 
     async def read() -> TaskSnapshot | None:
         async with pool.acquire() as connection:
-            row = await connection.fetchrow(
+            task_row = row or await connection.fetchrow(
                 f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = $1",
                 task_id,
                 timeout=QUERY_TIMEOUT_S,
             )
-            if row is None:
+            if task_row is None:
                 return None
             rows = await connection.fetch(
                 "SELECT * FROM subtasks WHERE task_id = $1", task_id, timeout=QUERY_TIMEOUT_S
             )
-        task = _task_view(row)
+        task = _task_view(task_row)
         order = {s.id: i for i, s in enumerate(task.plan.subtasks)} if task.plan else {}
         rows = sorted(rows, key=lambda r: (order.get(r["id"], len(order)), r["id"]))
         return TaskSnapshot(
             detail=TaskDetail(task=task, subtask_results=[_subtask_view(r) for r in rows]),
-            result_ref=(row["result_ref"] or {}).get("blob_id"),
+            result_ref=(task_row["result_ref"] or {}).get("blob_id"),
             output_refs={r["id"]: r["output_ref"]["blob_id"] for r in rows if r["output_ref"]},
-            version=row["version"],
+            version=task_row["version"],
         )
 
     return await guarded(read)
@@ -158,33 +180,6 @@ async def resolve_blobs(pool: asyncpg.Pool, snapshot: TaskSnapshot) -> TaskDetai
 
 
 # Pagination ---------------------------------------------------------------------------------
-
-
-def encode_cursor(created_at: datetime, task_id: str) -> str:
-    """An opaque cursor pointing just after (`created_at`, `task_id`) in newest-first order."""
-    raw = json.dumps({"t": created_at.isoformat(), "i": task_id}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """The position a cursor points at; 422 naming `cursor` when it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
-        created_at = datetime.fromisoformat(data["t"])
-        task_id = data["i"]
-        if not isinstance(task_id, str) or created_at.tzinfo is None or "\x00" in task_id:
-            raise ValueError("malformed cursor")
-        task_id.encode("utf-8")  # UnicodeError (a ValueError) for a lone surrogate
-        return created_at.astimezone(UTC), task_id
-    except (ValueError, TypeError, KeyError, OverflowError, binascii.Error) as error:
-        raise ApiError(
-            422,
-            code="validation_error",
-            message="Invalid request: query.cursor: not a cursor returned by GET /tasks;"
-            " pass the next_cursor of a previous page, or omit it for the first page.",
-            details=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
-        ) from error
 
 
 @dataclass(frozen=True)
@@ -230,7 +225,7 @@ class Where:
 
 
 async def list_tasks(
-    pool: asyncpg.Pool, *, where: TaskFilter, after: tuple[datetime, str] | None, limit: int
+    pool: asyncpg.Pool, *, where: TaskFilter, after: Cursor | None, limit: int
 ) -> TaskPage:
     """A page of tasks, newest first, continuing after the position `after` (a cursor's)."""
     found = Where()
@@ -245,7 +240,7 @@ async def list_tasks(
     if where.text:
         found.add("(description ILIKE ? OR id ILIKE ?)", _like(where.text))
     if after is not None:
-        found.before("created_at, id", after)
+        found.before("created_at, id", after.keyset())
     sql = f"SELECT {_TASK_COLUMNS} FROM tasks{found.sql()}"
     sql += f" ORDER BY created_at DESC, id DESC LIMIT {found.param(limit + 1)}"
 
@@ -255,5 +250,5 @@ async def list_tasks(
     rows = await guarded(read)
     page = rows[:limit]
     more = len(rows) > limit
-    next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None
+    next_cursor = Cursor(page[-1]["created_at"], page[-1]["id"]).encode() if more else None
     return TaskPage(tasks=[_task_view(r) for r in page], next_cursor=next_cursor)

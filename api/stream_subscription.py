@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from functools import cached_property
+
+from sse_starlette import ServerSentEvent
 
 from mahsm.api.task_events import LogEvent
+from mahsm.contracts.stream import TOKENS_EVENT
 
 # Token chunks a stream may have waiting; past that a slow client's chunks are dropped.
 TOKEN_QUEUE = 500
@@ -23,6 +27,11 @@ class LiveTokens:
     """One token chunk of a running LLM call: its JSON as the worker published it."""
 
     body: str
+
+    @cached_property
+    def sse(self) -> bytes:
+        """The chunk as an `llm_tokens` SSE event, encoded once for all the task's streams."""
+        return ServerSentEvent(data=self.body, event=TOKENS_EVENT).encode()
 
 
 @dataclass(eq=False)

@@ -10,13 +10,14 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import NoReturn
 
+import asyncpg
 from temporalio.service import RPCError
 
 from mahsm.api.auth import Caller
 from mahsm.api.deps import ApiError, Backends, BackendUnavailable
-from mahsm.api.read_model import TaskSnapshot, load_task, resolve_blobs
+from mahsm.api.read_model import TaskSnapshot, load_task, read_task_row, resolve_blobs
 from mahsm.api.schemas import TaskDetail, TaskStatusChange, subtask_view, task_view
-from mahsm.contracts.task import ApprovalDecision, TaskState
+from mahsm.contracts.task import ApprovalDecision, TaskState, TaskStatus
 from mahsm.errors import MahsmError
 from mahsm.task_driver import RPC_TIMEOUT as RPC_TIMEOUT  # for api/routes/agents.py
 from mahsm.task_driver import NoAnswer, TaskDriver, temporal_unavailable
@@ -69,9 +70,18 @@ def snapshot_of(state: TaskState) -> TaskSnapshot:
     )
 
 
-async def _stored(backends: Backends, task_id: str) -> tuple[TaskSnapshot | None, ApiError | None]:
+async def _row(backends: Backends, task_id: str) -> tuple[asyncpg.Record | None, ApiError | None]:
     try:
-        return await load_task(await backends.pool(), task_id), None
+        return await read_task_row(await backends.pool(), task_id), None
+    except BackendUnavailable as error:
+        return None, error
+
+
+async def _stored(
+    backends: Backends, task_id: str, row: asyncpg.Record
+) -> tuple[TaskSnapshot | None, ApiError | None]:
+    try:
+        return await load_task(await backends.pool(), task_id, row=row), None
     except BackendUnavailable as error:
         return None, error
 
@@ -99,7 +109,7 @@ async def unstarted_state(backends: Backends, task_id: str) -> TaskState | None:
         raise api_error(error) from error
 
 
-async def current_snapshot(backends: Backends, task_id: str, *, live_first: bool) -> TaskSnapshot:
+async def current_snapshot(backends: Backends, task_id: str) -> TaskSnapshot:
     """The task's current state from the best source that answers.
 
     While the task runs its workflow's `state` query is the source; once it has ended (or when
@@ -107,31 +117,27 @@ async def current_snapshot(backends: Backends, task_id: str, *, live_first: bool
     is. A task with neither an answer nor a row yet, whose query timed out, is one no worker
     has picked up: it is shown `pending`, from its workflow's start event.
 
-    Args:
-        backends: Temporal and Postgres.
-        task_id: The task (workflow) id.
-        live_first: Ask Temporal first and Postgres only when the query does not answer (for
-            streams, which poll running tasks). Otherwise Postgres is read first and Temporal
-            asked only while the row is missing or the task has not ended, which spares
-            closed workflows a replay.
+    The row is read first, and Temporal asked only while the row is missing or the task has
+    not ended, which spares closed workflows a replay. The subtasks' rows are read only when
+    the Postgres row is what is shown: a running task costs one database read.
 
     Raises:
         ApiError: 404 when neither source knows the task; 503 when neither can answer.
     """
-    if live_first:
-        state, live_error = await _live(backends, task_id)
-        if state is not None:
-            return snapshot_of(state)
-        stored, stored_error = await _stored(backends, task_id)
-    else:
-        stored, stored_error = await _stored(backends, task_id)
-        if stored is not None and stored.detail.task.status.is_terminal:
+    row, stored_error = await _row(backends, task_id)
+    stored: TaskSnapshot | None = None
+    if row is not None and TaskStatus(row["status"]).is_terminal:
+        stored, stored_error = await _stored(backends, task_id, row)
+        if stored is not None:
             return stored
-        state, live_error = await _live(backends, task_id)
-        if state is not None:
-            live = snapshot_of(state)
-            # The row is written from the same state, so it is never ahead of the query.
-            return live if stored is None or live.version >= stored.version else stored
+    state, live_error = await _live(backends, task_id)
+    if state is not None:
+        live = snapshot_of(state)
+        # The row is written from the same state, so it is never ahead of the query.
+        if row is None or live.version >= row["version"]:
+            return live
+    if row is not None and stored is None and stored_error is None:
+        stored, stored_error = await _stored(backends, task_id, row)
     if stored is not None:  # Temporal forgot it, is down, or its workers are too busy
         return stored
     if isinstance(live_error, _NoAnswer) and stored_error is None:
@@ -145,11 +151,9 @@ async def current_snapshot(backends: Backends, task_id: str, *, live_first: bool
     raise task_not_found(task_id)
 
 
-async def find_snapshot(
-    backends: Backends, task_id: str, caller: Caller, *, live_first: bool = False
-) -> TaskSnapshot:
+async def find_snapshot(backends: Backends, task_id: str, caller: Caller) -> TaskSnapshot:
     """The task as the caller may see it, large outputs resolved, with its version."""
-    snapshot = await current_snapshot(backends, task_id, live_first=live_first)
+    snapshot = await current_snapshot(backends, task_id)
     if not caller.may_see(snapshot.detail.task.user_id):
         raise task_not_found(task_id)
     if snapshot.result_ref is None and not snapshot.output_refs:
@@ -161,11 +165,9 @@ async def find_snapshot(
     return replace(snapshot, detail=detail)
 
 
-async def find_task(
-    backends: Backends, task_id: str, caller: Caller, *, live_first: bool = False
-) -> TaskDetail:
+async def find_task(backends: Backends, task_id: str, caller: Caller) -> TaskDetail:
     """The task as the caller may see it, with large outputs resolved; 404 if not theirs."""
-    return (await find_snapshot(backends, task_id, caller, live_first=live_first)).detail
+    return (await find_snapshot(backends, task_id, caller)).detail
 
 
 async def cancel_task(backends: Backends, task_id: str, caller: Caller) -> TaskStatusChange:

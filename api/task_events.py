@@ -9,16 +9,17 @@ names the stream adds, to close it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from functools import cached_property
+from typing import Any
 
 import asyncpg
+from sse_starlette import ServerSentEvent
 
-from mahsm.api.deps import BackendUnavailable
+from mahsm.api.read_model import QUERY_TIMEOUT_S
 from mahsm.contracts.task import TaskStatus
-from mahsm.logging import redact_text
 
 TASK_STATUS = "task_status"
 TASK_ENDED = "task_ended"
@@ -26,10 +27,7 @@ ERROR = "error"
 
 # Rows read per query; a longer backlog is read in several.
 READ_BATCH = 500
-QUERY_TIMEOUT_S = 10.0
-DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 _FINAL = {status.value for status in TaskStatus if status.is_terminal}
-_T = TypeVar("_T")
 
 _READ_LOG = """
 SELECT seq, kind, subtask_id, status, data, created_at FROM task_events
@@ -67,6 +65,16 @@ class LogEvent:
             "message": self.data.get("message"),
         }
 
+    @cached_property
+    def sse(self) -> bytes:
+        """This event as SSE bytes (name = kind, id = seq), encoded once for every stream.
+
+        The hub hands the same `LogEvent` to all the streams of a task, so N streams cost one
+        JSON encoding per event, not N.
+        """
+        data = json.dumps(self.payload())
+        return ServerSentEvent(data=data, event=self.kind, id=str(self.seq)).encode()
+
 
 @dataclass(frozen=True)
 class TaskEnd:
@@ -93,14 +101,6 @@ class TaskHead:
 
     user_id: str | None
     ended: TaskEnd | None
-
-
-async def guarded(action: Callable[[], Awaitable[_T]]) -> _T:
-    """Run a database read; 503 `database_unavailable` when Postgres cannot answer."""
-    try:
-        return await action()
-    except DATABASE_ERRORS as error:
-        raise BackendUnavailable("database", redact_text(str(error)) or repr(error)) from error
 
 
 async def read_log(pool: asyncpg.Pool, task_id: str, after: int) -> list[LogEvent]:

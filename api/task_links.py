@@ -19,10 +19,20 @@ CHILD_WORKFLOW_NOTE = "agent continues in a child workflow%"
 """The note `GraphRunner` records on a subtask whose agent moves to a child workflow."""
 
 
+_LINKS = """
+SELECT trace_id, ARRAY(
+    SELECT DISTINCT subtask_id FROM task_events WHERE task_id = $1 AND kind = 'note'
+    AND subtask_id IS NOT NULL AND data->>'message' LIKE $2
+) AS children FROM tasks WHERE id = $1
+"""
+
+
 def langfuse_trace_url(trace_id: str | None) -> str | None:
     """Langfuse's link to a trace by id (it finds the project), if Langfuse is configured."""
+    if not trace_id:  # the common case (tracing off) reads no settings: this runs per GET
+        return None
     host = TracingEnv().langfuse_host
-    if not host or not trace_id:
+    if not host:
         return None
     return f"{host.rstrip('/')}/trace/{trace_id}"
 
@@ -30,25 +40,14 @@ def langfuse_trace_url(trace_id: str | None) -> str | None:
 async def task_links(pool: asyncpg.Pool, task_id: str) -> ExternalLinks:
     """The task's links, from its Postgres projection (empty while it is not written yet)."""
 
-    async def read() -> tuple[str | None, list[asyncpg.Record]]:
-        trace_id = await pool.fetchval(
-            "SELECT trace_id FROM tasks WHERE id = $1", task_id, timeout=QUERY_TIMEOUT_S
-        )
-        children = await pool.fetch(
-            "SELECT DISTINCT subtask_id FROM task_events WHERE task_id = $1 AND kind = 'note'"
-            " AND subtask_id IS NOT NULL AND data->>'message' LIKE $2",
-            task_id,
-            CHILD_WORKFLOW_NOTE,
-            timeout=QUERY_TIMEOUT_S,
-        )
-        return trace_id, list(children)
+    async def read() -> asyncpg.Record | None:  # one round trip: this runs on every GET
+        return await pool.fetchrow(_LINKS, task_id, CHILD_WORKFLOW_NOTE, timeout=QUERY_TIMEOUT_S)
 
-    trace_id, children = await guarded(read)
+    row = await guarded(read)
+    trace_id: str | None = row["trace_id"] if row is not None else None
+    children: list[str] = list(row["children"]) if row is not None else []
     return ExternalLinks(
         trace_id=trace_id,
         trace_url=langfuse_trace_url(trace_id),
-        subtask_workflows={
-            row["subtask_id"]: f"{task_id}.{row['subtask_id']}"
-            for row in sorted(children, key=lambda r: str(r["subtask_id"]))
-        },
+        subtask_workflows={child: f"{task_id}.{child}" for child in sorted(children, key=str)},
     )

@@ -24,16 +24,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
+import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.api_latency import wait_healthy, wait_status
 from bench.common import (
+    CpuMeter,
     add_stack_arguments,
     bench_stack,
     engine_settings,
@@ -145,6 +149,32 @@ def summary(samples: list[float], errors: dict[int, int], streams: int) -> dict[
     }
 
 
+@contextlib.asynccontextmanager
+async def profiled(pid: int | None, out: Path | None, phase: str) -> AsyncIterator[None]:
+    """Sample the API process with py-spy while a phase runs (`--profile DIR`), else nothing.
+
+    Writes `DIR/<phase>.txt`: collapsed stacks, one line per distinct stack with its sample
+    count (speedscope and flamegraph.pl read it). Sampled without pausing the API, 100/s.
+    """
+    if pid is None or out is None:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    spy_path = Path(sys.executable).parent / "py-spy"  # installed with the `bench` extra
+    spy = await asyncio.create_subprocess_exec(
+        str(spy_path) if spy_path.exists() else "py-spy",
+        *("record", "-p", str(pid), "-r", "100", "--nonblocking", "-f", "raw"),
+        *("-o", str(out / f"{phase}.txt")),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        await spy.wait()
+
+
 async def submit(http: httpx.AsyncClient, body: dict[str, Any], count: int) -> list[str]:
     ids = []
     for _ in range(count):
@@ -180,7 +210,24 @@ async def churn(
             await runner
 
 
-async def load(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
+@contextlib.contextmanager
+def cpu_per_get(meter: CpuMeter, phase: dict[str, Any], gets: int) -> Iterator[None]:
+    """Record into `phase` the CPU ms per GET each process used while the phase ran.
+
+    Less noisy than latency on a shared host: what the streams add to the API shows here even
+    when other work on the machine decides the percentiles.
+    """
+    before = meter.sample()
+    yield
+    after = meter.sample()
+    phase["cpu_ms_per_get"] = {
+        name: round((after[name] - before[name]) * 1000 / max(gets, 1), 2) for name in after
+    }
+
+
+async def load(
+    base_url: str, args: argparse.Namespace, api_pid: int | None, meter: CpuMeter
+) -> dict[str, Any]:
     clients = [
         httpx.AsyncClient(base_url=base_url, limits=httpx.Limits(max_connections=1), timeout=30)
         for _ in range(args.clients)
@@ -194,19 +241,26 @@ async def load(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
         await measure_gets(clients, held, argparse.Namespace(gets=40, rate=args.rate), 0)  # warm
 
         churned: list[str] = []
-        async with churn(control, args, churned, None):
-            samples, errors = await measure_gets(clients, held, args, 1)
-        phases["floor"] = summary(samples, errors, 0)
+        cpu: dict[str, Any] = {}
+        async with churn(control, args, churned, None), profiled(api_pid, args.profile, "floor"):
+            with cpu_per_get(meter, cpu, args.gets):
+                samples, errors = await measure_gets(clients, held, args, 1)
+        phases["floor"] = {**summary(samples, errors, 0), **cpu}
 
         # `--streams` streams on the held tasks (they stay open), plus one on each task
         # started meanwhile, which receives that task's events as they are written.
         await streams.start(held, args.streams)
         await asyncio.sleep(args.settle_s)
         open_before = streams.open
-        async with churn(control, args, churned, streams):
-            samples, errors = await measure_gets(clients, held, args, 2)
+        async with (
+            churn(control, args, churned, streams),
+            profiled(api_pid, args.profile, "streams"),
+        ):
+            with cpu_per_get(meter, cpu, args.gets):
+                samples, errors = await measure_gets(clients, held, args, 2)
         phases["streams"] = {
             **summary(samples, errors, open_before),
+            **cpu,
             "open_at_end": streams.open,
             "refused": streams.refused,
             "events_received": streams.events,
@@ -249,7 +303,8 @@ async def main_async(args: argparse.Namespace) -> None:
             await wait_for_file(ready, timeout_s=60, process=worker)
             base_url = f"http://127.0.0.1:{port}"
             await wait_healthy(base_url, api, 60)
-            phases = await load(base_url, args)
+            meter = CpuMeter(stack, {"api": api.pid, "worker": worker.pid, "bench": os.getpid()})
+            phases = await load(base_url, args, api.pid, meter)
         except BaseException:
             for name in ("worker.log", "api.log"):
                 sys.stderr.write((stack.root / name).read_text()[-3000:])
@@ -293,6 +348,13 @@ def report(
         f" target < {TARGET_P95_MS:g} ms: {verdict}"
     )
     print(
+        "CPU ms per GET (whole phase: GETs, churn, streams):",
+        "; ".join(
+            f"{name} {floor['cpu_ms_per_get'][name]:.1f} -> {loaded['cpu_ms_per_get'][name]:.1f}"
+            for name in floor["cpu_ms_per_get"]
+        ),
+    )
+    print(
         f"open streams at the end: {loaded['open_at_end']};"
         f" streams refused: {loaded['refused'] or 'none'};"
         f" events received while open: {loaded['events_received']}"
@@ -333,6 +395,13 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=200.0, help="scripted LLM latency")
     parser.add_argument(
         "--settle-s", type=float, default=2.0, help="wait after the streams are open"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the API with py-spy during each phase; stacks written to DIR",
     )
     add_stack_arguments(parser)
     asyncio.run(main_async(parser.parse_args()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -25,26 +26,25 @@ from temporalio.service import RPCError, RPCStatusCode
 from mahsm.api.auth import Caller, CallerDep, authenticate
 from mahsm.api.deps import ApiError, Backends, BackendsDep, BackendUnavailable, SettingsDep
 from mahsm.api.event_hub import EventHub, StreamSlot
+from mahsm.api.read_model import DATABASE_ERRORS, guarded
 from mahsm.api.routes.tasks import TaskId, error_responses
 from mahsm.api.schemas import ErrorBody
 from mahsm.api.stream_subscription import LiveTokens, LogUnavailable
 from mahsm.api.task_access import RPC_TIMEOUT, task_not_found, unstarted_state
 from mahsm.api.task_events import (
-    DATABASE_ERRORS,
     ERROR,
     TASK_ENDED,
     LogEvent,
     TaskEnd,
     TaskHead,
-    guarded,
     read_head,
     read_log,
 )
 from mahsm.api.text_guard import reject_unstorable_params
-from mahsm.contracts.stream import TOKENS_EVENT
 
 log = structlog.get_logger(__name__)
 
+# A stream with nothing to send for this long sends a comment, so that proxies keep it open.
 PING_S = 15.0
 # After this long without events, a stream checks that the task's workflow still runs: one
 # closed without logging its end (terminated by an operator) would otherwise never end it.
@@ -76,7 +76,7 @@ router = APIRouter(
 )
 
 
-def get_hub(request: Request) -> EventHub:
+async def get_hub(request: Request) -> EventHub:
     """The app's `EventHub`."""
     hub: EventHub = request.app.state.event_hub
     return hub
@@ -103,8 +103,7 @@ WithTokens = Annotated[
 ]
 
 
-def _sse(event: LogEvent) -> ServerSentEvent:
-    return ServerSentEvent(data=json.dumps(event.payload()), event=event.kind, id=str(event.seq))
+_PING = ServerSentEvent(comment="ping").encode()
 
 
 def _end(end: TaskEnd) -> ServerSentEvent:
@@ -129,9 +128,11 @@ async def _head(hub: EventHub, backends: Backends, task_id: str, caller: Caller)
     return head
 
 
-async def _ended_stream(backlog: list[LogEvent], end: TaskEnd) -> AsyncIterator[ServerSentEvent]:
+async def _ended_stream(
+    backlog: list[LogEvent], end: TaskEnd
+) -> AsyncIterator[ServerSentEvent | bytes]:
     for event in backlog:
-        yield _sse(event)
+        yield event.sse
     yield _end(end)
 
 
@@ -167,27 +168,47 @@ async def _closed_end(backends: Backends, hub: EventHub, task_id: str) -> TaskEn
 
 async def _live_stream(
     hub: EventHub, backends: Backends, task_id: str, after: int, slot: StreamSlot, tokens: bool
-) -> AsyncIterator[ServerSentEvent]:
-    """The log from `seq > after` as it grows, until the event that ends the task."""
+) -> AsyncIterator[ServerSentEvent | bytes]:
+    """The log from `seq > after` as it grows, until the event that ends the task.
+
+    The keep-alive is this loop's own: a comment after `PING_S` without anything sent, not a
+    ping task per stream on a fixed beat. The first one comes at a random point of the
+    interval, so that streams opened together do not all ping (and wake) at the same moment.
+    """
+    loop = asyncio.get_running_loop()
     sent = after
+    now = loop.time()
+    ping_at = now + PING_S * random.uniform(0.5, 1.0)
+    check_at = now + IDLE_CHECK_S
     try:
         async with hub.subscribe(task_id, after, tokens=tokens) as subscription:
             while True:
                 try:
-                    events = await asyncio.wait_for(subscription.next_item(), IDLE_CHECK_S)
+                    # A timeout, not wait_for: no task per wait.
+                    async with asyncio.timeout_at(min(ping_at, check_at)):
+                        item = await subscription.next_item()
                 except TimeoutError:
-                    end = await _closed_end(backends, hub, task_id)
-                    if end is None:
-                        continue
-                    for event in await _whole_log(hub, task_id, sent):
-                        yield _sse(event)
-                    yield _end(end)
-                    return
-                if isinstance(events, LiveTokens):
-                    yield ServerSentEvent(data=events.body, event=TOKENS_EVENT)
+                    now = loop.time()
+                    if now >= check_at:
+                        end = await _closed_end(backends, hub, task_id)
+                        if end is not None:
+                            for event in await _whole_log(hub, task_id, sent):
+                                yield event.sse
+                            yield _end(end)
+                            return
+                        check_at = loop.time() + IDLE_CHECK_S
+                    if now >= ping_at:
+                        yield _PING
+                        ping_at = loop.time() + PING_S
                     continue
-                for event in events:
-                    yield _sse(event)
+                now = loop.time()
+                ping_at = now + PING_S
+                check_at = now + IDLE_CHECK_S
+                if isinstance(item, LiveTokens):
+                    yield item.sse
+                    continue
+                for event in item:
+                    yield event.sse
                     sent = event.seq
                     if event.ends_task:
                         yield _end(TaskEnd.of(event))
@@ -243,7 +264,7 @@ async def task_events(
         backlog = await _whole_log(hub, task_id, after)
         if not backlog and after > 0:
             return Response(status_code=204)  # tells EventSource to stop reconnecting
-        return EventSourceResponse(_ended_stream(backlog, head.ended), ping=PING_S)
+        return EventSourceResponse(_ended_stream(backlog, head.ended), ping=0)  # ends soon
     limit = settings.sse_max_streams_per_user
     slot = hub.try_open_stream(caller.user, limit)
     if slot is None:
@@ -256,6 +277,6 @@ async def task_events(
         )
     return EventSourceResponse(
         _live_stream(hub, backends, task_id, after, slot, tokens),
-        ping=PING_S,
+        ping=0,  # the stream pings by itself (`_live_stream`)
         background=BackgroundTask(slot.release),
     )

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from mahsm.api.auth import CallerDep, authenticate
+from mahsm.api.cursors import decode_cursor
 from mahsm.api.dashboard_schemas import LogLevel, LogPage
 from mahsm.api.deps import ApiError, DbPoolDep
-from mahsm.api.event_log import LogFilter, decode_log_cursor, list_log
+from mahsm.api.event_log import LogFilter, list_log
 from mahsm.api.routes.tasks import TASK_ID_PATTERN, IsoDateTime, _utc, error_responses
 from mahsm.api.text_guard import reject_unstorable_params
 
@@ -17,7 +18,7 @@ _PARAMS = frozenset({"task_id", "kind", "level", "since", "until", "cursor", "li
 KINDS = ("task_status", "plan_ready", "subtask_status", "note")
 
 
-def _known_query_only(request: Request) -> None:
+async def _known_query_only(request: Request) -> None:
     unknown = sorted(set(request.query_params) - _PARAMS)
     if unknown:
         raise ApiError(
@@ -68,7 +69,7 @@ async def list_logs(
                 " use one of " + ", ".join(KINDS),
                 details=[{"loc": ["query", "kind"], "msg": "unknown event kind"}],
             )
-    after = decode_log_cursor(cursor) if cursor is not None else None
+    after = None if cursor is None else decode_cursor(cursor, listing="GET /logs", with_seq=True)
     where = LogFilter(
         user_id=caller.user,
         task_id=task_id,

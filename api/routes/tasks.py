@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -12,8 +13,10 @@ from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
 from mahsm.api.auth import CallerDep, authenticate
+from mahsm.api.cursors import decode_cursor
 from mahsm.api.deps import (
     ApiError,
+    Backends,
     BackendsDep,
     BackendUnavailable,
     DbPoolDep,
@@ -24,9 +27,10 @@ from mahsm.api.json_body import Utf8JsonRoute
 from mahsm.api.pipeline_runs import task_request
 from mahsm.api.pipeline_schemas import TaskSubmission
 from mahsm.api.pool_views import check_capabilities
-from mahsm.api.read_model import TaskFilter, decode_cursor, list_tasks
+from mahsm.api.read_model import TaskFilter, list_tasks
 from mahsm.api.schemas import (
     ErrorBody,
+    ExternalLinks,
     TaskAccepted,
     TaskDetail,
     TaskLinks,
@@ -205,7 +209,7 @@ _LIST_PARAMS = frozenset(
 )
 
 
-def _known_query_only(request: Request) -> None:
+async def _known_query_only(request: Request) -> None:
     unknown = sorted(set(request.query_params) - _LIST_PARAMS)
     if unknown:
         raise ApiError(
@@ -236,7 +240,7 @@ async def list_all_tasks(
     With API keys only the caller's own tasks are listed; a `user_id` naming someone else
     matches nothing.
     """
-    after = decode_cursor(cursor) if cursor is not None else None
+    after = None if cursor is None else decode_cursor(cursor, listing="GET /tasks")
     if caller.user is not None and user_id not in (None, caller.user):
         return TaskPage(tasks=[], next_cursor=None)
     where = TaskFilter(
@@ -255,12 +259,23 @@ async def get_task(task_id: TaskId, caller: CallerDep, backends: BackendsDep) ->
 
     `links`: its trace (a Langfuse URL when configured) and its subtasks' child workflows.
     """
-    detail = await find_task(backends, task_id, caller)
+    # The links are read while the task is: one round trip less on every GET. They are shown
+    # only once `find_task` has found the task visible to the caller.
+    links = asyncio.ensure_future(_links(backends, task_id))
     try:
-        detail.links = await task_links(await backends.pool(), task_id)
-    except BackendUnavailable:
-        pass  # links come from Postgres; a running task is still read live from Temporal
+        detail = await find_task(backends, task_id, caller)
+    except BaseException:
+        links.cancel()
+        raise
+    detail.links = await links
     return detail
+
+
+async def _links(backends: Backends, task_id: str) -> ExternalLinks | None:
+    try:
+        return await task_links(await backends.pool(), task_id)
+    except BackendUnavailable:  # links come from Postgres; a running task is still read live
+        return None
 
 
 @router.post(

@@ -164,3 +164,20 @@ def test_an_event_carries_its_row_and_the_optional_fields_of_its_data() -> None:
     assert not event.ends_task
     ended = LogEvent("task-x", 8, "task_status", NOW, None, "failed", {"message": "boom"})
     assert ended.ends_task
+
+
+async def test_streams_of_a_task_share_each_event_and_its_one_encoding(
+    hub: EventHub, db_pool: asyncpg.Pool
+) -> None:
+    task_id = await new_task(db_pool)
+    async with hub.subscribe(task_id, 0) as first, hub.subscribe(task_id, 0) as second:
+        await write(db_pool, task_id, 1)
+        [mine] = await asyncio.wait_for(first.next_events(), 5)
+        [theirs] = await asyncio.wait_for(second.next_events(), 5)
+
+    assert mine is theirs  # one decoded row for every stream of the task
+    assert mine.sse is theirs.sse  # encoded once, on first use, then shared
+    lines = mine.sse.decode().split("\r\n")
+    assert lines[:2] == ["id: 1", "event: note"]
+    assert json.loads(lines[2].removeprefix("data: ")) == mine.payload()
+    assert lines[3:] == ["", ""]

@@ -151,8 +151,7 @@ async def test_the_stored_row_is_served_when_the_state_query_gets_no_answer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A workflow whose query cannot be answered in time (here: no worker at all) but whose
-    # row says `running`: GET and the event stream show the row, not a `pending` made up from
-    # the start event.
+    # row says `running`: GET shows the row, not a `pending` made up from the start event.
     monkeypatch.setattr(task_access, "LIVE_QUERY_TIMEOUT", timedelta(seconds=1))
     prefix = f"idle{uuid.uuid4().hex[:8]}"
     app = create_app(api_settings(temporal_env, database_url, queue_prefix=prefix))
@@ -167,9 +166,7 @@ async def test_the_stored_row_is_served_when_the_state_query_gets_no_answer(
             now,
         )
         read = await http.get(f"/tasks/{task_id}")
-        snapshot = await task_access.find_snapshot(
-            app.state.backends, task_id, Caller(user=None), live_first=True
-        )
+        snapshot = await task_access.find_snapshot(app.state.backends, task_id, Caller(user=None))
 
     assert read.status_code == 200, read.text
     assert read.json()["task"]["status"] == "running"
