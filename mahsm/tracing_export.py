@@ -32,6 +32,17 @@ from mahsm.redaction import known_secrets, redact_output
 
 SCOPE_PREFIX = "mahsm"
 """Instrumentation scopes of MAHSM's tracers start with this; only those spans are exported."""
+ACTIVITY_SCOPE = "mahsm.activities"
+REDACTED_AT_SOURCE = frozenset(
+    {
+        "langfuse.observation.input",
+        "langfuse.observation.output",
+        "langfuse.observation.status_message",
+    }
+)
+"""Attributes `activities/telemetry.py` sets only through its `_clip` (which redacts): on the
+activities' spans the export pass does not scan these texts (prompts, completions, tool
+results: most of a trace's characters) a second time."""
 SHORT_TEXT_CHARS = 256
 """Attribute strings up to this long have their redaction remembered (ids, names, models)."""
 _MAX_REMEMBERED = 4096
@@ -47,9 +58,10 @@ class CachingTracerProvider(ReplaySafeTracerProvider):
 
     def __init__(self, resource: Resource) -> None:
         generator = TemporalIdGenerator(RandomIdGenerator())
-        super().__init__(
-            trace_sdk.TracerProvider(resource=resource, id_generator=generator), generator
+        sdk_provider = trace_sdk.TracerProvider(
+            resource=HashedOnceResource(resource), id_generator=generator
         )
+        super().__init__(sdk_provider, generator)
         self._tracers: dict[tuple[object, ...], Tracer] = {}
 
     def get_tracer(
@@ -74,6 +86,22 @@ class CachingTracerProvider(ReplaySafeTracerProvider):
             )
             self._tracers[key] = tracer
         return tracer
+
+
+class HashedOnceResource(Resource):
+    """A resource whose hash is computed once.
+
+    The OTLP encoder groups every exported span by its resource (a dict keyed by it), and
+    `Resource.__hash__` serialises the attributes to JSON on each call: per span. A
+    process's resource never changes.
+    """
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(dict(resource.attributes), resource.schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 def is_mahsm_span(span: ReadableSpan) -> bool:
@@ -168,7 +196,9 @@ class _Redactor:
         """
         name = self.text(span.name)
         original = span.attributes or {}
-        attributes = {k: self.value(v) for k, v in original.items()}
+        scope = span.instrumentation_scope
+        done = REDACTED_AT_SOURCE if scope is not None and scope.name == ACTIVITY_SCOPE else ()
+        attributes = {k: v if k in done else self.value(v) for k, v in original.items()}
         if name == span.name and all(attributes[k] is v for k, v in original.items()):
             return span
         return ReadableSpan(
