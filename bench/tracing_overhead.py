@@ -55,6 +55,7 @@ from bench.common import (
 from bench.throughput import SUBTASKS, plan
 from mahsm.contracts.task import TaskOptions, TaskRequest, TaskStatus
 from mahsm.tasks import start_task
+from mahsm.tracing import SCHEDULE_DELAY_MS
 
 
 class Sink:
@@ -92,8 +93,14 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
-async def round_of(stack: Any, prefix: str, n: int, pid: int | None = None) -> tuple[float, float]:
-    """(tasks/s, worker CPU milliseconds per task) of one round of `n` concurrent tasks."""
+async def round_of(
+    stack: Any, prefix: str, n: int, pid: int | None = None, settle_s: float = 1.0
+) -> tuple[float, float]:
+    """(tasks/s, worker CPU milliseconds per task) of one round of `n` concurrent tasks.
+
+    The CPU is read `settle_s` after the last task ended, so a traced worker's export of the
+    round's spans (sent at most `SCHEDULE_DELAY_MS` after they end) is counted in it.
+    """
     request = TaskRequest(
         description=f"Throughput task [bench] {uuid.uuid4().hex[:8]}",
         options=TaskOptions(max_parallel=SUBTASKS),
@@ -107,7 +114,7 @@ async def round_of(stack: Any, prefix: str, n: int, pid: int | None = None) -> t
     elapsed = time.perf_counter() - start
     if any(s.status != TaskStatus.COMPLETED for s in states):
         raise RuntimeError("a task did not complete")
-    await asyncio.sleep(1.0)  # let the export thread finish this round's spans (CPU counted)
+    await asyncio.sleep(settle_s)  # the export thread sends this round's spans (CPU counted)
     cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / n if pid else float("nan")
     return n / elapsed, cpu_ms
 
@@ -168,7 +175,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 await round_of(stack, prefix, 5)  # warm-up
             for _ in range(args.rounds):
                 for mode, (process, prefix) in workers.items():
-                    rate, cpu_ms = await round_of(stack, prefix, args.tasks, process.pid)
+                    settle = 1.0 if mode == "off" else SCHEDULE_DELAY_MS / 1000 + 1.0
+                    rate, cpu_ms = await round_of(stack, prefix, args.tasks, process.pid, settle)
                     results[mode].append(rate)
                     cpu[mode].append(cpu_ms)
         finally:

@@ -52,7 +52,11 @@ processor keeps), so it never drops a span this bound let through.
 """
 EXPORT_TIMEOUT_S = 5
 """One export request's time limit; the export thread gives up on a batch after it."""
-SCHEDULE_DELAY_MS = 1000
+SCHEDULE_DELAY_MS = 5000
+"""How long spans wait to be sent in one batch (OpenTelemetry's and Langfuse's default).
+
+Each export request costs the worker ~3 ms of CPU: at 1 s a busy worker sent a request for
+every ~3 tasks (docs/performance.md, "Tracing overhead")."""
 
 
 class TracingEnv(BaseSettings):

@@ -28,7 +28,7 @@ from temporalio.contrib.opentelemetry import ReplaySafeTracerProvider
 from temporalio.contrib.opentelemetry._id_generator import TemporalIdGenerator
 
 from mahsm import metrics
-from mahsm.redaction import known_secrets, redact_output
+from mahsm.redaction import known_secrets, output_redactor
 
 SCOPE_PREFIX = "mahsm"
 """Instrumentation scopes of MAHSM's tracers start with this; only those spans are exported."""
@@ -163,6 +163,7 @@ class _Redactor:
     def __init__(self) -> None:
         self._secrets: frozenset[str] | None = None
         self._seen: dict[str, str] = {}
+        self._redact = output_redactor()
 
     def begin(self) -> None:
         """Start a batch: forget what was found if the secrets changed since."""
@@ -170,13 +171,14 @@ class _Redactor:
         if secrets != self._secrets or len(self._seen) > _MAX_REMEMBERED:
             self._seen.clear()
             self._secrets = secrets
+            self._redact = output_redactor()
 
     def text(self, value: str) -> str:
         if len(value) > SHORT_TEXT_CHARS:
-            return redact_output(value)
+            return self._redact(value)
         found = self._seen.get(value)
         if found is None:
-            found = self._seen[value] = redact_output(value)
+            found = self._seen[value] = self._redact(value)
         return found
 
     def value(self, value: object) -> object:
