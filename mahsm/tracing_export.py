@@ -181,13 +181,9 @@ class _Redactor:
             found = self._seen[value] = self._redact(value)
         return found
 
-    def value(self, value: object) -> object:
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, tuple | list) and any(isinstance(v, str) for v in value):
-            cleaned = tuple(self.text(v) if isinstance(v, str) else v for v in value)
-            return value if cleaned == tuple(value) else cleaned
-        return value
+    def _sequence(self, value: Sequence[object]) -> Sequence[object]:
+        cleaned = tuple(self.text(v) if isinstance(v, str) else v for v in value)
+        return value if cleaned == tuple(value) else cleaned
 
     def span(self, span: ReadableSpan) -> ReadableSpan:
         """`span` with the process's secrets removed from its name and attributes.
@@ -200,9 +196,21 @@ class _Redactor:
         original = span.attributes or {}
         scope = span.instrumentation_scope
         done = REDACTED_AT_SOURCE if scope is not None and scope.name == ACTIVITY_SCOPE else ()
-        attributes = {k: v if k in done else self.value(v) for k, v in original.items()}
-        if name == span.name and all(attributes[k] is v for k, v in original.items()):
+        changed: dict[str, object] = {}
+        for key, value in original.items():
+            if key in done:
+                continue
+            if isinstance(value, str):
+                cleaned: object = self.text(value)
+                if cleaned != value:
+                    changed[key] = cleaned
+            elif isinstance(value, tuple | list) and any(isinstance(v, str) for v in value):
+                cleaned = self._sequence(value)
+                if cleaned is not value:
+                    changed[key] = cleaned
+        if not changed and name == span.name:
             return span
+        attributes = {**original, **changed}
         return ReadableSpan(
             name=name,
             context=span.context,
