@@ -95,8 +95,8 @@ def cpu_seconds(pid: int) -> float:
 
 async def round_of(
     stack: Any, prefix: str, n: int, pid: int | None = None, settle_s: float = 1.0
-) -> tuple[float, float]:
-    """(tasks/s, worker CPU milliseconds per task) of one round of `n` concurrent tasks.
+) -> tuple[float, float, float]:
+    """(tasks/s, worker CPU ms per task, of which in the wait) of a round of `n` tasks.
 
     The CPU is read `settle_s` after the last task ended, so a traced worker's export of the
     round's spans (sent at most `SCHEDULE_DELAY_MS` after they end) is counted in it.
@@ -114,9 +114,11 @@ async def round_of(
     elapsed = time.perf_counter() - start
     if any(s.status != TaskStatus.COMPLETED for s in states):
         raise RuntimeError("a task did not complete")
+    cpu_done = cpu_seconds(pid) if pid else 0.0
     await asyncio.sleep(settle_s)  # the export thread sends this round's spans (CPU counted)
-    cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / n if pid else float("nan")
-    return n / elapsed, cpu_ms
+    cpu_after = cpu_seconds(pid) if pid else float("nan")
+    per_task = 1000 / n
+    return n / elapsed, (cpu_after - cpu_before) * per_task, (cpu_after - cpu_done) * per_task
 
 
 def spread(ratios: list[float]) -> str:
@@ -140,6 +142,7 @@ async def main_async(args: argparse.Namespace) -> None:
     modes = ["off", "on", *(["down"] if args.down else [])]
     results: dict[str, list[float]] = {mode: [] for mode in modes}
     cpu: dict[str, list[float]] = {mode: [] for mode in modes}
+    waiting: dict[str, list[float]] = {mode: [] for mode in modes}  # CPU after the tasks ended
     async with bench_stack(args) as stack:
         scenario = write_scenario(
             stack.root / "tracing.yaml",
@@ -173,10 +176,15 @@ async def main_async(args: argparse.Namespace) -> None:
                 await wait_for_file(stack.root / mode, timeout_s=90, process=process)
             for _, prefix in workers.values():
                 await round_of(stack, prefix, 5)  # warm-up
+            # Every worker's CPU is read after the same wait (an idle worker still spends
+            # some CPU: pollers, heartbeats), long enough for the traced one's last batch.
+            settle = SCHEDULE_DELAY_MS / 1000 + 1.0
             for _ in range(args.rounds):
                 for mode, (process, prefix) in workers.items():
-                    settle = 1.0 if mode == "off" else SCHEDULE_DELAY_MS / 1000 + 1.0
-                    rate, cpu_ms = await round_of(stack, prefix, args.tasks, process.pid, settle)
+                    rate, cpu_ms, waiting_ms = await round_of(
+                        stack, prefix, args.tasks, process.pid, settle
+                    )
+                    waiting[mode].append(waiting_ms)
                     results[mode].append(rate)
                     cpu[mode].append(cpu_ms)
         finally:
@@ -206,6 +214,10 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"tasks/s on/off per pair: {spread(ratios)}")  # noqa: T201
     print(f"worker CPU per task on/off per pair: {spread(cpu_ratios)}")  # noqa: T201
     print(  # noqa: T201
+        "of which in the wait after each round (ms/task, median): "
+        + ", ".join(f"{m} {median(v):.1f}" for m, v in waiting.items())
+    )
+    print(  # noqa: T201
         f"CPU overhead: {cpu_overhead:.1f}% per task (median of per-pair ratios"
         f" {' '.join(f'{r:.3f}' for r in cpu_ratios)})"
     )
@@ -232,6 +244,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "on_off_ratios": ratios,
             "overhead_percent": overhead,
             "worker_cpu_ms_per_task": cpu,
+            "worker_cpu_ms_per_task_in_wait": waiting,
             "cpu_on_off_ratios": cpu_ratios,
             "cpu_overhead_percent": cpu_overhead,
             "trace_content": not args.no_content,
