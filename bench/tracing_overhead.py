@@ -20,7 +20,12 @@ interval of the mean, t-distribution); the overhead is 1 - tasks/s ratio and CPU
 With `--down` a third worker exports to a collector that answers every request with 503 (an
 outage): spans are retried for up to 5 s per batch on the export thread, then dropped.
 
-Run: `python -m bench.tracing_overhead [--tasks 50] [--rounds 3] [--down] [--no-content]`.
+With `--other DIR` a further traced worker runs the MAHSM source tree in DIR (an older commit:
+`git archive <commit> | tar -x -C DIR`), so a change's effect on tracing's cost is measured
+in the same rounds as the change itself, on the same host load.
+
+Run: `python -m bench.tracing_overhead [--tasks 50] [--rounds 3] [--down] [--no-content]
+[--other DIR]`.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -121,6 +127,17 @@ async def round_of(
     return n / elapsed, (cpu_after - cpu_before) * per_task, (cpu_after - cpu_done) * per_task
 
 
+def worker_argv(mode: str, args: argparse.Namespace) -> list[str]:
+    """`python -m mahsm.workers`; for `other`, with that source tree first on the path."""
+    if mode != "other":
+        return [sys.executable, "-m", "mahsm.workers"]
+    run = (
+        f"import runpy, sys; sys.path.insert(0, {str(args.other.resolve())!r});"
+        " runpy.run_module('mahsm.workers', run_name='__main__', alter_sys=True)"
+    )
+    return [sys.executable, "-c", run]
+
+
 def spread(ratios: list[float]) -> str:
     """Median, range and a 95% interval of the mean of per-pair ratios."""
     mean = statistics.fmean(ratios)
@@ -139,7 +156,7 @@ def spread(ratios: list[float]) -> str:
 async def main_async(args: argparse.Namespace) -> None:
     sink, down = Sink(), Sink(status=503)  # `down`: a collector in an outage
     load_before = load_average()
-    modes = ["off", "on", *(["down"] if args.down else [])]
+    modes = ["off", "on", *(["down"] if args.down else []), *(["other"] if args.other else [])]
     results: dict[str, list[float]] = {mode: [] for mode in modes}
     cpu: dict[str, list[float]] = {mode: [] for mode in modes}
     waiting: dict[str, list[float]] = {mode: [] for mode in modes}  # CPU after the tasks ended
@@ -164,12 +181,10 @@ async def main_async(args: argparse.Namespace) -> None:
             for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "LANGFUSE_PUBLIC_KEY"):
                 env.pop(name, None)
             if mode != "off":
-                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = (sink if mode == "on" else down).url
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = (down if mode == "down" else sink).url
                 if args.no_content:
                     env["MAHSM_TRACE_CONTENT"] = "false"
-            process = await start_process(
-                [sys.executable, "-m", "mahsm.workers"], env, stack.root / f"worker-{mode}.log"
-            )
+            process = await start_process(worker_argv(mode, args), env, stack.root / f"{mode}.log")
             workers[mode] = (process, settings.queue_prefix)
         try:
             for mode, (process, _) in workers.items():
@@ -197,7 +212,12 @@ async def main_async(args: argparse.Namespace) -> None:
     overhead = (1 - median(ratios)) * 100
     cpu_ratios = [b / a for a, b in zip(cpu["off"], cpu["on"], strict=True)]
     cpu_overhead = (median(cpu_ratios) - 1) * 100
-    labels = {"off": "off", "on": "on (OTLP/HTTP)", "down": "on, collector answering 503"}
+    labels = {
+        "off": "off",
+        "on": "on (OTLP/HTTP)",
+        "down": "on, collector answering 503",
+        "other": f"on, code of {args.other}",
+    }
     print_table(
         ["tracing", "tasks/s (median)", "rounds", "worker CPU ms/task (median)", "rounds"],
         [
@@ -221,6 +241,9 @@ async def main_async(args: argparse.Namespace) -> None:
         f"CPU overhead: {cpu_overhead:.1f}% per task (median of per-pair ratios"
         f" {' '.join(f'{r:.3f}' for r in cpu_ratios)})"
     )
+    if args.other:
+        other = [b / a for a, b in zip(cpu["off"], cpu["other"], strict=True)]
+        print(f"worker CPU per task other/off per pair: {spread(other)}")  # noqa: T201
     if args.down:
         ratios_down = [b / a for a, b in zip(results["off"], results["down"], strict=True)]
         print(  # noqa: T201
@@ -266,6 +289,12 @@ def main() -> None:
         "--no-content",
         action="store_true",
         help="traced workers record no prompts or completions (MAHSM_TRACE_CONTENT=false)",
+    )
+    parser.add_argument(
+        "--other",
+        type=Path,
+        help="also a traced worker running the MAHSM source tree in this folder (e.g. `git"
+        " archive main | tar -x -C DIR`): before/after a change, in the same rounds",
     )
     add_stack_arguments(parser)
     asyncio.run(main_async(parser.parse_args()))
