@@ -25,13 +25,16 @@ from mahsm import metrics
 from mahsm.contracts.llm import ChatMessage, LLMRequest, LLMResponse
 from mahsm.contracts.tools import ToolInvocation, ToolOutcome
 from mahsm.redaction import redact_output
+from mahsm.tracing_export import ACTIVITY_SCOPE
 
-TRACER = "mahsm.activities"
+TRACER = ACTIVITY_SCOPE
 CONTENT_MAX_CHARS = 32_000
 """Prompt or completion text kept on a span; longer text is cut (the full text is in history)."""
 
 
 def _clip(text: str) -> str:
+    # The only way text reaches `tracing_export.REDACTED_AT_SOURCE` attributes: the export
+    # pass trusts this redaction and does not scan them again.
     text = redact_output(text)
     if len(text) <= CONTENT_MAX_CHARS:
         return text

@@ -20,7 +20,12 @@ interval of the mean, t-distribution); the overhead is 1 - tasks/s ratio and CPU
 With `--down` a third worker exports to a collector that answers every request with 503 (an
 outage): spans are retried for up to 5 s per batch on the export thread, then dropped.
 
-Run: `python -m bench.tracing_overhead [--tasks 50] [--rounds 3] [--down] [--no-content]`.
+With `--other DIR` a further traced worker runs the MAHSM source tree in DIR (an older commit:
+`git archive <commit> | tar -x -C DIR`), so a change's effect on tracing's cost is measured
+in the same rounds as the change itself, on the same host load.
+
+Run: `python -m bench.tracing_overhead [--tasks 50] [--rounds 3] [--down] [--no-content]
+[--other DIR]`.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -55,6 +61,7 @@ from bench.common import (
 from bench.throughput import SUBTASKS, plan
 from mahsm.contracts.task import TaskOptions, TaskRequest, TaskStatus
 from mahsm.tasks import start_task
+from mahsm.tracing import SCHEDULE_DELAY_MS
 
 
 class Sink:
@@ -92,8 +99,14 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
-async def round_of(stack: Any, prefix: str, n: int, pid: int | None = None) -> tuple[float, float]:
-    """(tasks/s, worker CPU milliseconds per task) of one round of `n` concurrent tasks."""
+async def round_of(
+    stack: Any, prefix: str, n: int, pid: int | None = None, settle_s: float = 1.0
+) -> tuple[float, float, float]:
+    """(tasks/s, worker CPU ms per task, of which in the wait) of a round of `n` tasks.
+
+    The CPU is read `settle_s` after the last task ended, so a traced worker's export of the
+    round's spans (sent at most `SCHEDULE_DELAY_MS` after they end) is counted in it.
+    """
     request = TaskRequest(
         description=f"Throughput task [bench] {uuid.uuid4().hex[:8]}",
         options=TaskOptions(max_parallel=SUBTASKS),
@@ -107,9 +120,22 @@ async def round_of(stack: Any, prefix: str, n: int, pid: int | None = None) -> t
     elapsed = time.perf_counter() - start
     if any(s.status != TaskStatus.COMPLETED for s in states):
         raise RuntimeError("a task did not complete")
-    await asyncio.sleep(1.0)  # let the export thread finish this round's spans (CPU counted)
-    cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / n if pid else float("nan")
-    return n / elapsed, cpu_ms
+    cpu_done = cpu_seconds(pid) if pid else 0.0
+    await asyncio.sleep(settle_s)  # the export thread sends this round's spans (CPU counted)
+    cpu_after = cpu_seconds(pid) if pid else float("nan")
+    per_task = 1000 / n
+    return n / elapsed, (cpu_after - cpu_before) * per_task, (cpu_after - cpu_done) * per_task
+
+
+def worker_argv(mode: str, args: argparse.Namespace) -> list[str]:
+    """`python -m mahsm.workers`; for `other`, with that source tree first on the path."""
+    if mode != "other":
+        return [sys.executable, "-m", "mahsm.workers"]
+    run = (
+        f"import runpy, sys; sys.path.insert(0, {str(args.other.resolve())!r});"
+        " runpy.run_module('mahsm.workers', run_name='__main__', alter_sys=True)"
+    )
+    return [sys.executable, "-c", run]
 
 
 def spread(ratios: list[float]) -> str:
@@ -130,9 +156,10 @@ def spread(ratios: list[float]) -> str:
 async def main_async(args: argparse.Namespace) -> None:
     sink, down = Sink(), Sink(status=503)  # `down`: a collector in an outage
     load_before = load_average()
-    modes = ["off", "on", *(["down"] if args.down else [])]
+    modes = ["off", "on", *(["down"] if args.down else []), *(["other"] if args.other else [])]
     results: dict[str, list[float]] = {mode: [] for mode in modes}
     cpu: dict[str, list[float]] = {mode: [] for mode in modes}
+    waiting: dict[str, list[float]] = {mode: [] for mode in modes}  # CPU after the tasks ended
     async with bench_stack(args) as stack:
         scenario = write_scenario(
             stack.root / "tracing.yaml",
@@ -154,21 +181,25 @@ async def main_async(args: argparse.Namespace) -> None:
             for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "LANGFUSE_PUBLIC_KEY"):
                 env.pop(name, None)
             if mode != "off":
-                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = (sink if mode == "on" else down).url
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = (down if mode == "down" else sink).url
                 if args.no_content:
                     env["MAHSM_TRACE_CONTENT"] = "false"
-            process = await start_process(
-                [sys.executable, "-m", "mahsm.workers"], env, stack.root / f"worker-{mode}.log"
-            )
+            process = await start_process(worker_argv(mode, args), env, stack.root / f"{mode}.log")
             workers[mode] = (process, settings.queue_prefix)
         try:
             for mode, (process, _) in workers.items():
                 await wait_for_file(stack.root / mode, timeout_s=90, process=process)
             for _, prefix in workers.values():
                 await round_of(stack, prefix, 5)  # warm-up
+            # Every worker's CPU is read after the same wait (an idle worker still spends
+            # some CPU: pollers, heartbeats), long enough for the traced one's last batch.
+            settle = SCHEDULE_DELAY_MS / 1000 + 1.0
             for _ in range(args.rounds):
                 for mode, (process, prefix) in workers.items():
-                    rate, cpu_ms = await round_of(stack, prefix, args.tasks, process.pid)
+                    rate, cpu_ms, waiting_ms = await round_of(
+                        stack, prefix, args.tasks, process.pid, settle
+                    )
+                    waiting[mode].append(waiting_ms)
                     results[mode].append(rate)
                     cpu[mode].append(cpu_ms)
         finally:
@@ -181,7 +212,12 @@ async def main_async(args: argparse.Namespace) -> None:
     overhead = (1 - median(ratios)) * 100
     cpu_ratios = [b / a for a, b in zip(cpu["off"], cpu["on"], strict=True)]
     cpu_overhead = (median(cpu_ratios) - 1) * 100
-    labels = {"off": "off", "on": "on (OTLP/HTTP)", "down": "on, collector answering 503"}
+    labels = {
+        "off": "off",
+        "on": "on (OTLP/HTTP)",
+        "down": "on, collector answering 503",
+        "other": f"on, code of {args.other}",
+    }
     print_table(
         ["tracing", "tasks/s (median)", "rounds", "worker CPU ms/task (median)", "rounds"],
         [
@@ -198,9 +234,16 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"tasks/s on/off per pair: {spread(ratios)}")  # noqa: T201
     print(f"worker CPU per task on/off per pair: {spread(cpu_ratios)}")  # noqa: T201
     print(  # noqa: T201
+        "of which in the wait after each round (ms/task, median): "
+        + ", ".join(f"{m} {median(v):.1f}" for m, v in waiting.items())
+    )
+    print(  # noqa: T201
         f"CPU overhead: {cpu_overhead:.1f}% per task (median of per-pair ratios"
         f" {' '.join(f'{r:.3f}' for r in cpu_ratios)})"
     )
+    if args.other:
+        other = [b / a for a, b in zip(cpu["off"], cpu["other"], strict=True)]
+        print(f"worker CPU per task other/off per pair: {spread(other)}")  # noqa: T201
     if args.down:
         ratios_down = [b / a for a, b in zip(results["off"], results["down"], strict=True)]
         print(  # noqa: T201
@@ -224,6 +267,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "on_off_ratios": ratios,
             "overhead_percent": overhead,
             "worker_cpu_ms_per_task": cpu,
+            "worker_cpu_ms_per_task_in_wait": waiting,
             "cpu_on_off_ratios": cpu_ratios,
             "cpu_overhead_percent": cpu_overhead,
             "trace_content": not args.no_content,
@@ -245,6 +289,12 @@ def main() -> None:
         "--no-content",
         action="store_true",
         help="traced workers record no prompts or completions (MAHSM_TRACE_CONTENT=false)",
+    )
+    parser.add_argument(
+        "--other",
+        type=Path,
+        help="also a traced worker running the MAHSM source tree in this folder (e.g. `git"
+        " archive main | tar -x -C DIR`): before/after a change, in the same rounds",
     )
     add_stack_arguments(parser)
     asyncio.run(main_async(parser.parse_args()))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit
 
@@ -211,3 +211,19 @@ def redact_output(text: str) -> str:
     corrupt code and documents agents legitimately write. Logs and errors get `redact_text`.
     """
     return _PREFIXED_KEY.sub(REDACTED, redact_values(text))
+
+
+def output_redactor() -> Callable[[str], str]:
+    """`redact_output` bound to this process's secrets now, for many texts in a row.
+
+    Looks the secrets up once instead of once per text (the export of a batch of spans
+    redacts hundreds of attribute strings); a secret added later is not known to it.
+    """
+    pattern = _value_pattern(known_secrets())
+
+    def redact(text: str) -> str:
+        if pattern is not None:
+            text = pattern.sub(REDACTED, text)
+        return _PREFIXED_KEY.sub(REDACTED, text)
+
+    return redact

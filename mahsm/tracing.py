@@ -14,38 +14,36 @@ in the process emit. Export never blocks or fails a task: spans wait in a bounde
 whose export fails (endpoint down, timeout), is dropped and counted (`ExportStats`, the
 `mahsm_trace_spans_dropped_total` metric).
 
-The tracer provider is Temporal's replay-safe one (`create_tracer_provider`): span ids made
-in workflow code come from the workflow's deterministic random, and spans a replay ends are
-not exported again (see docs/decisions.md).
+The tracer provider is Temporal's replay-safe one (built as `create_tracer_provider` does,
+with one tracer per name: `mahsm.tracing_export`): span ids made in workflow code come from
+the workflow's deterministic random, and spans a replay ends are not exported again (see
+docs/decisions.md).
 """
 
 from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from temporalio import workflow
-from temporalio.contrib.opentelemetry import (
-    OpenTelemetryPlugin,
-    ReplaySafeTracerProvider,
-    create_tracer_provider,
-)
+from temporalio.contrib.opentelemetry import OpenTelemetryPlugin, ReplaySafeTracerProvider
 from temporalio.plugin import SimplePlugin
 
-from mahsm import metrics
-from mahsm.redaction import redact_output, register_secret
+from mahsm.redaction import register_secret
+from mahsm.tracing_export import (
+    BoundedMahsmProcessor,
+    CachingTracerProvider,
+    CountingExporter,
+    ExportStats,
+    PendingSpans,
+    is_mahsm_span,
+)
 
-SCOPE_PREFIX = "mahsm"
-"""Instrumentation scopes of MAHSM's tracers start with this; only those spans are exported."""
 MAX_QUEUED_SPANS = 2048
 """Spans waiting for export; past this a span is dropped (and counted), never waited for.
 
@@ -54,7 +52,11 @@ processor keeps), so it never drops a span this bound let through.
 """
 EXPORT_TIMEOUT_S = 5
 """One export request's time limit; the export thread gives up on a batch after it."""
-SCHEDULE_DELAY_MS = 1000
+SCHEDULE_DELAY_MS = 5000
+"""How long spans wait to be sent in one batch (OpenTelemetry's and Langfuse's default).
+
+Each export request costs the worker ~3 ms of CPU: at 1 s a busy worker sent a request for
+every ~3 tasks (docs/performance.md, "Tracing overhead")."""
 
 
 class TracingEnv(BaseSettings):
@@ -66,146 +68,6 @@ class TracingEnv(BaseSettings):
     langfuse_secret_key: SecretStr | None = None
     langfuse_host: str | None = None
     otel_exporter_otlp_endpoint: str | None = None
-
-
-@dataclass
-class ExportStats:
-    """Spans exported and dropped by this process (queue full or export failed)."""
-
-    exported: int = 0
-    dropped: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, *, exported: int = 0, dropped: int = 0) -> None:
-        """Count `exported` and `dropped` spans."""
-        with self._lock:
-            self.exported += exported
-            self.dropped += dropped
-        if exported:
-            metrics.SPANS_EXPORTED.inc(exported)
-        if dropped:
-            metrics.SPANS_DROPPED.inc(dropped)
-
-
-class _CountingExporter(SpanExporter):
-    """Counts what the wrapped exporter sent and what it failed to send (dropped)."""
-
-    def __init__(self, inner: SpanExporter, stats: ExportStats, pending: _Pending) -> None:
-        self.inner = inner
-        self.stats = stats
-        self.pending = pending
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            result = self.inner.export([_redacted(span) for span in spans])
-        except Exception:  # an exporter bug must not kill the export thread
-            result = SpanExportResult.FAILURE
-        finally:
-            self.pending.release(len(spans))
-        if result == SpanExportResult.SUCCESS:
-            self.stats.add(exported=len(spans))
-        else:
-            self.stats.add(dropped=len(spans))
-        return result
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-
-def _clean(value: object) -> object:
-    if isinstance(value, str):
-        return redact_output(value)
-    if isinstance(value, tuple | list):
-        return tuple(redact_output(v) if isinstance(v, str) else v for v in value)
-    return value
-
-
-def _redacted(span: ReadableSpan) -> ReadableSpan:
-    """`span` with the process's secrets removed from its name and attributes.
-
-    The last line of defence, in the export thread: activities redact what they record, but
-    workflow code cannot read the environment (the values to redact), and a task's text (its
-    trace name) is the user's.
-    """
-    attributes = {k: _clean(v) for k, v in (span.attributes or {}).items()}
-    return ReadableSpan(
-        name=redact_output(span.name),
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=attributes,  # type: ignore[arg-type]
-        events=span.events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
-
-
-class _Pending:
-    """Spans handed to the batch processor and not yet through the exporter."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.count = 0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> bool:
-        with self._lock:
-            if self.count >= self.limit:
-                return False
-            self.count += 1
-            return True
-
-    def release(self, n: int) -> None:
-        with self._lock:
-            self.count = max(0, self.count - n)
-
-
-class _BoundedMahsmProcessor(SpanProcessor):
-    """MAHSM's spans into `inner` (a batch processor), dropping and counting past the bound."""
-
-    def __init__(self, inner: BatchSpanProcessor, pending: _Pending, stats: ExportStats) -> None:
-        self.inner = inner
-        self.pending = pending
-        self.stats = stats
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        # A span a replay remakes may end during the replay, unexported and without `on_end`:
-        # the inner processor (Langfuse's keeps a record per started span until its end)
-        # never hears of it, so nothing is left behind per replay.
-        if is_mahsm_span(span) and not _replaying():
-            self.inner.on_start(span, parent_context)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if not is_mahsm_span(span):
-            return
-        if not self.pending.acquire():
-            self.stats.add(dropped=1)
-            return
-        self.inner.on_end(span)
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()  # type: ignore[no-untyped-call]
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-
-def _replaying() -> bool:
-    return workflow.in_workflow() and workflow.unsafe.is_replaying_history_events()
-
-
-def is_mahsm_span(span: ReadableSpan) -> bool:
-    """Whether `span` was made by one of MAHSM's tracers (scope `mahsm` or `mahsm.*`)."""
-    scope = span.instrumentation_scope
-    name = scope.name if scope is not None else ""
-    return name == SCOPE_PREFIX or name.startswith(SCOPE_PREFIX + ".")
 
 
 @dataclass
@@ -306,8 +168,8 @@ def configure_tracing(
         if exporter is None:
             _current = Tracing(provider=None, stats=stats)
             return _current
-        pending = _Pending(MAX_QUEUED_SPANS)
-        counted = _CountingExporter(exporter, stats, pending)  # redacts, counts
+        pending = PendingSpans(MAX_QUEUED_SPANS)
+        counted = CountingExporter(exporter, stats, pending)  # redacts, counts
         batch: BatchSpanProcessor
         if langfuse_public is not None:
             # The Langfuse SDK's processor: its span filter (MAHSM's scopes), the attributes it
@@ -329,8 +191,8 @@ def configure_tracing(
                 schedule_delay_millis=SCHEDULE_DELAY_MS,
                 export_timeout_millis=EXPORT_TIMEOUT_S * 1000,
             )
-        provider = create_tracer_provider(resource=Resource.create({"service.name": service_name}))
-        provider.add_span_processor(_BoundedMahsmProcessor(batch, pending, stats))
+        provider = CachingTracerProvider(Resource.create({"service.name": service_name}))
+        provider.add_span_processor(BoundedMahsmProcessor(batch, pending, stats))
         trace.set_tracer_provider(provider)
         _current = Tracing(provider=provider, stats=stats, destination=destination)
         return _current

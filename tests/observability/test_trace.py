@@ -196,6 +196,9 @@ async def test_one_trace_per_task_with_the_span_tree_usage_and_no_secret_after_a
     assert task.attributes["session.id"] == task_id
     assert task.attributes["user.id"] == "alice"
     assert task.attributes["langfuse.trace.name"].startswith("Traced task: add numbers")
+    # The projection records the task's trace id (the dashboard's link to Langfuse).
+    stored = await db_pool.fetchval("SELECT trace_id FROM tasks WHERE id = $1", task_id)
+    assert stored == trace_id
 
     # Langfuse's authentication: the project's keys, as HTTP Basic.
     token = base64.b64encode(f"{LANGFUSE_PUBLIC}:{LANGFUSE_SECRET}".encode()).decode()
