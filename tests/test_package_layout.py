@@ -17,15 +17,28 @@ def test_built_package_has_one_import_root(tmp_path: Path) -> None:
     lib = tmp_path / "lib"
     subprocess.run(
         [
-            sys.executable, "-c", "from setuptools import setup; setup()",
-            "-q", "egg_info", "--egg-base", str(tmp_path), "build_py", "--build-lib", str(lib),
+            sys.executable,
+            "-c",
+            "from setuptools import setup; setup()",
+            "-q",
+            "egg_info",
+            "--egg-base",
+            str(tmp_path),
+            "build_py",
+            "--build-lib",
+            str(lib),
         ],
-        cwd=REPO, check=True, capture_output=True,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
     )
     assert sorted(p.name for p in lib.iterdir()) == ["mahsm"]
     for module in (
-        "workflows/task_workflow.py", "activities/tools/sql.py", "workers/__main__.py",
-        "api/main.py", "api/routes/tasks.py",
+        "workflows/task_workflow.py",
+        "activities/tools/sql.py",
+        "workers/__main__.py",
+        "api/main.py",
+        "api/routes/tasks.py",
     ):
         built = lib / "mahsm" / module
         assert built.is_file() and not built.is_symlink(), module
