@@ -65,11 +65,8 @@ async def test_cancellation_in_any_phase_ends_the_task_cancelled(
         reached = lambda s: s.status == TaskStatus.PLANNING  # noqa: E731
     elif phase == "aggregating":  # two subtasks: a single one has no aggregation call
         spec = scenario([subtask("a"), subtask("b")], aggregate_latency_ms=30_000)
-        reached = lambda s: (
-            bool(s.subtasks)
-            and all(  # noqa: E731
-                i.result.status == "completed" for i in s.subtasks
-            )
+        reached = lambda s: (  # noqa: E731
+            bool(s.subtasks) and all(i.result.status == "completed" for i in s.subtasks)
         )
     else:
         plan = [{**subtask("a"), "required_capabilities": ["web_scraping"]}]
