@@ -113,21 +113,25 @@ class ProviderRegistry:
             LLMCallError: Non-retryable, when the id is malformed or names no known provider,
                 or when building the provider failed with a classified error.
         """
-        name, sep, model = model_id.partition("/")
-        if not sep or not name or not model:
+        parsed = _provider_and_model(model_id)
+        if parsed is None:
             raise LLMCallError(
                 f"model id {model_id!r} is not 'provider/model'. Fix: use e.g. "
                 f"'openai/gpt-4o-mini'; known providers: {', '.join(self.names)}",
                 kind="bad_request",
                 retryable=False,
             )
+        name, model = parsed
         return self.provider(name), model
 
     def resolve_built(self, model_id: str) -> tuple[LLMProvider, str] | None:
         """`resolve`, when the provider is already built (no import, no I/O); else None."""
-        name, sep, model = model_id.partition("/")
-        instance = self._instances.get(name) if sep and model else None
-        return (instance, model) if instance is not None else None
+        parsed = _provider_and_model(model_id)
+        if parsed is None:
+            return None  # `resolve` says what is wrong with the id
+        name, model = parsed
+        instance = self._instances.get(name)
+        return None if instance is None else (instance, model)
 
     def provider(self, name: str) -> LLMProvider:
         """The provider registered as `name`, built on first use.
@@ -175,3 +179,9 @@ class ProviderRegistry:
         factory: ProviderFactory = loaded
         self._factories[name] = factory
         return factory
+
+
+def _provider_and_model(model_id: str) -> tuple[str, str] | None:
+    """`provider/model` split in two; None when either part is missing."""
+    name, sep, model = model_id.partition("/")
+    return (name, model) if sep and name and model else None

@@ -50,6 +50,18 @@ async def test_a_pool_polled_only_for_activities_is_live_for_routing_and_agents(
     assert chosen is not None and chosen.task_queue == queue
 
 
+class AskedDirectory(PoolDirectory):
+    """A directory, uncached, that records which queues it was asked about."""
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(client, cache_s=0)
+        self.asked: list[str] = []
+
+    async def workers(self, queue: str) -> list[PoolWorker]:
+        self.asked.append(queue)
+        return await super().workers(queue)
+
+
 async def test_routing_asks_about_larger_pools_only_when_no_smaller_one_is_live(
     temporal_client: Client,
 ) -> None:
@@ -57,14 +69,8 @@ async def test_routing_asks_about_larger_pools_only_when_no_smaller_one_is_live(
     exact = pool_queue(prefix, [Capability.WEB_SCRAPING])
     larger = pool_queue(prefix, [Capability.WEB_SCRAPING, Capability.DATA_ANALYSIS])
     engine = EngineActivities(settings=load_settings(_env_file=None), client=temporal_client)
-    asked: list[str] = []
-
-    class CountingDirectory(PoolDirectory):
-        async def workers(self, queue: str) -> list[PoolWorker]:
-            asked.append(queue)
-            return await super().workers(queue)
-
-    engine.pools = CountingDirectory(temporal_client, cache_s=0)
+    engine.pools = directory = AskedDirectory(temporal_client)
+    asked = directory.asked
     need = PoolRequest(queue_prefix=prefix, capabilities=[Capability.WEB_SCRAPING])
     async with Worker(temporal_client, task_queue=exact, activities=[noop]):
         async with Worker(temporal_client, task_queue=larger, activities=[noop]):
@@ -92,14 +98,8 @@ async def test_a_live_published_pool_is_found_without_asking_about_any_other(
     engine = EngineActivities(
         settings=load_settings(_env_file=None), client=temporal_client, registry=registry
     )
-    asked: list[str] = []
-
-    class CountingDirectory(PoolDirectory):
-        async def workers(self, queue: str) -> list[PoolWorker]:
-            asked.append(queue)
-            return await super().workers(queue)
-
-    engine.pools = CountingDirectory(temporal_client, cache_s=0)
+    engine.pools = directory = AskedDirectory(temporal_client)
+    asked = directory.asked
     async with Worker(temporal_client, task_queue=published, activities=[noop]):
         for _ in range(50):  # until the server lists the poller
             if await engine.pools.is_live(published):

@@ -112,14 +112,21 @@ async def test_long_text_is_split_under_the_notify_limit(
     assert live.text(_identity().call) == long_text
 
 
+class CapturingPublisher(TokenPublisher):
+    """Keeps what would be sent, with no Postgres."""
+
+    def __init__(self) -> None:
+        super().__init__(pool=None)  # type: ignore[arg-type]
+        self.payloads: list[str] = []
+
+    def publish(self, payloads: list[str]) -> None:
+        self.payloads.extend(payloads)
+
+
 async def test_text_without_whitespace_is_held_back_until_safe() -> None:
-    sent: list[str] = []
-
-    class Capture(TokenPublisher):
-        def publish(self, payloads: list[str]) -> None:
-            sent.extend(payloads)
-
-    text = CallTextStream(Capture(pool=None), identity=_identity(), interval_s=0.0)  # type: ignore[arg-type]
+    publisher = CapturingPublisher()
+    sent = publisher.payloads
+    text = CallTextStream(publisher, identity=_identity(), interval_s=0.0)
     text.feed("sk-0123456789abcdef")  # a key may go on: nothing is sent yet
     assert sent == []
     text.feed("0123 then more")
@@ -131,30 +138,22 @@ async def test_text_without_whitespace_is_held_back_until_safe() -> None:
 
 
 async def test_an_attempt_ending_before_its_first_chunk_publishes_nothing() -> None:
-    sent: list[str] = []
-
-    class Capture(TokenPublisher):
-        def publish(self, payloads: list[str]) -> None:
-            sent.extend(payloads)
-
+    publisher = CapturingPublisher()
+    sent = publisher.payloads
     now = [0.0]
-    quick = CallTextStream(
-        Capture(pool=None),  # type: ignore[arg-type]
-        identity=_identity(),
-        interval_s=0.075,
-        clock=lambda: now[0],
-    )
+
+    def stream() -> CallTextStream:
+        return CallTextStream(
+            publisher, identity=_identity(), interval_s=0.075, clock=lambda: now[0]
+        )
+
+    quick = stream()
     quick.feed("a whole answer ")
     now[0] = 0.05  # the call ends before a chunk is due
     quick.feed("in one go")
     quick.close(failed=False)
     assert sent == []  # its text arrives with its result, not as live text
-    slow = CallTextStream(
-        Capture(pool=None),  # type: ignore[arg-type]
-        identity=_identity(),
-        interval_s=0.075,
-        clock=lambda: now[0],
-    )
+    slow = stream()
     slow.feed("first words ")
     now[0] = 0.2
     slow.feed("then more ")
