@@ -210,7 +210,7 @@ def redact_output(text: str) -> str:
     Data keeps the looser shapes (`password: ...`, hex near "key", Bearer): they would
     corrupt code and documents agents legitimately write. Logs and errors get `redact_text`.
     """
-    return _PREFIXED_KEY.sub(REDACTED, redact_values(text))
+    return output_redactor()(text)
 
 
 def output_redactor() -> Callable[[str], str]:
