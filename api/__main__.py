@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import ipaddress
 import sys
 from typing import Any
@@ -11,6 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from mahsm.api.main import create_app
+from mahsm.heap import settle_heap
 from mahsm.logging import configure_logging
 from mahsm.settings import Settings, SettingsError, get_settings
 
@@ -51,8 +51,7 @@ def serving_app(settings: Settings) -> FastAPI:
     full collection (a ~100 ms pause of the event loop otherwise, in the middle of requests).
     """
     app = create_app(settings)
-    gc.collect()
-    gc.freeze()
+    settle_heap()
     return app
 
 

@@ -42,6 +42,7 @@ from mahsm.contracts.profile import AgentProfile
 from mahsm.contracts.task import Capability
 from mahsm.db.migrate import migrate
 from mahsm.db.pool import create_pool
+from mahsm.heap import settle_heap
 from mahsm.logging import configure_logging
 from mahsm.metrics import serve_metrics
 from mahsm.profiles.loading import load_profiles
@@ -215,6 +216,7 @@ async def run(settings: Settings) -> None:
         async with AsyncExitStack() as running:
             for worker in workers:  # if one fails to start, those started are shut down
                 await running.enter_async_context(worker)
+            settle_heap()  # everything built so far lives as long as the process
             log.info(
                 "worker polling",
                 queues=[w.task_queue for w in workers],
