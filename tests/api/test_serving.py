@@ -21,9 +21,11 @@ def test_the_server_runs_on_uvloop_and_httptools_installed_with_mahsm() -> None:
 
 
 def test_the_served_app_leaves_its_start_up_objects_out_of_garbage_collection() -> None:
+    threshold = gc.get_threshold()
     gc.unfreeze()
     try:
         serving_app(load_settings(_env_file=None))
         assert gc.get_freeze_count() > 10_000  # modules, routes, models: not scanned again
     finally:
         gc.unfreeze()
+        gc.set_threshold(*threshold)
