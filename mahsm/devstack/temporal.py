@@ -38,6 +38,30 @@ def _listening(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+QUEUE_READS_PER_S = 10_000
+"""How often the history service may read each of its task queues (transfer, timer,
+visibility) from the database, per second.
+
+The server's default is 20 reads a second per queue, made for a cluster sharing a database
+between many shards. The dev server has one shard: at the default, a workflow whose steps
+come faster than 50 ms apart (fast models, tools, many tasks at once) waited ~30 ms for each
+activity and workflow task to be dispatched. The limit only spaces reads out: a queue is
+still read when a task is added to it (docs/decisions.md, "The embedded Temporal server reads
+its task queues without a rate limit").
+"""
+
+
+def dynamic_config_flags() -> list[str]:
+    """The `start-dev` flags of the dynamic config the embedded server runs with."""
+    values = {
+        f"history.{queue}ProcessorMaxPollRPS": QUEUE_READS_PER_S
+        for queue in ("transfer", "timer", "visibility")
+    }
+    return [
+        arg for key, value in values.items() for arg in ("--dynamic-config-value", f"{key}={value}")
+    ]
+
+
 class TemporalDevServer:
     """`temporal server start-dev` on 127.0.0.1 with the MAHSM search attributes registered."""
 
@@ -94,6 +118,7 @@ class TemporalDevServer:
             "--log-level",
             "warn",
             *search_attributes.dev_server_flags(),
+            *dynamic_config_flags(),
         ]
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
