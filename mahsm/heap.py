@@ -7,9 +7,10 @@ never scanned again.
 
 Collections of the young generation are made rarer as well: a task allocates tens of
 thousands of short-lived containers (payloads, models, spans), which reference counting frees;
-at CPython's default threshold (700) the collector ran every few milliseconds to find the
-few cycles among them. Measured on the efficiency benchmark's (c) workload, the collector
-went from ~4 ms of CPU per task to ~0.5 ms (docs/performance.md, "Garbage collection").
+at CPython's default threshold (700) the collector ran ~1.5 times per task to find the few
+cycles among them. Measured on the efficiency benchmark's (c) workload, the collector went
+from ~4 ms of CPU per task to ~0.5 ms (docs/performance.md, "Garbage collection of the
+worker").
 """
 
 from __future__ import annotations
