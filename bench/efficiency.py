@@ -15,6 +15,11 @@ Workloads (scripted model; rules in `bench.efficiency_workloads.scenario`):
   per task of each process (Temporal server, this process = workers + client, Postgres) and
   Temporal events and workflow runs per task (the task's history plus its children's).
 
+With `--floor-via-matching`, (a) and (c) also run the floor with eager activity execution
+off (`floor via matching`): every activity dispatched by the server's matching to a poller,
+as MAHSM's calls to a capability pool's queue are. It tells how much of the gap to the floor
+is that dispatch alone. The targets stay ratios against the (eager) floor.
+
 Each target is printed as a ratio measured in this run (medians over `--repeats` runs of (a)
 and (b), `--rounds` rounds of (c); the order of MAHSM and floor alternates between runs).
 
@@ -27,6 +32,7 @@ import argparse
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 from bench.common import (
@@ -71,10 +77,13 @@ TARGETS = [
 class Bench:
     """The running stack, MAHSM's workers and the floor's, and how to run each variant."""
 
-    def __init__(self, stack: Stack, settings: Settings, floor_queue: str) -> None:
+    def __init__(
+        self, stack: Stack, settings: Settings, floor_queue: str, matching_queue: str | None
+    ) -> None:
         self.stack = stack
         self.settings = settings
         self.floor_queue = floor_queue
+        self.matching_queue = matching_queue  # the floor without eager activities, or None
 
     def mahsm(self, workload: str, n: int = 1, max_parallel: int | None = None) -> Runner:
         return lambda: run_mahsm(
@@ -83,10 +92,17 @@ class Bench:
             [mahsm_request(workload, max_parallel=max_parallel) for _ in range(n)],
         )
 
-    def floor(self, workload: str, n: int = 1) -> Runner:
+    def floor(self, workload: str, n: int = 1, *, eager: bool = True) -> Runner:
+        queue = self.floor_queue if eager else self.matching_queue
+        assert queue is not None, "the floor via matching runs with --floor-via-matching"
         return lambda: run_floor(
-            self.stack, self.floor_queue, [floor_request(workload, self.settings) for _ in range(n)]
+            self.stack, queue, [floor_request(workload, self.settings) for _ in range(n)]
         )
+
+    def with_matching(self, variants: dict[str, Runner], workload: str, n: int = 1) -> None:
+        """Add the floor via matching to `variants` when this run measures it."""
+        if self.matching_queue is not None:
+            variants["floor via matching"] = self.floor(workload, n, eager=False)
 
 
 async def makespans(
@@ -115,9 +131,9 @@ async def makespans(
 async def workload_ab(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     ideal = 4 * args.latency_ms / 1000
     out: dict[str, Any] = {"ideal_s": ideal}
-    out["a"] = await makespans(
-        bench, {"mahsm": bench.mahsm("a"), "floor": bench.floor("a")}, args.repeats
-    )
+    variants_a = {"mahsm": bench.mahsm("a"), "floor": bench.floor("a")}
+    bench.with_matching(variants_a, "a")
+    out["a"] = await makespans(bench, variants_a, args.repeats)
     print("(a): done", flush=True)
     out["b"] = await makespans(
         bench,
@@ -136,10 +152,12 @@ async def workload_c(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     n = args.tasks
     meter = CpuMeter(bench.stack, {"bench process": os.getpid()})
     variants = {"mahsm": bench.mahsm("c", n), "floor": bench.floor("c", n)}
+    bench.with_matching(variants, "c", n)
+    names = list(variants)
     rounds: list[dict[str, Any]] = []
     for round_no in range(args.rounds):
         row: dict[str, Any] = {"round": round_no}
-        order = ["mahsm", "floor"] if round_no % 2 == 0 else ["floor", "mahsm"]
+        order = names if round_no % 2 == 0 else names[::-1]
         for name in order:
             before = meter.sample()
             seconds, ids = await variants[name]()
@@ -179,7 +197,7 @@ async def workload_c(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         }
         for name in variants
     }
-    return {"tasks": n, "subtasks": FANOUT_C, "rounds": rounds, **summary}
+    return {"tasks": n, "subtasks": FANOUT_C, "variants": names, "rounds": rounds, **summary}
 
 
 def ratios(ab: dict[str, Any] | None, c: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -272,7 +290,7 @@ def report(args: argparse.Namespace, ab: dict[str, Any] | None, c: dict[str, Any
                     c[name]["events_per_task"],
                     c[name]["workflows_per_task"],
                 ]
-                for name in ("mahsm", "floor")
+                for name in c["variants"]
             ],
         )
     print()
@@ -301,8 +319,15 @@ async def main_async(args: argparse.Namespace) -> None:
     async with bench_stack(args) as stack:
         scenario_file = write_scenario(stack.root / "efficiency.yaml", scenario(args.latency_ms))
         settings = engine_settings(stack, scenario_file)
-        async with running_workers(stack, settings), running_floor(stack, settings) as queue:
-            bench = Bench(stack, settings, queue)
+        async with AsyncExitStack() as running:
+            await running.enter_async_context(running_workers(stack, settings))
+            queue = await running.enter_async_context(running_floor(stack, settings))
+            matching = None
+            if args.floor_via_matching:
+                matching = await running.enter_async_context(
+                    running_floor(stack, settings, eager=False)
+                )
+            bench = Bench(stack, settings, queue, matching)
             # Warm-up, not counted: imports, sandbox caches, connections.
             for warm in (
                 bench.mahsm("b"),
@@ -311,6 +336,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 bench.floor("c", 5),
             ):
                 await warm()
+            if matching is not None:
+                await bench.floor("c", 5, eager=False)()
             if workloads & {"a", "b"}:
                 ab = await workload_ab(bench, args)
             if "c" in workloads:
@@ -343,6 +370,11 @@ def main() -> None:
     parser.add_argument("--workloads", default="a,b,c", help="comma-separated subset of a,b,c")
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 2 repeats, 1 round of 10 tasks"
+    )
+    parser.add_argument(
+        "--floor-via-matching",
+        action="store_true",
+        help="also run (a) and (c) on the floor with eager activity execution off",
     )
     add_stack_arguments(parser)
     args = parser.parse_args()

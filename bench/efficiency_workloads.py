@@ -127,9 +127,16 @@ def floor_request(workload: str, settings: Settings) -> FloorRequest:
 
 
 @asynccontextmanager
-async def running_floor(stack: Stack, settings: Settings) -> AsyncIterator[str]:
+async def running_floor(
+    stack: Stack, settings: Settings, *, eager: bool = True
+) -> AsyncIterator[str]:
     """One worker serving `OneWorkflowTask` and MAHSM's LLM and tool activities, built with
-    the same settings (scenario) and tuned like MAHSM's; yields its task queue."""
+    the same settings (scenario) and tuned like MAHSM's; yields its task queue.
+
+    With `eager` False every activity goes through the server's matching to a poller, as
+    MAHSM's calls to a capability pool's queue do, instead of being handed back with the
+    workflow task that scheduled it.
+    """
     blobs = BlobStore(stack.pool, threshold_bytes=settings.claim_check_bytes)
     llm = LLMActivities(settings=settings, blobs=blobs)
     tools = ToolActivities(pool=stack.pool, settings=settings, blobs=blobs)
@@ -141,6 +148,7 @@ async def running_floor(stack: Stack, settings: Settings) -> AsyncIterator[str]:
         activities=[llm.complete, tools.execute],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        disable_eager_activity_execution=not eager,
     )
     async with worker:
         yield queue
