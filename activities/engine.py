@@ -21,7 +21,7 @@ from mahsm.contracts.engine import DefaultsRequest, EngineDefaults, PoolChoice, 
 from mahsm.contracts.profile import CapabilityInfo
 from mahsm.pool_liveness import PoolDirectory, PoolWorker
 from mahsm.profiles.registry import DATABASE_ERRORS, PoolRegistry, capability_catalogue
-from mahsm.queues import candidate_pools, pool_capabilities
+from mahsm.queues import candidate_pools, pool_capabilities, tasks_queue
 from mahsm.settings import Settings
 
 CATALOGUE_TIMEOUT_S = 3.0
@@ -118,10 +118,12 @@ class EngineActivities:
         if preferred:
             queue, workers = preferred[0]
             registered = published.get(queue)
+            profile = registered.profile if registered is not None else None
             return PoolChoice(
                 task_queue=queue,
                 workers=sorted(w.identity for w in workers),
-                profile=registered.profile if registered is not None else None,
+                profile=profile,
+                calls_queue=None if profile else await self._colocated(request, workers),
             )
         needed = ",".join(sorted(c.value for c in request.capabilities))
         start = (
@@ -133,6 +135,21 @@ class EngineActivities:
             f"no worker serves capabilities [{needed}]; start {start}",
             type="NoWorkerForCapabilities",
         )
+
+    async def _colocated(self, request: PoolRequest, pool: list[PoolWorker]) -> str | None:
+        """The task's own queue, when every worker polling it also polls the chosen pool.
+
+        Those workers run the pool's calls the same way (`build_workers` registers the
+        default pool's activities on both queues), and a call scheduled on the queue of the
+        workflow that schedules it starts eagerly: handed back with the workflow task, with
+        no trip through the server's matching (docs/decisions.md). Identities are per group
+        of workers (`workers.main`), so a process's groups are never mistaken for one.
+        """
+        own = tasks_queue(request.queue_prefix)
+        if own in request.avoid:
+            return None
+        polling = {w.identity for w in await self.pools.workers(own)}
+        return own if polling and polling <= {w.identity for w in pool} else None
 
 
 def _ask_order(queues: list[str], published: Mapping[str, object]) -> Iterator[list[str]]:

@@ -110,10 +110,12 @@ def build_workers(
         pool=pool, settings=settings, blobs=blobs, registry=catalogue, sql_pool=sql_pool
     )
     common = {
+        "identity": _group_identity(client),
         "max_concurrent_activities": settings.worker_max_concurrent_activities,
         "max_concurrent_workflow_tasks": settings.worker_max_concurrent_workflow_tasks,
         "graceful_shutdown_timeout": timedelta(seconds=settings.worker_shutdown_grace_s),
     }
+    caps = list(capabilities if capabilities is not None else settings.worker_capabilities)
     workers = []
     if serve_tasks:
         workers.append(
@@ -129,6 +131,9 @@ def build_workers(
                 workflow_runner=workflow_runner(),
                 activities=[
                     llm.complete,
+                    # With a default pool in this process, its calls may run on the task's
+                    # own queue (`resolve_pool`: eager, no trip through matching).
+                    *([tool_activities.execute] if caps else []),
                     store.store_task,
                     store.blob_put_text,
                     engine.engine_defaults,
@@ -145,7 +150,6 @@ def build_workers(
                 **common,  # type: ignore[arg-type]
             )
         )
-    caps = list(capabilities if capabilities is not None else settings.worker_capabilities)
     if profiles is None:
         profiles = load_profiles(settings.profiles, load_entry_points=settings.profile_entry_points)
     check_profiles(profiles, caps)
@@ -174,6 +178,20 @@ def build_workers(
         workers.append(pool_worker(caps, None))
     workers += [pool_worker(p.capabilities, p) for p in profiles]
     return workers
+
+
+_groups_built = 0
+
+
+def _group_identity(client: Client) -> str:
+    """The identity all workers of one `build_workers` call poll with: `pid@host+N`.
+
+    One per group, not the client's: `resolve_pool` tells groups apart by identity, and a
+    process may build several (tests, embedding code) or poll with bare workers of its own.
+    """
+    global _groups_built
+    _groups_built += 1
+    return f"{client.identity}+{_groups_built}"
 
 
 def _experiment_activities(settings: Settings, blobs: BlobStore) -> list[Callable[..., Any]]:

@@ -46,7 +46,7 @@ class PublishingWorker(Worker):
         await self._registry.publish(
             prefix=self._prefix,
             task_queue=self.task_queue,
-            identity=self.client.identity,
+            identity=self.config().get("identity") or self.client.identity,
             profile=await self._pool_profile(),
         )
         await super().run()

@@ -22,14 +22,15 @@ async def on_pool(
     queue: str,
     call: Callable[[str, str], Awaitable[T]],
 ) -> tuple[T, str]:
-    """Run `call(queue, id_suffix)`; when no worker took it in time, re-route and retry.
+    """Run `call(queue of the calls, id_suffix)`; when no worker took it, re-route and retry.
 
-    Returns the result and the queue that served it.
+    The calls go where the router says pool `queue`'s calls go (`PoolRouter.calls_queue`).
+    Returns the result and the pool that served it.
     """
     rerouted = 0
     while True:
         try:
-            result = await call(queue, f".r{rerouted}" if rerouted else "")
+            result = await call(router.calls_queue(queue), f".r{rerouted}" if rerouted else "")
         except ActivityError as error:
             if timeout_type(error) != TimeoutType.SCHEDULE_TO_START:
                 raise

@@ -56,10 +56,19 @@ class PoolRouter:
         self._waiting: dict[Need, set[str]] = {}
         self._notes: dict[Need, str] = {}
         self._profiles: dict[str, PoolProfile] = {}
+        self._calls_queues: dict[str, str] = {}  # pool -> where its calls go, when elsewhere
 
     def profile(self, queue: str) -> PoolProfile | None:
         """The agent profile serving `queue`, as its lookup answered (None: the default)."""
         return self._profiles.get(queue)
+
+    def calls_queue(self, queue: str) -> str:
+        """Where the LLM and tool calls of pool `queue` go.
+
+        The task's own queue when the lookup found every worker polling it serving the pool
+        too (calls then start eagerly), else `queue` itself.
+        """
+        return self._calls_queues.get(queue, queue)
 
     async def queue_for(self, subtask_id: str, need: Need) -> str:
         """The queue of a live pool serving `need`; waits (visibly) while none does."""
@@ -76,12 +85,15 @@ class PoolRouter:
         if self._queues.get(need) not in (None, stalled):
             return self._queues[need]  # another subtask already moved on
         self._queues.pop(need, None)
+        avoid = [stalled]
+        if stalled in self._calls_queues:  # the calls waited on the task's own queue
+            avoid.append(self._calls_queues.pop(stalled))
         note = (
             f"no worker took this subtask's work from {stalled} within {waited_s:g}s"
             " (its workers may have stopped); looking for a live pool"
         )
         self._recorder.update_subtask(subtask_id, waiting_for=note)
-        queue = await self._shared_lookup(subtask_id, need, avoid=[stalled])
+        queue = await self._shared_lookup(subtask_id, need, avoid=avoid)
         if queue == stalled:
             self._recorder.update_subtask(
                 subtask_id,
@@ -155,6 +167,8 @@ class PoolRouter:
         self._queues[need] = choice.task_queue
         if choice.profile is not None:
             self._profiles[choice.task_queue] = choice.profile
+        if choice.calls_queue is not None:
+            self._calls_queues[choice.task_queue] = choice.calls_queue
         return choice.task_queue
 
     def cancel_all(self) -> None:

@@ -132,6 +132,11 @@ class PoolChoice(BaseModel):
     profile: PoolProfile | None = Field(
         default=None, description="the agent profile serving the pool (None: the default agent)"
     )
+    calls_queue: str | None = Field(
+        default=None,
+        description="where the pool's LLM and tool calls go when not `task_queue`: the task's"
+        " own queue, when every worker polling it also serves this pool (None: `task_queue`)",
+    )
 
 
 class BlobText(BaseModel):

@@ -16,7 +16,7 @@ from mahsm.contracts.engine import PoolRequest
 from mahsm.contracts.task import Capability
 from mahsm.pool_liveness import PoolDirectory, PoolWorker
 from mahsm.profiles.registry import PoolRegistry
-from mahsm.queues import pool_queue
+from mahsm.queues import pool_queue, tasks_queue
 from mahsm.settings import load_settings
 
 
@@ -81,7 +81,9 @@ async def test_routing_asks_about_larger_pools_only_when_no_smaller_one_is_live(
             asked.clear()
             chosen = await engine.resolve_pool(need)
             assert chosen.task_queue == exact
-            assert asked == [exact]  # the 31 supersets were not asked about
+            # The 31 supersets were not asked about; the task's own queue is, once a pool
+            # is chosen (whether the pool's calls may run there).
+            assert asked == [exact, tasks_queue(prefix)]
             asked.clear()
             moved = await engine.resolve_pool(need.model_copy(update={"avoid": [exact]}))
             assert moved.task_queue == larger  # a stalled pool sends the search one size up
@@ -110,4 +112,5 @@ async def test_a_live_published_pool_is_found_without_asking_about_any_other(
             PoolRequest(queue_prefix=prefix, capabilities=[Capability.WEB_SCRAPING])
         )
     assert chosen.task_queue == published
-    assert asked == [published]  # not the exact pool nor any other built-in superset
+    # Not the exact pool nor any other built-in superset (the task's own queue: see above).
+    assert asked == [published, tasks_queue(prefix)]

@@ -585,13 +585,19 @@ async def test_the_task_page_shows_the_live_text_of_the_selected_running_subtask
     rules = {"rules": [answer_rule("Write the story", STORY, latency_ms=6000)]}
     async with api_stack(rules) as stack, served(stack.app) as base:
         plan = {"subtasks": [subtask("write", "Write the story")]}
-        body = {"description": "Tell a story", "plan": plan}
+        # Held for approval until the page follows the task: a stream shows the text
+        # published after it connects, and the call's first words come 1 s into it.
+        options = {"require_approval": True}
+        body = {"description": "Tell a story", "plan": plan, "options": options}
         created = await stack.http.post("/tasks", json=body)
         assert created.status_code == 202, created.text
         task_id = created.json()["task_id"]
+        await stack.wait_status(task_id, {"awaiting_approval"})
         page = await open_page(browser)
         await page.goto(f"{base}/ui/#/task/{task_id}")
         await page.locator('svg.graph g.node[data-id="write"]').click()
+        approved = await stack.http.post(f"/tasks/{task_id}/approve", json={"approved": True})
+        assert approved.status_code == 200, approved.text
         live = page.locator("#live-text")
         await expect(live).to_contain_text("Once upon a time")  # streamed while it runs
         partial = await live.inner_text()

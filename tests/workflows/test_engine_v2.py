@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError
 
 from mahsm.activities.llm.activity import LLMActivities
 from mahsm.activities.tools.registry import default_registry
@@ -24,6 +24,8 @@ from mahsm.contracts.task import (
     TaskState,
     TaskStatus,
 )
+from mahsm.pool_liveness import PoolDirectory
+from mahsm.queues import tasks_queue
 from mahsm.settings import load_settings
 from mahsm.task_driver import TaskDriver
 from mahsm.workers.main import build_workers
@@ -71,6 +73,90 @@ async def test_single_subtask_task_makes_no_aggregation_call(engine_factory) -> 
         e.HasField("start_child_workflow_execution_initiated_event_attributes")
         for e in history.events
     )
+
+
+def _call_queues(events: list[HistoryEvent]) -> dict[str, str]:
+    """Activity id -> the queue it was scheduled on."""
+    return {
+        e.activity_task_scheduled_event_attributes.activity_id: (
+            e.activity_task_scheduled_event_attributes.task_queue.name
+        )
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+
+
+_CALCULATE = {"name": "calculator", "arguments": {"expression": "6*7"}}
+_ONE_TOOL_AGENT = {
+    "rules": [
+        plan_rule("colocated", [_node("calc", "Calculate with the tool")]),
+        {"purpose": "agent_step", "subtask": "calc", "step": 1, "respond": {"content": "42"}},
+        {"purpose": "agent_step", "subtask": "calc", "respond": {"tool_calls": [_CALCULATE]}},
+        AGGREGATE,
+    ]
+}
+
+
+async def test_a_pool_served_by_the_tasks_workers_runs_its_calls_on_the_tasks_queue(
+    engine_factory,
+) -> None:
+    """One group of workers polls the tasks queue and the pool: the agent's LLM and tool
+    calls go to the task's own queue (started eagerly); the subtask still names its pool."""
+    async with engine_factory(_ONE_TOOL_AGENT) as engine:
+        handle = await engine.start(TaskRequest(description="A colocated calculation"))
+        state = await handle.result()
+        history = await handle.fetch_history()
+        prefix = engine.settings.queue_prefix
+
+    assert state.status == TaskStatus.COMPLETED, state.error
+    queues = _call_queues(history.events)
+    agent_calls = {k: v for k, v in queues.items() if k.startswith("calc/")}
+    assert "calc/llm-0" in agent_calls and any("/tool-" in k for k in agent_calls), queues
+    assert set(agent_calls.values()) == {tasks_queue(prefix)}, agent_calls
+    assert (state.subtask("calc").result.pool or "").startswith(f"{prefix}-pool.")
+
+
+async def test_a_pool_not_served_by_every_tasks_worker_gets_its_calls_on_its_own_queue(
+    temporal_client, db_pool, data_dir
+) -> None:
+    """A second group polls the tasks queue without serving any pool: the calls stay on the
+    pool's queue, where only workers that serve it take them."""
+    async with running_engine(
+        client=temporal_client, pool=db_pool, data_dir=data_dir, scenario=_ONE_TOOL_AGENT
+    ) as engine:
+        prefix = engine.settings.queue_prefix
+        # Another process, as far as Temporal can tell: one client runs one worker per queue.
+        other = await Client.connect(
+            temporal_client.service_client.config.target_host,
+            namespace=temporal_client.namespace,
+            data_converter=temporal_client.data_converter,
+        )
+        tasks_only = build_workers(
+            client=other,
+            pool=db_pool,
+            settings=engine.settings,
+            capabilities=[],
+            profiles=[],
+        )
+        async with AsyncExitStack() as stack:
+            for worker in tasks_only:
+                await stack.enter_async_context(worker)
+            directory = PoolDirectory(temporal_client, cache_s=0)
+            for _ in range(100):  # until the server lists both groups on the tasks queue
+                if len(await directory.workers(tasks_queue(prefix))) >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            handle = await engine.start(
+                TaskRequest(description="A colocated calculation, pool apart")
+            )
+            state = await handle.result()
+            history = await handle.fetch_history()
+
+    assert state.status == TaskStatus.COMPLETED, state.error
+    pool = state.subtask("calc").result.pool
+    agent_calls = {k: v for k, v in _call_queues(history.events).items() if k.startswith("calc/")}
+    assert pool and pool.startswith(f"{prefix}-pool.")
+    assert agent_calls and set(agent_calls.values()) == {pool}, agent_calls
 
 
 def _largest_task_scenario() -> tuple[dict[str, Any], int]:
