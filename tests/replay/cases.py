@@ -241,3 +241,6 @@ CASES = [
 V1_CASES = ("simple", "dag_failure", "cancelled", "approval")
 # Engine v2 recorded while new tasks still carried the `engine-v2` patch marker.
 V2_PATCHED_CASES = ("simple", "dag_failure", "cancelled", "approval", "handoff")
+# Engine v2 recorded while agents' calls always went to the pool's queue (histories/
+# v2-pool-queue/), before a pool served by the tasks queue's workers took them there.
+V2_POOL_QUEUE_CASES = tuple(c.name for c in CASES)

@@ -19,7 +19,7 @@ from temporalio.worker import Replayer
 
 from mahsm.workflows.agent_workflow import AgentWorkflow
 from mahsm.workflows.task_workflow import TaskWorkflow
-from tests.replay.cases import CASES, V1_CASES, V2_PATCHED_CASES
+from tests.replay.cases import CASES, V1_CASES, V2_PATCHED_CASES, V2_POOL_QUEUE_CASES
 from tests.replay.record import CURRENT, HISTORIES, SEPARATOR, record, workflow_id_of
 
 FIXTURES = sorted(HISTORIES.glob("*/*.json"))
@@ -53,8 +53,30 @@ def test_every_case_has_fixtures_of_both_engine_versions() -> None:
     for case in V2_PATCHED_CASES:  # inline agents, told apart by the engine-v2 patch marker
         types = _types(HISTORIES / "v2-patched", case)
         assert types.count("TaskWorkflow") == 1, f"v2-patched case {case!r} has no task history"
+    for case in V2_POOL_QUEUE_CASES:
+        types = _types(HISTORIES / "v2-pool-queue", case)
+        assert types.count("TaskWorkflow") == 1, f"v2-pool-queue case {case!r} has no task history"
     assert "AgentWorkflow" in _types(CURRENT, "handoff")
     assert "AgentWorkflow" not in _types(CURRENT, "simple")
+
+
+def _agent_call_queues(folder: Path) -> set[str]:
+    """Queues the `simple` case's agent scheduled its LLM and tool calls on."""
+    (path,) = folder.glob(f"simple{SEPARATOR}*.json")
+    return {
+        attributes["taskQueue"]["name"]
+        for event in json.loads(path.read_text())["events"]
+        if (attributes := event.get("activityTaskScheduledEventAttributes"))
+        and attributes["activityId"].startswith("calc/")
+    }
+
+
+def test_fixtures_hold_agent_calls_on_the_pool_queue_and_on_the_tasks_queue() -> None:
+    """Both shapes replay: calls on the pool's queue (before) and on the task's own (now)."""
+    before = _agent_call_queues(HISTORIES / "v2-pool-queue")
+    now = _agent_call_queues(CURRENT)
+    assert len(before) == 1 and "-pool." in next(iter(before)), before
+    assert len(now) == 1 and next(iter(now)).endswith("-tasks"), now
 
 
 def fixture_id(path: Path) -> str:
