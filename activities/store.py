@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -12,49 +13,70 @@ from temporalio.exceptions import ApplicationError
 from mahsm import metrics
 from mahsm.activities.blobs import BlobStore
 from mahsm.contracts.engine import BlobText
-from mahsm.contracts.projection import StoreWrite
+from mahsm.contracts.projection import StoreWrite, TaskEvent
 from mahsm.contracts.task import BlobRef, SubtaskState, TaskState, TaskStatus
 from mahsm.tracing import current_trace_id
 
-_UPSERT_TASK = """
-INSERT INTO tasks (id, user_id, description, status, model, options, plan, result, result_ref,
-                   error, usage, version, created_at, updated_at, pipeline, outputs, revisions,
-                   estimate, trace_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-ON CONFLICT (id) DO UPDATE SET
-    status = EXCLUDED.status, model = EXCLUDED.model, options = EXCLUDED.options,
-    plan = COALESCE(EXCLUDED.plan, tasks.plan), result = EXCLUDED.result,
-    result_ref = EXCLUDED.result_ref,
-    error = EXCLUDED.error, usage = EXCLUDED.usage, version = EXCLUDED.version,
-    updated_at = EXCLUDED.updated_at, pipeline = EXCLUDED.pipeline, outputs = EXCLUDED.outputs,
-    revisions = EXCLUDED.revisions,
-    estimate = COALESCE(EXCLUDED.estimate, tasks.estimate),
-    trace_id = COALESCE(tasks.trace_id, EXCLUDED.trace_id)
-WHERE tasks.version < EXCLUDED.version
-"""
-
-_UPSERT_SUBTASK = """
-INSERT INTO subtasks (task_id, id, description, required_capabilities, depends_on, priority,
-                      status, output, output_ref, error, agent, pool, attempts, usage,
-                      started_at, finished_at, version, waiting_for, kind, value, model,
-                      detections, llm_calls)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-        $19, $20, $21, $22, $23)
-ON CONFLICT (task_id, id) DO UPDATE SET
-    status = EXCLUDED.status, output = EXCLUDED.output, output_ref = EXCLUDED.output_ref,
-    error = EXCLUDED.error, agent = EXCLUDED.agent, pool = EXCLUDED.pool,
-    attempts = EXCLUDED.attempts, usage = EXCLUDED.usage, started_at = EXCLUDED.started_at,
-    finished_at = EXCLUDED.finished_at, version = EXCLUDED.version,
-    waiting_for = EXCLUDED.waiting_for, value = EXCLUDED.value, model = EXCLUDED.model,
-    detections = EXCLUDED.detections, llm_calls = EXCLUDED.llm_calls
-WHERE subtasks.version < EXCLUDED.version
-"""
-
-
-_INSERT_EVENT = """
-INSERT INTO task_events (task_id, seq, kind, subtask_id, status, data, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (task_id, seq) DO NOTHING
+# One statement per write: the task row, its changed subtasks and its new events (each set a
+# JSON array read by `jsonb_to_recordset`), atomic without a transaction of our own. One
+# round trip instead of six (BEGIN, the task, the subtasks, the events, COMMIT and the
+# finish check): the projection was most of the worker's CPU beyond the one-workflow floor
+# (docs/performance.md). `before` is the task's status before this write (the row locked,
+# so two writes that end a task count it finished once); `applied` whether the version
+# guard let the task row through.
+_WRITE = """
+WITH before AS (
+    SELECT status FROM tasks WHERE id = $1 FOR UPDATE
+), task AS (
+    INSERT INTO tasks (id, user_id, description, status, model, options, plan, result,
+                       result_ref, error, usage, version, created_at, updated_at, pipeline,
+                       outputs, revisions, estimate, trace_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+            $19)
+    ON CONFLICT (id) DO UPDATE SET
+        status = EXCLUDED.status, model = EXCLUDED.model, options = EXCLUDED.options,
+        plan = COALESCE(EXCLUDED.plan, tasks.plan), result = EXCLUDED.result,
+        result_ref = EXCLUDED.result_ref,
+        error = EXCLUDED.error, usage = EXCLUDED.usage, version = EXCLUDED.version,
+        updated_at = EXCLUDED.updated_at, pipeline = EXCLUDED.pipeline,
+        outputs = EXCLUDED.outputs, revisions = EXCLUDED.revisions,
+        estimate = COALESCE(EXCLUDED.estimate, tasks.estimate),
+        trace_id = COALESCE(tasks.trace_id, EXCLUDED.trace_id)
+    WHERE tasks.version < EXCLUDED.version
+    RETURNING 1
+), subtask AS (
+    INSERT INTO subtasks (task_id, id, description, required_capabilities, depends_on,
+                          priority, status, output, output_ref, error, agent, pool, attempts,
+                          usage, started_at, finished_at, version, waiting_for, kind, value,
+                          model, detections, llm_calls)
+    SELECT $1, r.id, r.description, r.required_capabilities, r.depends_on, r.priority,
+           r.status, r.output, r.output_ref, r.error, r.agent, r.pool, r.attempts, r.usage,
+           r.started_at, r.finished_at, $12, r.waiting_for, r.kind, r.value, r.model,
+           r.detections, r.llm_calls
+    FROM jsonb_to_recordset($20::jsonb) AS r(
+        id TEXT, description TEXT, required_capabilities TEXT[], depends_on TEXT[],
+        priority INT, status TEXT, output TEXT, output_ref JSONB, error TEXT, agent TEXT,
+        pool TEXT, attempts INT, usage JSONB, started_at TIMESTAMPTZ,
+        finished_at TIMESTAMPTZ, waiting_for TEXT, kind TEXT, value JSONB, model TEXT,
+        detections JSONB, llm_calls INT)
+    ON CONFLICT (task_id, id) DO UPDATE SET
+        status = EXCLUDED.status, output = EXCLUDED.output, output_ref = EXCLUDED.output_ref,
+        error = EXCLUDED.error, agent = EXCLUDED.agent, pool = EXCLUDED.pool,
+        attempts = EXCLUDED.attempts, usage = EXCLUDED.usage,
+        started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
+        version = EXCLUDED.version, waiting_for = EXCLUDED.waiting_for,
+        value = EXCLUDED.value, model = EXCLUDED.model, detections = EXCLUDED.detections,
+        llm_calls = EXCLUDED.llm_calls
+    WHERE subtasks.version < EXCLUDED.version
+), event AS (
+    INSERT INTO task_events (task_id, seq, kind, subtask_id, status, data, created_at)
+    SELECT $1, r.seq, r.kind, r.subtask_id, r.status, r.data, r.created_at
+    FROM jsonb_to_recordset($21::jsonb) AS r(
+        seq BIGINT, kind TEXT, subtask_id TEXT, status TEXT, data JSONB,
+        created_at TIMESTAMPTZ)
+    ON CONFLICT (task_id, seq) DO NOTHING
+)
+SELECT (SELECT status FROM before) AS before, EXISTS (SELECT 1 FROM task) AS applied
 """
 
 
@@ -98,33 +120,47 @@ def _task_row(state: TaskState) -> tuple[object, ...]:
     )
 
 
-def _subtask_row(task_id: str, version: int, item: SubtaskState) -> tuple[object, ...]:
+def _subtask_row(item: SubtaskState) -> dict[str, object]:
+    """A subtask as one element of the write's JSON array (columns by name)."""
     subtask, result = item.subtask, item.result
-    return (
-        task_id,
-        subtask.id,
-        subtask.description,
-        [c.value for c in subtask.required_capabilities],
-        subtask.depends_on,
-        subtask.priority,
-        result.status.value,
-        _text(result.output),
-        _dump(result.output_ref),
-        _text(result.error),
-        result.agent,
-        result.pool,
-        result.attempts,
-        result.usage.model_dump(),
-        result.started_at,
-        result.finished_at,
-        version,
-        _text(result.waiting_for),
-        subtask.kind.value,
-        _json(result.value),
-        result.model,
-        result.detections,
-        result.llm_calls,
-    )
+    return {
+        "id": subtask.id,
+        "description": subtask.description,
+        "required_capabilities": [c.value for c in subtask.required_capabilities],
+        "depends_on": subtask.depends_on,
+        "priority": subtask.priority,
+        "status": result.status.value,
+        "output": _text(result.output),
+        "output_ref": _dump(result.output_ref),
+        "error": _text(result.error),
+        "agent": result.agent,
+        "pool": result.pool,
+        "attempts": result.attempts,
+        "usage": result.usage.model_dump(),
+        "started_at": _time(result.started_at),
+        "finished_at": _time(result.finished_at),
+        "waiting_for": _text(result.waiting_for),
+        "kind": subtask.kind.value,
+        "value": _json(result.value),
+        "model": result.model,
+        "detections": result.detections,
+        "llm_calls": result.llm_calls,
+    }
+
+
+def _event_row(event: TaskEvent) -> dict[str, object]:
+    return {
+        "seq": event.seq,
+        "kind": event.kind,
+        "subtask_id": event.subtask_id,
+        "status": event.status.value if event.status else None,
+        "data": {"message": _text(event.message)} if event.message else {},
+        "created_at": _time(event.at),
+    }
+
+
+def _time(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
 
 
 def _terminal(status: str | None) -> bool:
@@ -143,41 +179,19 @@ class ProjectionWriter:
         self.pool = pool
 
     async def write(self, write: StoreWrite) -> None:
-        """Upsert the task row, the changed subtask rows and the new events in one transaction."""
+        """Upsert the task row, the changed subtask rows and the new events, atomically."""
         state = write.state
-        finishes = state.status.is_terminal
-        async with self.pool.acquire() as connection, connection.transaction():
-            before = None
-            if finishes:  # a task is counted finished once: by the write that ended it
-                before = await connection.fetchval(
-                    "SELECT status FROM tasks WHERE id = $1 FOR UPDATE", state.task_id
-                )
-            # The task's trace (for the dashboard's Langfuse link) rides on the upsert: a
-            # statement of its own on every write cost the traced worker ~1 % CPU per task.
-            done = await connection.execute(_UPSERT_TASK, *_task_row(state), current_trace_id())
-            if finishes and done == "INSERT 0 1" and not _terminal(before):
-                metrics.TASKS_FINISHED.labels(state.status.value).inc()
-            if state.subtasks:
-                await connection.executemany(
-                    _UPSERT_SUBTASK,
-                    [_subtask_row(state.task_id, state.version, s) for s in state.subtasks],
-                )
-            if write.events:
-                await connection.executemany(
-                    _INSERT_EVENT,
-                    [
-                        (
-                            state.task_id,
-                            e.seq,
-                            e.kind,
-                            e.subtask_id,
-                            e.status.value if e.status else None,
-                            {"message": _text(e.message)} if e.message else {},
-                            e.at,
-                        )
-                        for e in write.events
-                    ],
-                )
+        row = await self.pool.fetchrow(
+            _WRITE,
+            *_task_row(state),
+            current_trace_id(),
+            [_subtask_row(s) for s in state.subtasks],
+            [_event_row(e) for e in write.events],
+        )
+        assert row is not None  # the statement's final SELECT always returns one row
+        if state.status.is_terminal and row["applied"] and not _terminal(row["before"]):
+            # A task is counted finished once: by the write that ended it.
+            metrics.TASKS_FINISHED.labels(state.status.value).inc()
 
 
 class StoreActivities:

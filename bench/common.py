@@ -102,7 +102,7 @@ async def bench_stack(args: argparse.Namespace) -> AsyncIterator[Stack]:
             servers.append(temporal)
         settings = load_settings(_env_file=None, temporal_address=address)
         client = await connect(settings)
-        pool = await create_pool(database_url, max_size=20)
+        pool = await create_pool(database_url, max_size=20, session_reset=False)  # as a worker's
         try:
             yield Stack(
                 temporal_address=address,

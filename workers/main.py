@@ -218,7 +218,9 @@ async def run(settings: Settings) -> None:
     runtime = temporal_metrics.runtime if temporal_metrics is not None else None
     client = await connect(settings, runtime=runtime)
     draining = asyncio.create_task(temporal_metrics.run()) if temporal_metrics else None
-    pool = await create_pool(database_url, max_size=settings.database_pool_max)
+    # Its users change no session state (statements and transactions; the SQL tool has a
+    # pool of its own), so connections go back without a reset round trip.
+    pool = await create_pool(database_url, max_size=settings.database_pool_max, session_reset=False)
     sql_url = settings.sql_tool_database_url
     sql_pool = None if sql_url is None else await create_sql_pool(sql_url.get_secret_value())
     mcp = await start_mcp_tools(settings)  # a server that is down never stops the start
