@@ -204,7 +204,7 @@ class StoreActivities:
 
     @activity.defn(name="store_task")
     async def store_task(self, write: StoreWrite) -> None:
-        """Upsert the task row, the changed subtask rows and the new events in one transaction.
+        """Upsert the task row, the changed subtask rows and the new events in one statement.
 
         Connection failures are retried by Temporal; a row Postgres refuses (a data error)
         would be refused again, so it fails at once instead of hanging the task.
