@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import os
 import signal
 from collections.abc import Callable, Sequence
@@ -180,7 +181,7 @@ def build_workers(
     return workers
 
 
-_groups_built = 0
+_group_numbers = itertools.count(1)
 
 
 def _group_identity(client: Client) -> str:
@@ -189,9 +190,7 @@ def _group_identity(client: Client) -> str:
     One per group, not the client's: `resolve_pool` tells groups apart by identity, and a
     process may build several (tests, embedding code) or poll with bare workers of its own.
     """
-    global _groups_built
-    _groups_built += 1
-    return f"{client.identity}+{_groups_built}"
+    return f"{client.identity}+{next(_group_numbers)}"
 
 
 def _experiment_activities(settings: Settings, blobs: BlobStore) -> list[Callable[..., Any]]:

@@ -30,7 +30,13 @@ from mahsm.settings import load_settings
 from mahsm.task_driver import TaskDriver
 from mahsm.workers.main import build_workers
 from mahsm.workflows.pool_router import POOL_PICKUP_S
-from tests.engine_harness import AGGREGATE, answer_rule, plan_rule, running_engine
+from tests.engine_harness import (
+    AGGREGATE,
+    agent_activities,
+    answer_rule,
+    plan_rule,
+    running_engine,
+)
 
 
 def _node(
@@ -75,15 +81,9 @@ async def test_single_subtask_task_makes_no_aggregation_call(engine_factory) -> 
     )
 
 
-def _call_queues(events: list[HistoryEvent]) -> dict[str, str]:
+def _queues_by_call(activities: list[Any]) -> dict[str, str]:
     """Activity id -> the queue it was scheduled on."""
-    return {
-        e.activity_task_scheduled_event_attributes.activity_id: (
-            e.activity_task_scheduled_event_attributes.task_queue.name
-        )
-        for e in events
-        if e.HasField("activity_task_scheduled_event_attributes")
-    }
+    return {a.activity_id: a.task_queue.name for a in activities}
 
 
 _CALCULATE = {"name": "calculator", "arguments": {"expression": "6*7"}}
@@ -105,13 +105,11 @@ async def test_a_pool_served_by_the_tasks_workers_runs_its_calls_on_the_tasks_qu
     async with engine_factory(_ONE_TOOL_AGENT) as engine:
         handle = await engine.start(TaskRequest(description="A colocated calculation"))
         state = await handle.result()
-        history = await handle.fetch_history()
+        agent_calls = _queues_by_call(await agent_activities(engine.client, handle.id, "calc"))
         prefix = engine.settings.queue_prefix
 
     assert state.status == TaskStatus.COMPLETED, state.error
-    queues = _call_queues(history.events)
-    agent_calls = {k: v for k, v in queues.items() if k.startswith("calc/")}
-    assert "calc/llm-0" in agent_calls and any("/tool-" in k for k in agent_calls), queues
+    assert "calc/llm-0" in agent_calls and any("/tool-" in k for k in agent_calls), agent_calls
     assert set(agent_calls.values()) == {tasks_queue(prefix)}, agent_calls
     assert (state.subtask("calc").result.pool or "").startswith(f"{prefix}-pool.")
 
@@ -150,11 +148,10 @@ async def test_a_pool_not_served_by_every_tasks_worker_gets_its_calls_on_its_own
                 TaskRequest(description="A colocated calculation, pool apart")
             )
             state = await handle.result()
-            history = await handle.fetch_history()
+            agent_calls = _queues_by_call(await agent_activities(engine.client, handle.id, "calc"))
 
     assert state.status == TaskStatus.COMPLETED, state.error
     pool = state.subtask("calc").result.pool
-    agent_calls = {k: v for k, v in _call_queues(history.events).items() if k.startswith("calc/")}
     assert pool and pool.startswith(f"{prefix}-pool.")
     assert agent_calls and set(agent_calls.values()) == {pool}, agent_calls
 
