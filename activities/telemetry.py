@@ -46,7 +46,6 @@ def _ids(task_id: str | None, subtask_id: str | None) -> dict[str, Any]:
     found: dict[str, Any] = {
         "temporal.workflow_id": info.workflow_id or "",
         "temporal.activity_id": info.activity_id,
-        "temporal.attempt": info.attempt,
     }
     if task_id:
         found["mahsm.task_id"] = task_id
@@ -57,22 +56,26 @@ def _ids(task_id: str | None, subtask_id: str | None) -> dict[str, Any]:
 
 @contextmanager
 def llm_span(request: LLMRequest) -> Iterator[Span]:
-    """The span of one LLM call attempt; failures are recorded on it and counted."""
+    """The span of one LLM call attempt; failures are recorded on it and counted.
+
+    Each attribute is said once (every one is encoded and exported for every call): the
+    deprecated `gen_ai.system` is left to `gen_ai.provider.name`, the full model name to
+    `langfuse.observation.model.name`, and an empty fallback chain is left out.
+    """
     provider, _, model = request.model.partition("/")
     attributes = {
         **_ids(request.task_id, request.subtask_id),
         "gen_ai.operation.name": "chat",
-        "gen_ai.system": provider,
         "gen_ai.provider.name": provider,
         "gen_ai.request.model": model,
         "gen_ai.request.max_tokens": request.max_output_tokens,
-        "mahsm.llm.model": request.model,
         "mahsm.llm.purpose": request.purpose.value,
         "mahsm.llm.attempt": activity.info().attempt,
-        "mahsm.llm.fallback_next": list(request.fallback),
         "langfuse.observation.type": "generation",
         "langfuse.observation.model.name": request.model,
     }
+    if request.fallback:
+        attributes["mahsm.llm.fallback_next"] = list(request.fallback)
     if request.temperature is not None:
         attributes["gen_ai.request.temperature"] = request.temperature
     tracer = trace.get_tracer(TRACER)
@@ -188,6 +191,7 @@ def tool_span(invocation: ToolInvocation, *, content: bool, known: bool) -> Iter
     label = call.name if known else "unknown"
     attributes: dict[str, Any] = {
         **_ids(invocation.task_id, invocation.subtask_id),
+        "temporal.attempt": activity.info().attempt,
         "gen_ai.operation.name": "execute_tool",
         "gen_ai.tool.name": call.name,
         "gen_ai.tool.call.id": call.id,

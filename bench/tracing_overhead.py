@@ -3,7 +3,9 @@
 Two worker processes (`python -m mahsm.workers`) on the same servers, one with tracing off (no
 exporter variables) and one exporting every span over OTLP/HTTP to a sink in this process
 (`OTEL_EXPORTER_OTLP_ENDPOINT`), each on its own queue prefix. Rounds alternate off and on in
-this one bench process, so drifting load on the host hits both alike. Each round starts N
+this one bench process, so drifting load on the host hits both alike, and the order within a
+pair alternates too (off then on, then on then off): a host that slows down or speeds up
+steadily over the run favours neither. Each round starts N
 tasks of 5 subtasks at once (the `bench.throughput` workload: a planner call, 5 agents with
 one LLM step, an aggregation call; scripted model, zero latency) and waits for all of them.
 
@@ -24,7 +26,11 @@ With `--other DIR` a further traced worker runs the MAHSM source tree in DIR (an
 `git archive <commit> | tar -x -C DIR`), so a change's effect on tracing's cost is measured
 in the same rounds as the change itself, on the same host load.
 
-Run: `python -m bench.tracing_overhead [--tasks 50] [--rounds 3] [--down] [--no-content]
+The host's speed moves by ±20 % between rounds a few seconds apart (2 shared cores), more
+than the 5 % the figure is held to: the default 10 pairs give the median a 95 % interval of
+about ±10 %; fewer pairs measure the noise.
+
+Run: `python -m bench.tracing_overhead [--tasks 50] [--rounds 10] [--down] [--no-content]
 [--other DIR]`.
 """
 
@@ -194,8 +200,9 @@ async def main_async(args: argparse.Namespace) -> None:
             # Every worker's CPU is read after the same wait (an idle worker still spends
             # some CPU: pollers, heartbeats), long enough for the traced one's last batch.
             settle = SCHEDULE_DELAY_MS / 1000 + 1.0
-            for _ in range(args.rounds):
-                for mode, (process, prefix) in workers.items():
+            for pair in range(args.rounds):
+                order = list(workers.items())
+                for mode, (process, prefix) in order if pair % 2 == 0 else order[::-1]:
                     rate, cpu_ms, waiting_ms = await round_of(
                         stack, prefix, args.tasks, process.pid, settle
                     )
@@ -206,8 +213,8 @@ async def main_async(args: argparse.Namespace) -> None:
             for process, _ in workers.values():
                 await stop(process)
     off, on = median(results["off"]), median(results["on"])
-    # Each on round runs right after its off round: the ratio within a pair cancels most of
-    # the drift of the host's load; its median is the figure reported.
+    # A pair's two rounds run back to back: the ratio within a pair cancels most of the drift
+    # of the host's load; its median is the figure reported.
     ratios = [b / a for a, b in zip(results["off"], results["on"], strict=True)]
     overhead = (1 - median(ratios)) * 100
     cpu_ratios = [b / a for a, b in zip(cpu["off"], cpu["on"], strict=True)]
@@ -281,7 +288,7 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=50, help="concurrent tasks per round")
-    parser.add_argument("--rounds", type=int, default=3, help="off/on round pairs")
+    parser.add_argument("--rounds", type=int, default=10, help="off/on round pairs")
     parser.add_argument(
         "--down", action="store_true", help="also a worker whose collector answers 503"
     )

@@ -170,7 +170,8 @@ async def test_one_trace_per_task_with_the_span_tree_usage_and_no_secret_after_a
     # GenAI attributes; tokens and cost add up to the task state's usage.
     for s in answered:
         attributes = s.attributes
-        assert attributes["gen_ai.system"] == "scripted"
+        assert attributes["gen_ai.provider.name"] == "scripted"
+        assert attributes["langfuse.observation.model.name"] == "scripted/test"
         assert attributes["gen_ai.request.model"] == "test"
         assert attributes["langfuse.observation.type"] == "generation"
         assert attributes["mahsm.llm.attempt"] >= 1
