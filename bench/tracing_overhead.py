@@ -113,10 +113,7 @@ async def round_of(
     The CPU is read `settle_s` after the last task ended, so a traced worker's export of the
     round's spans (sent at most `SCHEDULE_DELAY_MS` after they end) is counted in it.
     """
-    request = TaskRequest(
-        description=f"Throughput task [bench] {uuid.uuid4().hex[:8]}",
-        options=TaskOptions(max_parallel=SUBTASKS),
-    )
+    request = task_request()
     cpu_before = cpu_seconds(pid) if pid else 0.0
     start = time.perf_counter()
     handles = await asyncio.gather(
@@ -131,6 +128,60 @@ async def round_of(
     cpu_after = cpu_seconds(pid) if pid else float("nan")
     per_task = 1000 / n
     return n / elapsed, (cpu_after - cpu_before) * per_task, (cpu_after - cpu_done) * per_task
+
+
+def task_request() -> TaskRequest:
+    """One task of the throughput workload (5 subtasks, all at once)."""
+    return TaskRequest(
+        description=f"Throughput task [bench] {uuid.uuid4().hex[:8]}",
+        options=TaskOptions(max_parallel=SUBTASKS),
+    )
+
+
+async def steady_load(stack: Any, prefix: str, in_flight: int, window_s: float) -> tuple[int, int]:
+    """Keep `in_flight` tasks running on `prefix` for `window_s`: (tasks ended within it, started).
+
+    Each lane starts its next task as soon as its last one ended; the task a lane has in
+    flight when the window closes still runs to its end (and is not counted).
+    """
+    until = time.perf_counter() + window_s
+    completed = started = 0
+
+    async def lane() -> None:
+        nonlocal completed, started
+        while time.perf_counter() < until:
+            started += 1
+            handle = await start_task(stack.client, task_request(), queue_prefix=prefix)
+            if (await handle.result()).status != TaskStatus.COMPLETED:
+                raise RuntimeError("a task did not complete")
+            if time.perf_counter() <= until:
+                completed += 1
+
+    await asyncio.gather(*(lane() for _ in range(in_flight)))
+    return completed, started
+
+
+async def side_by_side_round(
+    stack: Any, workers: dict[str, tuple[Any, str]], args: argparse.Namespace, settle_s: float
+) -> dict[str, tuple[float, float]]:
+    """Every worker under the same steady load at the same time: (tasks/s, CPU ms per task).
+
+    The workers share the host's cores, servers and moments of noise, so the ratio between
+    them is free of the drift that separates two rounds run one after the other.
+    """
+    cpu_before = {mode: cpu_seconds(process.pid) for mode, (process, _) in workers.items()}
+    counts = await asyncio.gather(
+        *(
+            steady_load(stack, prefix, args.tasks // 2, args.window)
+            for _, prefix in workers.values()
+        )
+    )
+    await asyncio.sleep(settle_s)  # the traced workers export the round's last spans
+    found = {}
+    for (mode, (process, _)), (completed, started) in zip(workers.items(), counts, strict=True):
+        cpu_ms = (cpu_seconds(process.pid) - cpu_before[mode]) * 1000
+        found[mode] = (completed / args.window, cpu_ms / started)
+    return found
 
 
 def worker_argv(mode: str, args: argparse.Namespace) -> list[str]:
@@ -201,6 +252,14 @@ async def main_async(args: argparse.Namespace) -> None:
             # some CPU: pollers, heartbeats), long enough for the traced one's last batch.
             settle = SCHEDULE_DELAY_MS / 1000 + 1.0
             for pair in range(args.rounds):
+                if args.side_by_side:
+                    for mode, (rate, cpu_ms) in (
+                        await side_by_side_round(stack, workers, args, settle)
+                    ).items():
+                        results[mode].append(rate)
+                        cpu[mode].append(cpu_ms)
+                        waiting[mode].append(0.0)
+                    continue
                 order = list(workers.items())
                 for mode, (process, prefix) in order if pair % 2 == 0 else order[::-1]:
                     rate, cpu_ms, waiting_ms = await round_of(
@@ -302,6 +361,15 @@ def main() -> None:
         type=Path,
         help="also a traced worker running the MAHSM source tree in this folder (e.g. `git"
         " archive main | tar -x -C DIR`): before/after a change, in the same rounds",
+    )
+    parser.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="run every worker at the same time under a steady load (tasks/2 in flight each)"
+        " for --window seconds per round, instead of one after the other",
+    )
+    parser.add_argument(
+        "--window", type=float, default=15.0, help="seconds of each --side-by-side round"
     )
     add_stack_arguments(parser)
     asyncio.run(main_async(parser.parse_args()))
