@@ -60,7 +60,8 @@ def llm_span(request: LLMRequest) -> Iterator[Span]:
 
     Each attribute is said once (every one is encoded and exported for every call): the
     deprecated `gen_ai.system` is left to `gen_ai.provider.name`, the full model name to
-    `langfuse.observation.model.name`, and an empty fallback chain is left out.
+    `langfuse.observation.model.name`, the attempt to `mahsm.llm.attempt`, and an empty
+    fallback chain is left out.
     """
     provider, _, model = request.model.partition("/")
     attributes = {
