@@ -344,11 +344,16 @@ async def test_cancelling_during_a_revision_cancels_the_task(
     slow = replan_rule(REVISION, latency_ms=30_000)
     async with engine_factory(scenario(log, slow)) as engine:
         handle = await engine.start(request(replan=ReplanOptions(max_replans=1)))
+        # PLANNING again after `summary` completed: the revision is being made. (The first
+        # PLANNING, before the plan, has no `summary` yet.)
         await engine.wait_for(
             handle,
             lambda s: (
                 s.status == TaskStatus.PLANNING
-                and s.subtask("summary").result.status == SubtaskStatus.COMPLETED
+                and any(
+                    item.subtask.id == "summary" and item.result.status == SubtaskStatus.COMPLETED
+                    for item in s.subtasks
+                )
             ),
         )
         await handle.cancel()
