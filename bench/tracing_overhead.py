@@ -257,22 +257,21 @@ async def main_async(args: argparse.Namespace) -> None:
             # Every worker's CPU is read after the same wait (an idle worker still spends
             # some CPU: pollers, heartbeats), long enough for the traced one's last batch.
             settle = SCHEDULE_DELAY_MS / 1000 + 1.0
+            order = list(workers.items())
             for pair in range(args.rounds):
                 if args.side_by_side:
-                    for mode, (rate, cpu_ms) in (
-                        await side_by_side_round(stack, workers, args, settle)
-                    ).items():
+                    measured = await side_by_side_round(stack, workers, args, settle)
+                    for mode, (rate, cpu_ms) in measured.items():
                         results[mode].append(rate)
                         cpu[mode].append(cpu_ms)
-                    continue
-                order = list(workers.items())
-                for mode, (process, prefix) in order if pair % 2 == 0 else order[::-1]:
-                    rate, cpu_ms, waiting_ms = await round_of(
-                        stack, prefix, args.tasks, process.pid, settle
-                    )
-                    waiting[mode].append(waiting_ms)
-                    results[mode].append(rate)
-                    cpu[mode].append(cpu_ms)
+                else:
+                    for mode, (process, prefix) in order if pair % 2 == 0 else order[::-1]:
+                        rate, cpu_ms, waiting_ms = await round_of(
+                            stack, prefix, args.tasks, process.pid, settle
+                        )
+                        waiting[mode].append(waiting_ms)
+                        results[mode].append(rate)
+                        cpu[mode].append(cpu_ms)
         finally:
             for process, _ in workers.values():
                 await stop(process)

@@ -345,15 +345,13 @@ async def test_cancelling_during_a_revision_cancels_the_task(
     async with engine_factory(scenario(log, slow)) as engine:
         handle = await engine.start(request(replan=ReplanOptions(max_replans=1)))
         # PLANNING again after `summary` completed: the revision is being made. (The first
-        # PLANNING, before the plan, has no `summary` yet.)
+        # PLANNING, before the plan, has no subtasks yet.)
         await engine.wait_for(
             handle,
             lambda s: (
                 s.status == TaskStatus.PLANNING
-                and any(
-                    item.subtask.id == "summary" and item.result.status == SubtaskStatus.COMPLETED
-                    for item in s.subtasks
-                )
+                and bool(s.subtasks)
+                and s.subtask("summary").result.status == SubtaskStatus.COMPLETED
             ),
         )
         await handle.cancel()
