@@ -128,6 +128,18 @@ def record_llm(span: Span, request: LLMRequest, response: LLMResponse, *, conten
     """Usage, cost, finish reason (and the completion when traced) of a successful call."""
     usage = response.usage
     model = request.model
+    if span.is_recording():  # not in a task the sampler left out
+        _record_response(span, response, content=content)
+    metrics.LLM_CALLS.labels(model, request.purpose.value, "ok").inc()
+    metrics.LLM_TOKENS.labels(model, "input").inc(usage.input_tokens)
+    metrics.LLM_TOKENS.labels(model, "output").inc(usage.output_tokens)
+    metrics.LLM_COST.labels(model).inc(usage.cost_usd)
+    for detection, count in response.detections.items():
+        metrics.MIDDLEWARE_DETECTIONS.labels(detection).inc(count)
+
+
+def _record_response(span: Span, response: LLMResponse, *, content: bool) -> None:
+    usage = response.usage
     span.set_attributes(
         {
             "gen_ai.response.model": response.model,
@@ -146,7 +158,7 @@ def record_llm(span: Span, request: LLMRequest, response: LLMResponse, *, conten
             "langfuse.observation.cost_details": json.dumps({"total": usage.cost_usd}),
         }
     )
-    if content and span.is_recording():
+    if content:
         completion: dict[str, Any] = {"content": response.content or ""}
         if response.content_ref is not None:
             completion["content"] = "[blob]"
@@ -155,12 +167,6 @@ def record_llm(span: Span, request: LLMRequest, response: LLMResponse, *, conten
                 {"name": c.name, "arguments": c.arguments} for c in response.tool_calls
             ]
         span.set_attribute("langfuse.observation.output", _clip(json.dumps(completion)))
-    metrics.LLM_CALLS.labels(model, request.purpose.value, "ok").inc()
-    metrics.LLM_TOKENS.labels(model, "input").inc(usage.input_tokens)
-    metrics.LLM_TOKENS.labels(model, "output").inc(usage.output_tokens)
-    metrics.LLM_COST.labels(model).inc(usage.cost_usd)
-    for detection, count in response.detections.items():
-        metrics.MIDDLEWARE_DETECTIONS.labels(detection).inc(count)
 
 
 class ToolTrace:
@@ -198,8 +204,6 @@ def tool_span(invocation: ToolInvocation, *, content: bool, known: bool) -> Iter
         "gen_ai.tool.call.id": call.id,
         "langfuse.observation.type": "tool",
     }
-    if content and call.arguments_ref is None:
-        attributes["langfuse.observation.input"] = _clip(call.arguments)
     tracer = trace.get_tracer(TRACER)
     started = time.monotonic()
     traced: ToolTrace | None = None
@@ -210,7 +214,10 @@ def tool_span(invocation: ToolInvocation, *, content: bool, known: bool) -> Iter
             record_exception=False,  # infrastructure errors may quote URLs: type only
             set_status_on_exception=False,
         ) as span:
-            traced = ToolTrace(span, content=content)
+            # Content only on a recorded span: a task the sampler left out skips the redaction.
+            traced = ToolTrace(span, content=content and span.is_recording())
+            if traced.content and call.arguments_ref is None:
+                span.set_attribute("langfuse.observation.input", _clip(call.arguments))
             try:
                 yield traced
             except BaseException as error:

@@ -36,8 +36,12 @@ The host's speed moves by ±20 % between rounds a few seconds apart (2 shared co
 than the 5 % the figure is held to: the default 10 pairs give the median a 95 % interval of
 about ±10 %; fewer pairs measure the noise.
 
+With `--sample RATIO` a further worker traces that share of the tasks (OpenTelemetry's head
+sampler, `parentbased_traceidratio`): the cost of tracing some tasks whole and the rest not at
+all.
+
 Run: `python -m bench.tracing_overhead [--tasks 50] [--rounds 10] [--down] [--no-content]
-[--other DIR]`.
+[--other DIR] [--sample RATIO] [--side-by-side [--window 15]]`.
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ from bench.throughput import SUBTASKS, plan
 from mahsm.contracts.task import TaskOptions, TaskRequest, TaskStatus
 from mahsm.tasks import start_task
 from mahsm.tracing import SCHEDULE_DELAY_MS
+
+SAMPLER_VARIABLES = ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")
 
 
 class Sink:
@@ -219,7 +225,13 @@ def spread(ratios: list[float]) -> str:
 async def main_async(args: argparse.Namespace) -> None:
     sink, down = Sink(), Sink(status=503)  # `down`: a collector in an outage
     load_before = load_average()
-    modes = ["off", "on", *(["down"] if args.down else []), *(["other"] if args.other else [])]
+    modes = [
+        "off",
+        "on",
+        *(["down"] if args.down else []),
+        *(["other"] if args.other else []),
+        *(["sampled"] if args.sample is not None else []),
+    ]
     results: dict[str, list[float]] = {mode: [] for mode in modes}
     cpu: dict[str, list[float]] = {mode: [] for mode in modes}
     waiting: dict[str, list[float]] = {mode: [] for mode in modes}  # CPU after the tasks ended
@@ -241,12 +253,15 @@ async def main_async(args: argparse.Namespace) -> None:
         for mode in modes:
             settings = engine_settings(stack, scenario)
             env = {**worker_env(stack, settings), "MAHSM_READY_FILE": str(stack.root / mode)}
-            for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "LANGFUSE_PUBLIC_KEY"):
+            for name in (*SAMPLER_VARIABLES, "OTEL_EXPORTER_OTLP_ENDPOINT", "LANGFUSE_PUBLIC_KEY"):
                 env.pop(name, None)
             if mode != "off":
                 env["OTEL_EXPORTER_OTLP_ENDPOINT"] = (down if mode == "down" else sink).url
                 if args.no_content:
                     env["MAHSM_TRACE_CONTENT"] = "false"
+            if mode == "sampled":  # OpenTelemetry's own head sampler, decided per task
+                env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+                env["OTEL_TRACES_SAMPLER_ARG"] = str(args.sample)
             process = await start_process(worker_argv(mode, args), env, stack.root / f"{mode}.log")
             workers[mode] = (process, settings.queue_prefix)
         try:
@@ -287,6 +302,7 @@ async def main_async(args: argparse.Namespace) -> None:
         "on": "on (OTLP/HTTP)",
         "down": "on, collector answering 503",
         "other": f"on, code of {args.other}",
+        "sampled": f"on, {args.sample} of the tasks traced",
     }
     print_table(
         ["tracing", "tasks/s (median)", "rounds", "worker CPU ms/task (median)", "rounds"],
@@ -315,6 +331,11 @@ async def main_async(args: argparse.Namespace) -> None:
     if args.other:
         other = [b / a for a, b in zip(cpu["off"], cpu["other"], strict=True)]
         print(f"worker CPU per task other/off per pair: {spread(other)}")  # noqa: T201
+    if args.sample is not None:
+        sampled = [b / a for a, b in zip(cpu["off"], cpu["sampled"], strict=True)]
+        sampled_rate = [b / a for a, b in zip(results["off"], results["sampled"], strict=True)]
+        print(f"worker CPU per task sampled/off per pair: {spread(sampled)}")  # noqa: T201
+        print(f"tasks/s sampled/off per pair: {spread(sampled_rate)}")  # noqa: T201
     if args.down:
         ratios_down = [b / a for a, b in zip(results["off"], results["down"], strict=True)]
         print(  # noqa: T201
@@ -366,6 +387,13 @@ def main() -> None:
         type=Path,
         help="also a traced worker running the MAHSM source tree in this folder (e.g. `git"
         " archive main | tar -x -C DIR`): before/after a change, in the same rounds",
+    )
+    parser.add_argument(
+        "--sample",
+        type=float,
+        metavar="RATIO",
+        help="also a traced worker that traces this share of the tasks (OTEL_TRACES_SAMPLER="
+        "parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=RATIO)",
     )
     parser.add_argument(
         "--side-by-side",

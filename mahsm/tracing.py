@@ -14,6 +14,12 @@ in the process emit. Export never blocks or fails a task: spans wait in a bounde
 whose export fails (endpoint down, timeout), is dropped and counted (`ExportStats`, the
 `mahsm_trace_spans_dropped_total` metric).
 
+Every task is traced unless OpenTelemetry's standard sampler variables say otherwise:
+`OTEL_TRACES_SAMPLER=parentbased_traceidratio` with `OTEL_TRACES_SAMPLER_ARG=0.1` traces one
+task in ten, each whole (the task span decides from its trace id, every span under it follows
+its parent, activities through Temporal's headers), the same way when a worker replays it.
+Metrics and usage count every task either way.
+
 The tracer provider is Temporal's replay-safe one (built as `create_tracer_provider` does,
 with one tracer per name: `mahsm.tracing_export`): span ids made in workflow code come from
 the workflow's deterministic random, and spans a replay ends are not exported again (see
@@ -31,7 +37,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from temporalio.contrib.opentelemetry import OpenTelemetryPlugin, ReplaySafeTracerProvider
+from temporalio.contrib.opentelemetry import OpenTelemetryPlugin
 from temporalio.plugin import SimplePlugin
 
 from mahsm.redaction import register_secret
@@ -74,7 +80,7 @@ class TracingEnv(BaseSettings):
 class Tracing:
     """The tracing of this process: its provider (None when off) and export counters."""
 
-    provider: ReplaySafeTracerProvider | None
+    provider: CachingTracerProvider | None
     stats: ExportStats
     destination: str | None = None
 
@@ -82,6 +88,11 @@ class Tracing:
     def enabled(self) -> bool:
         """Whether spans are recorded and exported."""
         return self.provider is not None
+
+    @property
+    def sampling(self) -> str | None:
+        """OpenTelemetry's description of which traces are recorded (None when off)."""
+        return None if self.provider is None else self.provider.sampler.get_description()
 
     def plugins(self) -> list[SimplePlugin]:
         """Temporal plugins to add to a client (context in headers, spans in workflows)."""
@@ -201,8 +212,11 @@ def configure_tracing(
 def current_trace_id() -> str | None:
     """The trace id (32 hex digits) of the current span, or None outside a recorded trace.
 
+    A trace the sampler left out has an id but no spans: None too, so no link leads nowhere.
+
     An activity runs in its workflow's trace (Temporal headers carry the context), so the
     task projection records the task's trace id with it (the dashboard links to Langfuse).
     """
     context = trace.get_current_span().get_span_context()
-    return format(context.trace_id, "032x") if context.is_valid else None
+    recorded = context.is_valid and context.trace_flags.sampled
+    return format(context.trace_id, "032x") if recorded else None

@@ -54,6 +54,9 @@ class CachingTracerProvider(ReplaySafeTracerProvider):
     `ReplaySafeTracerProvider.get_tracer` wraps a new SDK tracer (and instrumentation scope) on
     every call, and `trace.get_tracer` is called for every span (MAHSM's code and Temporal's
     interceptor alike). A tracer holds no state of its own, so one per name is enough.
+
+    Its sampler is OpenTelemetry's, from the standard variables (`OTEL_TRACES_SAMPLER`,
+    `OTEL_TRACES_SAMPLER_ARG`; every trace by default).
     """
 
     def __init__(self, resource: Resource) -> None:
@@ -62,6 +65,7 @@ class CachingTracerProvider(ReplaySafeTracerProvider):
             resource=HashedOnceResource(resource), id_generator=generator
         )
         super().__init__(sdk_provider, generator)
+        self.sampler = sdk_provider.sampler
         self._tracers: dict[tuple[object, ...], Tracer] = {}
 
     def get_tracer(

@@ -241,6 +241,7 @@ async def run(settings: Settings) -> None:
                 queues=[w.task_queue for w in workers],
                 identity=client.identity,
                 tracing=tracing.destination or "off",
+                trace_sampling=tracing.sampling,
                 metrics_port=settings.metrics_port,
             )
             if settings.ready_file is not None:
