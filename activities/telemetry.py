@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import trace
@@ -25,6 +25,7 @@ from mahsm import metrics
 from mahsm.contracts.llm import ChatMessage, LLMRequest, LLMResponse
 from mahsm.contracts.tools import ToolInvocation, ToolOutcome
 from mahsm.redaction import redact_output
+from mahsm.tracing import left_out
 from mahsm.tracing_export import ACTIVITY_SCOPE
 
 TRACER = ACTIVITY_SCOPE
@@ -63,31 +64,8 @@ def llm_span(request: LLMRequest) -> Iterator[Span]:
     `langfuse.observation.model.name`, the attempt to `mahsm.llm.attempt`, and an empty
     fallback chain is left out.
     """
-    provider, _, model = request.model.partition("/")
-    attributes = {
-        **_ids(request.task_id, request.subtask_id),
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": provider,
-        "gen_ai.request.model": model,
-        "gen_ai.request.max_tokens": request.max_output_tokens,
-        "mahsm.llm.purpose": request.purpose.value,
-        "mahsm.llm.attempt": activity.info().attempt,
-        "langfuse.observation.type": "generation",
-        "langfuse.observation.model.name": request.model,
-    }
-    if request.fallback:
-        attributes["mahsm.llm.fallback_next"] = list(request.fallback)
-    if request.temperature is not None:
-        attributes["gen_ai.request.temperature"] = request.temperature
-    tracer = trace.get_tracer(TRACER)
     started = time.monotonic()
-    with tracer.start_as_current_span(
-        f"llm {request.purpose.value} {request.model}",
-        kind=trace.SpanKind.CLIENT,
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
+    with _llm_span(request) as span:
         try:
             yield span
         except BaseException as error:
@@ -104,6 +82,35 @@ def llm_span(request: LLMRequest) -> Iterator[Span]:
             elapsed = time.monotonic() - started
             span.set_attribute("mahsm.latency_ms", round(elapsed * 1000, 3))
             metrics.LLM_LATENCY.labels(request.model).observe(elapsed)
+
+
+def _llm_span(request: LLMRequest) -> AbstractContextManager[Span]:
+    enclosing = trace.get_current_span()
+    if left_out(enclosing):  # the task is not traced: its non-recording span serves
+        return nullcontext(enclosing)
+    provider, _, model = request.model.partition("/")
+    attributes = {
+        **_ids(request.task_id, request.subtask_id),
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": provider,
+        "gen_ai.request.model": model,
+        "gen_ai.request.max_tokens": request.max_output_tokens,
+        "mahsm.llm.purpose": request.purpose.value,
+        "mahsm.llm.attempt": activity.info().attempt,
+        "langfuse.observation.type": "generation",
+        "langfuse.observation.model.name": request.model,
+    }
+    if request.fallback:
+        attributes["mahsm.llm.fallback_next"] = list(request.fallback)
+    if request.temperature is not None:
+        attributes["gen_ai.request.temperature"] = request.temperature
+    return trace.get_tracer(TRACER).start_as_current_span(
+        f"llm {request.purpose.value} {request.model}",
+        kind=trace.SpanKind.CLIENT,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    )
 
 
 def _error_class(error: BaseException) -> str:
@@ -196,24 +203,10 @@ def tool_span(invocation: ToolInvocation, *, content: bool, known: bool) -> Iter
     """
     call = invocation.call
     label = call.name if known else "unknown"
-    attributes: dict[str, Any] = {
-        **_ids(invocation.task_id, invocation.subtask_id),
-        "temporal.attempt": activity.info().attempt,
-        "gen_ai.operation.name": "execute_tool",
-        "gen_ai.tool.name": call.name,
-        "gen_ai.tool.call.id": call.id,
-        "langfuse.observation.type": "tool",
-    }
-    tracer = trace.get_tracer(TRACER)
     started = time.monotonic()
     traced: ToolTrace | None = None
     try:
-        with tracer.start_as_current_span(
-            f"tool {call.name}",
-            attributes=attributes,
-            record_exception=False,  # infrastructure errors may quote URLs: type only
-            set_status_on_exception=False,
-        ) as span:
+        with _tool_span(invocation) as span:
             # Content only on a recorded span: a task the sampler left out skips the redaction.
             traced = ToolTrace(span, content=content and span.is_recording())
             if traced.content and call.arguments_ref is None:
@@ -228,3 +221,24 @@ def tool_span(invocation: ToolInvocation, *, content: bool, known: bool) -> Iter
         outcome = traced.outcome if traced is not None else "infrastructure_error"
         metrics.TOOL_CALLS.labels(label, outcome).inc()
         metrics.TOOL_LATENCY.labels(label).observe(time.monotonic() - started)
+
+
+def _tool_span(invocation: ToolInvocation) -> AbstractContextManager[Span]:
+    enclosing = trace.get_current_span()
+    if left_out(enclosing):  # the task is not traced: its non-recording span serves
+        return nullcontext(enclosing)
+    call = invocation.call
+    attributes: dict[str, Any] = {
+        **_ids(invocation.task_id, invocation.subtask_id),
+        "temporal.attempt": activity.info().attempt,
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": call.name,
+        "gen_ai.tool.call.id": call.id,
+        "langfuse.observation.type": "tool",
+    }
+    return trace.get_tracer(TRACER).start_as_current_span(
+        f"tool {call.name}",
+        attributes=attributes,
+        record_exception=False,  # infrastructure errors may quote URLs: type only
+        set_status_on_exception=False,
+    )

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import Span
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.contrib.opentelemetry import OpenTelemetryPlugin
@@ -207,6 +208,16 @@ def configure_tracing(
         trace.set_tracer_provider(provider)
         _current = Tracing(provider=provider, stats=stats, destination=destination)
         return _current
+
+
+def left_out(parent: Span) -> bool:
+    """Whether `parent` is in a trace the sampler left out, so no span under it is recorded.
+
+    MAHSM's spans check it before making a child: a non-recording child would cost the same
+    span machinery for nothing.
+    """
+    context = parent.get_span_context()
+    return context.is_valid and not context.trace_flags.sampled
 
 
 def current_trace_id() -> str | None:

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from opentelemetry.util.types import AttributeValue
 
     from mahsm.contracts.task import TaskState, Usage
+    from mahsm.tracing import left_out
 
 TRACER = "mahsm.workflows"
 TRACE_NAME_CHARS = 80
@@ -41,6 +42,10 @@ def span(
     its spans are neither ended nor detached then, since the worker that replays the
     workflow makes the same spans again (same ids) and ends them.
     """
+    enclosing = trace.get_current_span()
+    if not new_trace and left_out(enclosing):
+        yield enclosing  # the task is not traced: nothing to make or end
+        return
     parent = context.Context() if new_trace else None
     current = trace.get_tracer(TRACER).start_span(name, context=parent, attributes=attributes)
     token = context.attach(trace.set_span_in_context(current))
