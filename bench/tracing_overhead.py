@@ -363,11 +363,20 @@ async def main_async(args: argparse.Namespace) -> None:
             "cpu_on_off_ratios": cpu_ratios,
             "cpu_overhead_percent": cpu_overhead,
             "trace_content": not args.no_content,
+            "sample_ratio": args.sample,
             "otlp_requests": sink.requests,
             "otlp_bytes": sink.bytes,
         },
         args.out,
     )
+
+
+def ratio(text: str) -> float:
+    """A share of the tasks, 0 to 1 (argparse type)."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text}: a share of the tasks from 0 to 1, e.g. 0.1")
+    return value
 
 
 def main() -> None:
@@ -390,7 +399,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--sample",
-        type=float,
+        type=ratio,
         metavar="RATIO",
         help="also a traced worker that traces this share of the tasks (OTEL_TRACES_SAMPLER="
         "parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=RATIO)",
