@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.api_harness import ServedApi
-from tests.mahsm.test_client_docs import environment_without_mahsm, pointed_at, run
+from tests.mahsm.test_client_docs import environment_without_mahsm, pointed_at, run_example
 
 ROOT = Path(__file__).parents[2]
 BLOCKS = re.findall(
@@ -27,9 +27,7 @@ async def test_the_example_runs_as_written(api: ServedApi, tmp_path: Path, index
     script = tmp_path / f"example_{index}.py"
     script.write_text(pointed_at(BLOCKS[index], api))
     env = environment_without_mahsm()
-    returncode, stdout, stderr = await run(script, env, cwd=ROOT)
-    if returncode is not None and returncode < 0:  # temporalio/sdk-python#300 at exit: again
-        returncode, stdout, stderr = await run(script, env, cwd=ROOT)
+    returncode, stdout, stderr = await run_example(script, env, cwd=ROOT)
     assert returncode == 0, f"{stdout}\n{stderr}"
     if "run_pipeline" in BLOCKS[index]:
         assert "completed Dear Ada," in stdout
