@@ -207,6 +207,11 @@ def worker_argv(mode: str, args: argparse.Namespace) -> list[str]:
     return [sys.executable, "-c", run]
 
 
+def per_pair(measured: dict[str, list[float]], mode: str) -> list[float]:
+    """`mode`'s figure over the untraced worker's, round by round."""
+    return [b / a for a, b in zip(measured["off"], measured[mode], strict=True)]
+
+
 def spread(ratios: list[float]) -> str:
     """Median, range and a 95% interval of the mean of per-pair ratios."""
     mean = statistics.fmean(ratios)
@@ -293,9 +298,9 @@ async def main_async(args: argparse.Namespace) -> None:
     off, on = median(results["off"]), median(results["on"])
     # A pair's two rounds run back to back: the ratio within a pair cancels most of the drift
     # of the host's load; its median is the figure reported.
-    ratios = [b / a for a, b in zip(results["off"], results["on"], strict=True)]
+    ratios = per_pair(results, "on")
     overhead = (1 - median(ratios)) * 100
-    cpu_ratios = [b / a for a, b in zip(cpu["off"], cpu["on"], strict=True)]
+    cpu_ratios = per_pair(cpu, "on")
     cpu_overhead = (median(cpu_ratios) - 1) * 100
     labels = {
         "off": "off",
@@ -329,15 +334,15 @@ async def main_async(args: argparse.Namespace) -> None:
         f" {' '.join(f'{r:.3f}' for r in cpu_ratios)})"
     )
     if args.other:
-        other = [b / a for a, b in zip(cpu["off"], cpu["other"], strict=True)]
+        other = per_pair(cpu, "other")
         print(f"worker CPU per task other/off per pair: {spread(other)}")  # noqa: T201
     if args.sample is not None:
-        sampled = [b / a for a, b in zip(cpu["off"], cpu["sampled"], strict=True)]
-        sampled_rate = [b / a for a, b in zip(results["off"], results["sampled"], strict=True)]
+        sampled = per_pair(cpu, "sampled")
+        sampled_rate = per_pair(results, "sampled")
         print(f"worker CPU per task sampled/off per pair: {spread(sampled)}")  # noqa: T201
         print(f"tasks/s sampled/off per pair: {spread(sampled_rate)}")  # noqa: T201
     if args.down:
-        ratios_down = [b / a for a, b in zip(results["off"], results["down"], strict=True)]
+        ratios_down = per_pair(results, "down")
         print(  # noqa: T201
             f"collector down: {(1 - median(ratios_down)) * 100:.1f}% of tasks/s (per-pair"
             f" ratios {' '.join(f'{r:.2f}' for r in ratios_down)}); {down.requests} rejected"

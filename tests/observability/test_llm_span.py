@@ -34,13 +34,19 @@ def counted(name: str, labels: dict[str, str]) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def test_llm_spans_name_the_model_that_served_and_the_rest_of_the_chain(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    memory = InMemorySpanExporter()
+@pytest.fixture
+def memory(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
+    """The spans MAHSM's code makes in this test, from a tracer provider of the test's own."""
+    finished = InMemorySpanExporter()
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
+    provider.add_span_processor(SimpleSpanProcessor(finished))
     monkeypatch.setattr(trace, "get_tracer", provider.get_tracer)
+    return finished
+
+
+def test_llm_spans_name_the_model_that_served_and_the_rest_of_the_chain(
+    memory: InMemorySpanExporter,
+) -> None:
 
     def call(sent: LLMRequest) -> None:
         with telemetry.llm_span(sent):
@@ -64,12 +70,8 @@ def test_llm_spans_name_the_model_that_served_and_the_rest_of_the_chain(
 
 
 def test_a_call_in_a_task_left_out_by_the_sampler_makes_no_span_and_is_still_counted(
-    monkeypatch: pytest.MonkeyPatch,
+    memory: InMemorySpanExporter,
 ) -> None:
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    monkeypatch.setattr(trace, "get_tracer", provider.get_tracer)
     # The task's span as an activity finds it in its headers: valid, not sampled.
     left_out = trace.NonRecordingSpan(
         trace.SpanContext(
