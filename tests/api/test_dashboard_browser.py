@@ -80,6 +80,14 @@ async def shot(page: Page, name: str) -> None:
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+async def filter_by_form(page: Page) -> None:
+    """Clicks the form's Filter and waits for the page it leads to. Waiting on content alone
+    races: the page before the filter may already show it, and is then redrawn."""
+    button = await page.get_by_role("button", name="Filter").element_handle()
+    await button.click()
+    await button.wait_for_element_state("hidden")  # detached: the route drew the new page
+
+
 async def seen(page: Page) -> dict[str, list[str]]:
     result: dict[str, list[str]] = await page.evaluate("window.__seen")
     return result
@@ -270,16 +278,16 @@ async def test_tasks_filter_and_every_page_renders_at_both_widths_labelled_and_b
         await page.goto(f"{base}/ui/#/tasks")
         await page.get_by_label("Text").fill("FINISHED")
         await page.get_by_label("Status").select_option("completed")
-        await page.get_by_role("button", name="Filter").click()
+        await filter_by_form(page)
         await expect(page.locator(f'tr[data-task="{done.json()["task_id"]}"]')).to_be_visible()
         await page.get_by_label("Text").fill("no such words")
-        await page.get_by_role("button", name="Filter").click()
+        await filter_by_form(page)
         await expect(page.get_by_text("No tasks match.")).to_be_visible()
         # The log filtered by task and kind, through the form.
         await page.goto(f"{base}/ui/#/logs")
         await page.get_by_label("Task", exact=True).fill(done.json()["task_id"])
         await page.get_by_label("Kind").select_option("task_status")
-        await page.get_by_role("button", name="Filter").click()
+        await filter_by_form(page)
         await expect(page.locator("main tbody tr").first).to_contain_text("completed")
         kinds = await page.locator("main tbody tr td:nth-child(5)").all_inner_texts()
         tasks = await page.locator("main tbody tr td:nth-child(3)").all_inner_texts()
@@ -642,12 +650,12 @@ async def test_the_task_page_links_its_trace_and_child_workflows_and_logs_filter
         await page.goto(f"{base}/ui/#/logs")
         await page.get_by_label("Task", exact=True).fill(task_id)
         await page.get_by_label("From").fill("2999-01-01T00:00")
-        await page.get_by_role("button", name="Filter").click()
+        await filter_by_form(page)
         await expect(page.get_by_text("No events match.")).to_be_visible()
         assert "since=2999-01-01T00%3A00" in page.url or "since=2999-01-01T00:00" in page.url
         await page.get_by_label("From").fill("2000-01-01T00:00")
         await page.get_by_label("Until").fill("2999-01-01T00:00")
-        await page.get_by_role("button", name="Filter").click()
+        await filter_by_form(page)
         await expect(page.locator("main tbody tr").first).to_contain_text(task_id)
         await shot(page, "logs-time-filter")
 
