@@ -81,14 +81,14 @@ SCENARIOS = (
 
 REAL_MODEL_HINT = """\
 [bold]Use a real model[/bold]
-  OpenAI:      export OPENAI_API_KEY=sk-...
-  Anthropic:   export ANTHROPIC_API_KEY=sk-ant-...
-  Any OpenAI-compatible server (vLLM, Ollama, llama.cpp):
-               export OPENAI_BASE_URL=http://localhost:11434/v1 OPENAI_API_KEY=unused
-  Then set the default model for the workers and restart `mahsm up`:
-               export MAHSM_DEFAULT_MODEL=openai/gpt-4o-mini    (or anthropic/claude-...)
+  OpenAI:     export OPENAI_API_KEY=sk-...
+  Anthropic:  export ANTHROPIC_API_KEY=sk-ant-...
+  An OpenAI-compatible server (vLLM, Ollama, llama.cpp):
+    export OPENAI_BASE_URL=http://localhost:11434/v1 OPENAI_API_KEY=unused
+  Then set the workers' default model and restart `mahsm up`:
+    export MAHSM_DEFAULT_MODEL=openai/gpt-4o-mini  (or anthropic/claude-...)
   or choose it per task:
-               mahsm submit "Summarise ..." --model openai/gpt-4o-mini --wait"""
+    mahsm submit "Summarise ..." --model openai/gpt-4o-mini --wait"""
 
 
 def _api_answers(url: str) -> bool:

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 from rich.console import Console
+from rich.panel import Panel
+from rich.text import Text
 from typer.testing import CliRunner
 
 from mahsm.cli import common as cli_common
 from mahsm.cli import stack as cli_stack
-from mahsm.cli.demo import SCENARIOS, print_summary
+from mahsm.cli.demo import REAL_MODEL_HINT, SCENARIOS, print_summary
 from mahsm.cli.live import task_table
 from mahsm.cli.main import app
 from mahsm.client import MahsmClient
@@ -224,3 +226,11 @@ def test_demo_summary_keeps_task_ids_whole() -> None:
     ok = print_summary([(scenario, task_id, scenario.expected) for scenario in SCENARIOS])
     output = cli_common.console.end_capture()
     assert ok and output.count(task_id) == len(SCENARIOS), output
+
+
+def test_demo_real_model_hint_fits_a_terminal_of_80_columns() -> None:
+    narrow = Console(width=80, record=True)
+    narrow.print(Panel(REAL_MODEL_HINT, border_style="blue"))
+    output = narrow.export_text()
+    for line in Text.from_markup(REAL_MODEL_HINT).plain.splitlines():
+        assert line.strip() in output, (line, output)  # not wrapped onto two rows
