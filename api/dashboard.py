@@ -20,8 +20,9 @@ from pydantic import BaseModel, Field
 from mahsm.api.auth import authenticate
 from mahsm.api.dashboard_schemas import DashboardConfig
 from mahsm.api.deps import ApiError, SettingsDep
-from mahsm.api.json_body import Utf8JsonRoute
+from mahsm.api.json_body import MAX_DEPTH, Utf8JsonRoute, too_deep
 from mahsm.api.routes.tasks import error_responses
+from mahsm.api.text_guard import unstorable
 
 UI_URL = "/ui"
 _FILES = Path(__file__).parent / "ui"
@@ -70,7 +71,7 @@ def _unreadable(problem: str) -> ApiError:
 
 
 def _read_yaml(text: str) -> Any:
-    """The document as JSON values; aliases, NaN and infinities refused (422)."""
+    """The document as JSON values; aliases, NaN, infinities and what JSON cannot hold: 422."""
     try:
         # An alias can make a short text expand to gigabytes of JSON ("billion laughs"), and a
         # plan or pipeline never needs one.
@@ -83,11 +84,24 @@ def _read_yaml(text: str) -> Any:
         raise _unreadable(
             f"{where}{getattr(error, 'problem', None) or 'not valid YAML'}"
         ) from error
+    except RecursionError as error:
+        raise _unreadable(f"nested deeper than {MAX_DEPTH} levels") from error
+    except (ValueError, OverflowError) as error:  # a date or number Python cannot hold
+        raise _unreadable(f"a value cannot be read ({error})") from error
+    if too_deep(value, at=()) is not None:
+        raise _unreadable(f"nested deeper than {MAX_DEPTH} levels")
     try:
         # Dates become ISO text, as they would in a JSON body.
-        return json.loads(json.dumps(value, allow_nan=False, default=str))
+        value = json.loads(json.dumps(value, allow_nan=False, default=str))
     except ValueError as error:
         raise _unreadable("numbers must be finite (no .nan or .inf)") from error
+    except TypeError as error:  # a key JSON cannot have: a date, binary, a list
+        raise _unreadable(f"mapping keys must be text or numbers ({error})") from error
+    found = unstorable(value, at=())
+    if found:
+        loc, problem = found[0]
+        raise _unreadable(f"{'.'.join(map(str, loc)) or 'the document'} {problem}")
+    return value
 
 
 @router.post("/yaml", response_model=YamlValue, responses=error_responses(400, 413, 422))

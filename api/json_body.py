@@ -3,7 +3,10 @@
 Starlette parses a body with `json.loads(bytes)`, which also detects UTF-16 and UTF-32; a
 body in those encodings would be accepted although the API documents UTF-8. Routers built
 with `route_class=Utf8JsonRoute` read the body as UTF-8 and answer 400 `bad_request` to any
-other encoding.
+other encoding. The parsed body is then checked before any model sees it: nested at most
+`MAX_DEPTH` levels (deeper values overflow pydantic's serializer and Python's recursion
+limit, in the 422 handler, Temporal's payloads and the store) and holding only text Postgres
+can store (`text_guard`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from mahsm.api.deps import ApiError
+from mahsm.api.text_guard import reject_unstorable_json
+
+MAX_DEPTH = 64
 
 
 class _Utf8JsonRequest(Request):
@@ -25,6 +31,8 @@ class _Utf8JsonRequest(Request):
         Raises:
             ApiError: 400 `bad_request` when the body is not UTF-8. Malformed JSON still
                 raises `json.JSONDecodeError`, which FastAPI answers 422 with its position.
+            ApiError: 422 `validation_error` naming the place where the body nests deeper
+                than `MAX_DEPTH` or holds text Postgres cannot store.
         """
         if not hasattr(self, "_json"):
             body = await self.body()
@@ -38,8 +46,46 @@ class _Utf8JsonRequest(Request):
                     " send JSON encoded as UTF-8.",
                     details={"position": error.start},
                 ) from error
-            self._json = json.loads(text)
+            body = json.loads(text)
+            reject_too_deep(body)
+            reject_unstorable_json(body)
+            self._json = body
         return self._json
+
+
+def too_deep(value: Any, at: tuple[str | int, ...] = ("body",)) -> tuple[str | int, ...] | None:
+    """Where `value` nests lists and objects more than `MAX_DEPTH` levels deep, or None.
+
+    Walks without recursion: the value can be as deep as the JSON parser allows.
+    """
+    pending: list[tuple[Any, tuple[str | int, ...]]] = [(value, at)]
+    while pending:
+        item, loc = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.items()
+        elif isinstance(item, list):
+            children = enumerate(item)
+        else:
+            continue
+        if len(loc) - len(at) >= MAX_DEPTH:
+            return loc
+        pending.extend((child, (*loc, key)) for key, child in children)
+    return None
+
+
+def reject_too_deep(body: Any) -> None:
+    """422 when `body` nests lists and objects more than `MAX_DEPTH` levels deep."""
+    loc = too_deep(body)
+    if loc is None:
+        return
+    shown = ".".join(map(str, loc[:6])) + "..."
+    message = f"nests lists and objects deeper than {MAX_DEPTH} levels; flatten it"
+    raise ApiError(
+        422,
+        code="validation_error",
+        message=f"Invalid request: {shown}: {message}",
+        details=[{"loc": list(loc[:6]), "msg": message, "type": "too_deep"}],
+    )
 
 
 class Utf8JsonRoute(APIRoute):

@@ -2,8 +2,9 @@
 
 Postgres refuses NUL (U+0000) in `text` and asyncpg cannot encode a lone surrogate, so such
 text would otherwise surface as 503 `database_unavailable` (a read) or break the task's writes
-later (a body). Every query parameter, path parameter and request body is checked up front
-and answered 422 naming the field, like any other validation error.
+later (a body). Every query parameter, path parameter and request body (as parsed JSON, in
+`json_body`) is checked up front and answered 422 naming the field, like any other validation
+error.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import Request
-from pydantic import BaseModel
 
 from mahsm.api.deps import ApiError
 
@@ -64,6 +64,15 @@ async def reject_unstorable_params(request: Request) -> None:  # async: no threa
     _reject(found)
 
 
-def reject_unstorable_body(body: BaseModel) -> None:
-    """422 when any text of a parsed request body (values or keys) is unstorable."""
-    _reject(list(_walk(body.model_dump(by_alias=True), ("body",))))
+def unstorable(value: Any, at: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Each place in `value` (under `at`) whose text Postgres cannot store, and why."""
+    return list(_walk(value, at))
+
+
+def reject_unstorable_json(body: Any) -> None:
+    """422 when any text of a JSON request body (values or keys) is unstorable.
+
+    Runs on the parsed JSON before model validation, so a validator that echoes the text in
+    its message (pydantic cannot encode a lone surrogate) never sees it.
+    """
+    _reject(unstorable(body, ("body",)))

@@ -11,7 +11,7 @@ from mahsm.api.auth import authenticate
 from mahsm.api.deps import ApiError, DbPoolDep
 from mahsm.api.json_body import Utf8JsonRoute
 from mahsm.api.routes.tasks import error_responses
-from mahsm.api.text_guard import reject_unstorable_body, reject_unstorable_params
+from mahsm.api.text_guard import reject_unstorable_params
 from mahsm.prompt.artifact import FORMAT, ArtifactNotFound, content_hash
 from mahsm.prompt.store import ArtifactRef, ArtifactStore, ArtifactSummary
 
@@ -50,7 +50,6 @@ async def list_artifacts(pool: DbPoolDep) -> list[ArtifactSummary]:
 @router.post("/artifacts", status_code=201, responses=error_responses(400, 401, 413, 422, 503))
 async def upload_artifact(body: ArtifactUpload, pool: DbPoolDep) -> ArtifactRef:
     """Store an exported artifact; the same content as a stored version answers that version."""
-    reject_unstorable_body(body)
     content = body.model_dump(include={"format", "program", "tools", "model", "dependencies"})
     if "state" not in body.program:
         raise ApiError(422, code="invalid_artifact", message="program.state is missing")

@@ -24,7 +24,7 @@ from mahsm.api.pipeline_checks import invalid, pipeline_problems
 from mahsm.api.pipeline_runs import resolve_ref
 from mahsm.api.routes.datasets import resolve_dataset
 from mahsm.api.routes.tasks import error_responses
-from mahsm.api.text_guard import reject_unstorable_body, reject_unstorable_params
+from mahsm.api.text_guard import reject_unstorable_params
 from mahsm.experiments.apply import branch_request
 from mahsm.experiments.models import (
     ExperimentRequest,
@@ -124,7 +124,6 @@ async def start_experiment(
     backends: BackendsDep,
 ) -> ExperimentAccepted:
     """Start an experiment: configs checked first (422 naming the config index and field)."""
-    reject_unstorable_body(body)
     if body.carried_state is not None:  # only continue-as-new sets it
         raise invalid(
             [{"loc": ["body", "carried_state"], "msg": "set by the workflow itself; leave it out"}]
@@ -227,7 +226,6 @@ async def serve_request(
     experiment_id: ExperimentId, body: ServeRequest, client: TemporalClientDep
 ) -> ServeResult:
     """Round robin: serve one request with the next config; answers that branch."""
-    reject_unstorable_body(body)
     handle = client.get_workflow_handle(experiment_id)
     try:
         raw: Any = await handle.execute_update("serve", body, result_type=ServeResult)

@@ -13,7 +13,7 @@ from mahsm.api.auth import authenticate
 from mahsm.api.deps import ApiError, SettingsDep, TemporalClientDep
 from mahsm.api.json_body import Utf8JsonRoute
 from mahsm.api.routes.tasks import error_responses
-from mahsm.api.text_guard import reject_unstorable_body, reject_unstorable_params
+from mahsm.api.text_guard import reject_unstorable_params
 from mahsm.optimize.models import OptimizeRequest, OptimizeState
 from mahsm.queues import tasks_queue
 
@@ -37,7 +37,6 @@ async def start_optimization(
     body: OptimizeRequest, client: TemporalClientDep, settings: SettingsDep
 ) -> OptimizationAccepted:
     """Start an optimization run on the workers (BootstrapFewShot; see docs/dspy.md)."""
-    reject_unstorable_body(body)
     run_id = f"optimize-{uuid.uuid4()}"
     try:
         await client.start_workflow(

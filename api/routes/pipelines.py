@@ -25,7 +25,7 @@ from mahsm.api.pipeline_schemas import (
     PipelineView,
 )
 from mahsm.api.routes.tasks import error_responses
-from mahsm.api.text_guard import reject_unstorable_body, reject_unstorable_params
+from mahsm.api.text_guard import reject_unstorable_params
 from mahsm.contracts.pipeline import PIPELINE_NAME_PATTERN, Pipeline
 from mahsm.pipelines.files import PIPELINE_REF_PATTERN
 
@@ -79,7 +79,6 @@ async def register_pipeline(
     every problem is in one 422 naming the step and field. A taken `name@version` with a
     different definition is 409: registered versions never change.
     """
-    reject_unstorable_body(pipeline)
     found = pipeline_problems(pipeline, None, at=["body"], inputs_at=["body"])
     if found:
         raise invalid(found)

@@ -39,7 +39,7 @@ from mahsm.api.schemas import (
 )
 from mahsm.api.task_access import approve_task, cancel_task, find_task, raise_unavailable
 from mahsm.api.task_links import task_links
-from mahsm.api.text_guard import reject_unstorable_body, reject_unstorable_params
+from mahsm.api.text_guard import reject_unstorable_params
 from mahsm.contracts.estimate import EstimateReport, EstimateRequest
 from mahsm.contracts.task import ApprovalDecision, TaskStatus
 from mahsm.estimates.run import NoTaskWorker, request_estimate
@@ -111,7 +111,6 @@ async def submit_task(
     field, before anything starts. With API keys the task belongs to the key's user: a
     `user_id` naming someone else is 403.
     """
-    reject_unstorable_body(body)
     request = await task_request(body, backends)
     await check_capabilities(http.app, request, backends)
     if caller.user is not None:
@@ -150,7 +149,6 @@ async def estimate_task(
     Without `plan`, the planner is asked once (its cost is `planning_usage`). See
     docs/estimates.md.
     """
-    reject_unstorable_body(body)
     try:
         request = body.task_request()
     except ValidationError as error:  # the plan's structure (ids, dependencies, cycles)
@@ -302,5 +300,4 @@ async def approve(
     task_id: TaskId, decision: ApprovalDecision, caller: CallerDep, backends: BackendsDep
 ) -> TaskStatusChange:
     """Approve (it runs) or reject (it ends `cancelled`) a task awaiting approval."""
-    reject_unstorable_body(decision)
     return await approve_task(backends, task_id, caller, decision)

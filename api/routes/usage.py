@@ -7,14 +7,14 @@ report and the tasks it sums always agree. A caller sees their own tasks; a user
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from mahsm.api.auth import CallerDep
 from mahsm.api.deps import DbPoolDep, SettingsDep
-from mahsm.api.routes.tasks import error_responses
+from mahsm.api.read_model import guarded
+from mahsm.api.routes.tasks import IsoDateTime, _utc, error_responses
 from mahsm.contracts.usage import UsageGroup, UsageReport, UsageRow
 from mahsm.estimates import usage_report
 
@@ -38,28 +38,29 @@ async def usage(
         UsageGroup, Query(description="sum by model, user, day (UTC) or task")
     ] = UsageGroup.MODEL,
     since: Annotated[
-        datetime | None,
+        IsoDateTime | None,
         Query(description="only tasks created at or after this ISO 8601 time, e.g. 2026-01-31"),
     ] = None,
 ) -> UsageReport:
     """LLM calls, tokens and cost summed by `group_by`, over the caller's tasks (all for admins)."""
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)  # a date or time without an offset is UTC
+    since = _utc(since, "since")  # a date or time without an offset is UTC
     sees_all = caller.user is None or caller.user in settings.admin_users
     owner = None if sees_all else caller.user
     key = _KEYS[group_by]
-    rows = await pool.fetch(
-        f"SELECT {key} AS key, count(*) AS tasks,"  # noqa: S608 - key from _KEYS only
-        " coalesce(sum((usage->>'input_tokens')::bigint), 0) AS input_tokens,"
-        " coalesce(sum((usage->>'output_tokens')::bigint), 0) AS output_tokens,"
-        " coalesce(sum((usage->>'cost_usd')::float8), 0) AS cost_usd,"
-        " coalesce(sum((usage->>'calls')::bigint), 0) AS calls,"
-        f"{usage_report.SQL_COLUMNS}"
-        " FROM tasks WHERE ($1::timestamptz IS NULL OR created_at >= $1)"
-        " AND ($2::text IS NULL OR user_id = $2)"
-        f" GROUP BY {key} ORDER BY {key} NULLS LAST",
-        since,
-        owner,
+    rows = await guarded(
+        lambda: pool.fetch(
+            f"SELECT {key} AS key, count(*) AS tasks,"  # noqa: S608 - key from _KEYS only
+            " coalesce(sum((usage->>'input_tokens')::bigint), 0) AS input_tokens,"
+            " coalesce(sum((usage->>'output_tokens')::bigint), 0) AS output_tokens,"
+            " coalesce(sum((usage->>'cost_usd')::float8), 0) AS cost_usd,"
+            " coalesce(sum((usage->>'calls')::bigint), 0) AS calls,"
+            f"{usage_report.SQL_COLUMNS}"
+            " FROM tasks WHERE ($1::timestamptz IS NULL OR created_at >= $1)"
+            " AND ($2::text IS NULL OR user_id = $2)"
+            f" GROUP BY {key} ORDER BY {key} NULLS LAST",
+            since,
+            owner,
+        )
     )
     found = [
         UsageRow(

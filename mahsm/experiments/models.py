@@ -196,11 +196,17 @@ class ExperimentRequest(BaseModel):
     @classmethod
     def _expand(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("grid"):
+            grid, configs = data["grid"], data.get("configs", [])
+            # Checked here, before the fields' own validation: the expansion runs first.
+            if not isinstance(grid, dict):
+                raise ValueError("grid: give an object of config field -> list of values")
+            if not isinstance(configs, list):
+                raise ValueError("configs: give a list of configs (or leave it out)")
             try:
-                expanded = expand_grid(data["grid"])
+                expanded = expand_grid(grid)
             except GridError as error:
                 raise ValueError(str(error)) from None
-            data = {**data, "configs": [*data.get("configs", []), *expanded], "grid": None}
+            data = {**data, "configs": [*configs, *expanded], "grid": None}
         return data
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from temporalio.testing import WorkflowEnvironment
 
+from mahsm.api.json_body import MAX_DEPTH
 from mahsm.api.main import create_app
 from tests.api.conftest import api_settings
 
@@ -211,3 +213,129 @@ def test_no_hostile_value_or_encoding_gets_a_server_error(
         assert response.status_code in (400, 422)
     elif raw in NON_FINITE:
         assert response.status_code == 422
+
+
+def nested(depth: int) -> str:
+    """JSON text of a list nested `depth` levels deep."""
+    return "[" * depth + "]" * depth
+
+
+def body_routes(http: TestClient) -> list[str]:
+    """Every operation that takes a JSON body, its path parameters filled with a task id."""
+    paths = http.get("/openapi.json").json()["paths"]
+    return [
+        re.sub(r"\{[^}]+\}", f"task-{uuid.uuid4()}", path)
+        for path, operations in paths.items()
+        if "requestBody" in operations.get("post", {})
+    ]
+
+
+TOO_DEEP = f"nests lists and objects deeper than {MAX_DEPTH} levels; flatten it"
+
+
+def test_a_body_nested_deeper_than_the_limit_is_422_on_every_route(http: TestClient) -> None:
+    routes = body_routes(http)
+    answers = {url: post(http, url, f'{{"a": {nested(500)}}}'.encode()) for url in routes}
+    at_the_limit = post(http, "/tasks", f'{{"a": {nested(MAX_DEPTH - 1)}}}'.encode())
+
+    assert len(routes) >= 10  # tasks, approve, estimate, pipelines, experiments, datasets, ...
+    for url, response in answers.items():
+        assert response.status_code == 422, (url, response.text)
+        assert f"deeper than {MAX_DEPTH} levels" in response.json()["message"], url
+        assert response.json()["details"][0]["loc"][:3] == ["body", "a", 0], url
+    # 64 levels are read: refused by the model (no such field), not for their depth.
+    assert at_the_limit.status_code == 422
+    assert "Extra inputs" in at_the_limit.json()["message"]
+    assert {problem["type"] for problem in at_the_limit.json()["details"]} != {"too_deep"}
+    assert post(http, "/tasks", f'{{"a": {nested(MAX_DEPTH)}}}'.encode()).json()["details"] == [
+        {"loc": ["body", "a", 0, 0, 0, 0], "msg": TOO_DEEP, "type": "too_deep"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        (
+            "/experiments",
+            {"name": "e", "target": {"description": "hi"}, "strategy": "ab\ud800"},
+            "body.strategy",
+        ),
+        (
+            "/experiments",
+            {"name": "e", "target": {"description": "hi"}, "grid": {"ab\ud800": [1]}},
+            "body.grid.ab",
+        ),
+        (
+            "/tasks",
+            {
+                **TASK,
+                "plan": {"subtasks": [{**TASK["plan"]["subtasks"][0], "depends_on": ["x\ud800"]}]},
+            },
+            "body.plan.subtasks.0.depends_on.0",
+        ),
+    ],
+)
+def test_a_lone_surrogate_a_validator_would_echo_is_422_naming_the_field(
+    http: TestClient, url: str, body: dict[str, Any], field: str
+) -> None:
+    response = post(http, url, json.dumps(body).encode())  # json.dumps escapes it: \ud800
+
+    assert response.status_code == 422, response.text
+    assert field in response.json()["message"] and "surrogate" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"grid": 1.5}, "grid"),
+        ({"grid": True}, "grid"),
+        ({"grid": [1, 2]}, "grid"),
+        ({"configs": None, "grid": {"temperature": [0.1]}}, "configs"),
+        ({"configs": 1, "grid": {"temperature": [0.1]}}, "configs"),
+    ],
+)
+def test_an_experiment_grid_or_configs_of_the_wrong_type_is_422_naming_it(
+    http: TestClient, extra: dict[str, Any], named: str
+) -> None:
+    body = {"name": "e", "target": {"description": "hi"}, **extra}
+
+    response = post(http, "/experiments", json.dumps(body).encode())
+
+    assert response.status_code == 422, response.text
+    assert f"{named}: give" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("a: 2001-02-30", "day is out of range"),
+        ("a: 2001-12-14t21:59:43.10-99:00", "cannot be read"),
+        ("a: !!int 1e9999", "cannot be read"),
+        ("a: 1" + "0" * 5000, "cannot be read"),
+        ("2001-01-01: x", "mapping keys must be text"),
+        ("? !!binary aGVsbG8=\n: x", "mapping keys must be text"),
+        ("a: " + nested(3000), f"deeper than {MAX_DEPTH}"),
+        ("a: " + nested(200), f"deeper than {MAX_DEPTH}"),
+        ('a: "x\\ud800"', "a must not contain lone UTF-16 surrogates"),
+    ],
+)
+def test_yaml_python_cannot_hold_or_json_cannot_carry_is_422(
+    http: TestClient, text: str, says: str
+) -> None:
+    response = post(http, "/ui/yaml", json.dumps({"text": text}).encode())
+
+    assert response.status_code == 422, response.text
+    assert says in response.json()["message"] and "body.text" in response.json()["message"]
+
+
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_usage_since_out_of_range_is_422(http: TestClient, since: str) -> None:
+    response = http.get("/usage", params={"since": since})
+
+    assert response.status_code == 422, response.text
+    assert "query.since: out of range" in response.json()["message"]
+
+
+def test_usage_since_is_an_iso_date_not_a_number_of_seconds(http: TestClient) -> None:
+    assert http.get("/usage", params={"since": "253402300800"}).status_code == 422
+    assert http.get("/usage", params={"since": "2026-01-31"}).status_code == 200
