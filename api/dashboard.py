@@ -75,9 +75,8 @@ def _read_yaml(text: str) -> Any:
     try:
         # An alias can make a short text expand to gigabytes of JSON ("billion laughs"), and a
         # plan or pipeline never needs one.
-        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text)):
-            raise _unreadable("aliases (*name) are not supported; write the value out")
-        value = yaml.safe_load(text)
+        aliased = any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text))
+        value = None if aliased else yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -86,8 +85,13 @@ def _read_yaml(text: str) -> Any:
         ) from error
     except RecursionError as error:
         raise _unreadable(f"nested deeper than {MAX_DEPTH} levels") from error
-    except (ValueError, OverflowError) as error:  # a date or number Python cannot hold
-        raise _unreadable(f"a value cannot be read ({error})") from error
+    except Exception as error:
+        # PyYAML's constructors raise plain KeyError, IndexError, AttributeError, ValueError...
+        # for a value its explicit tag does not fit (`!!bool x`) or Python cannot hold
+        # (`2001-02-30`, `!!int 1e9999`, a 5000-digit number).
+        raise _unreadable(f"a value cannot be read as its type or tag says ({error})") from error
+    if aliased:
+        raise _unreadable("aliases (*name) are not supported; write the value out")
     if too_deep(value, at=()) is not None:
         raise _unreadable(f"nested deeper than {MAX_DEPTH} levels")
     try:

@@ -309,6 +309,10 @@ def test_an_experiment_grid_or_configs_of_the_wrong_type_is_422_naming_it(
     ("text", "says"),
     [
         ("a: 2001-02-30", "day is out of range"),
+        ("a: !!bool x", "cannot be read as its type or tag says"),
+        ("a: !!timestamp garbage", "cannot be read as its type or tag says"),
+        ("a: !!int ''", "cannot be read as its type or tag says"),
+        ("a: !!float ''", "cannot be read as its type or tag says"),
         ("a: 2001-12-14t21:59:43.10-99:00", "cannot be read"),
         ("a: !!int 1e9999", "cannot be read"),
         ("a: 1" + "0" * 5000, "cannot be read"),
