@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field
 
 from mahsm.api.auth import authenticate
 from mahsm.api.dashboard_schemas import DashboardConfig
-from mahsm.api.deps import ApiError, SettingsDep
-from mahsm.api.json_body import MAX_DEPTH, Utf8JsonRoute, too_deep
+from mahsm.api.deps import ApiError, SettingsDep, invalid
+from mahsm.api.json_body import TOO_DEEP, Utf8JsonRoute, too_deep
 from mahsm.api.routes.tasks import error_responses
 from mahsm.api.text_guard import unstorable
 
@@ -62,12 +62,25 @@ class YamlValue(BaseModel):
 
 
 def _unreadable(problem: str) -> ApiError:
-    return ApiError(
-        422,
-        code="validation_error",
-        message=f"Invalid request: body.text: {problem}; fix the YAML and resend.",
-        details=[{"loc": ["body", "text"], "msg": problem}],
-    )
+    return invalid([{"loc": ["body", "text"], "msg": f"{problem}; fix the YAML and resend"}])
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, naming the line of a value its tag does not fit.
+
+    Its constructors raise plain KeyError, IndexError, AttributeError or ValueError for a
+    value such as `!!bool x`, `!!timestamp 2001-02-30` or a 5000-digit `!!int`.
+    """
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (KeyError, IndexError, AttributeError, ValueError, OverflowError) as error:
+            kind = node.tag.rsplit(":", 1)[-1]
+            shown = node.value[:40] if isinstance(node.value, str) else ""
+            raise yaml.constructor.ConstructorError(
+                problem=f"{shown!r} cannot be read as {kind}", problem_mark=node.start_mark
+            ) from error
 
 
 def _read_yaml(text: str) -> Any:
@@ -75,8 +88,11 @@ def _read_yaml(text: str) -> Any:
     try:
         # An alias can make a short text expand to gigabytes of JSON ("billion laughs"), and a
         # plan or pipeline never needs one.
-        aliased = any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text))
-        value = None if aliased else yaml.safe_load(text)
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text)):
+            raise _unreadable("aliases (*name) are not supported; write the value out")
+        value = yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
+        # Dates become ISO text, as they would in a JSON body; !!pairs and !!omap lists.
+        value = json.loads(json.dumps(value, allow_nan=False, default=str))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -84,23 +100,15 @@ def _read_yaml(text: str) -> Any:
             f"{where}{getattr(error, 'problem', None) or 'not valid YAML'}"
         ) from error
     except RecursionError as error:
-        raise _unreadable(f"nested deeper than {MAX_DEPTH} levels") from error
-    except Exception as error:
-        # PyYAML's constructors raise plain KeyError, IndexError, AttributeError, ValueError...
-        # for a value its explicit tag does not fit (`!!bool x`) or Python cannot hold
-        # (`2001-02-30`, `!!int 1e9999`, a 5000-digit number).
-        raise _unreadable(f"a value cannot be read as its type or tag says ({error})") from error
-    if aliased:
-        raise _unreadable("aliases (*name) are not supported; write the value out")
-    if too_deep(value, at=()) is not None:
-        raise _unreadable(f"nested deeper than {MAX_DEPTH} levels")
-    try:
-        # Dates become ISO text, as they would in a JSON body.
-        value = json.loads(json.dumps(value, allow_nan=False, default=str))
+        raise _unreadable(TOO_DEEP) from error
     except ValueError as error:
-        raise _unreadable("numbers must be finite (no .nan or .inf)") from error
+        raise _unreadable(
+            "numbers must be finite (no .nan or .inf), of 4300 digits at most"
+        ) from error
     except TypeError as error:  # a key JSON cannot have: a date, binary, a list
         raise _unreadable(f"mapping keys must be text or numbers ({error})") from error
+    if too_deep(value, at=()) is not None:
+        raise _unreadable(TOO_DEEP)
     found = unstorable(value, at=())
     if found:
         loc, problem = found[0]

@@ -43,6 +43,14 @@ class ApiError(HTTPException):
         self.details = details
 
 
+def invalid(details: list[dict[str, Any]]) -> ApiError:
+    """One 422 `validation_error` listing every problem, in the API's error format."""
+    shown = "; ".join(".".join(str(p) for p in d["loc"]) + f": {d['msg']}" for d in details)
+    return ApiError(
+        422, code="validation_error", message=f"Invalid request: {shown}", details=details
+    )
+
+
 class BackendUnavailable(ApiError):
     """Temporal or Postgres cannot be reached right now (HTTP 503)."""
 

@@ -18,10 +18,12 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from mahsm.api.deps import ApiError
+from mahsm.api.deps import ApiError, invalid
 from mahsm.api.text_guard import reject_unstorable_json
 
 MAX_DEPTH = 64
+TOO_DEEP = f"nests lists and objects deeper than {MAX_DEPTH} levels; flatten it"
+TOO_LONG_NUMBER = "a number has more than 4300 digits; send it as text"
 
 
 class _Utf8JsonRequest(Request):
@@ -32,7 +34,8 @@ class _Utf8JsonRequest(Request):
             ApiError: 400 `bad_request` when the body is not UTF-8. Malformed JSON still
                 raises `json.JSONDecodeError`, which FastAPI answers 422 with its position.
             ApiError: 422 `validation_error` naming the place where the body nests deeper
-                than `MAX_DEPTH` or holds text Postgres cannot store.
+                than `MAX_DEPTH`, holds a number Python will not read (over 4300 digits)
+                or text Postgres cannot store.
         """
         if not hasattr(self, "_json"):
             body = await self.body()
@@ -46,7 +49,14 @@ class _Utf8JsonRequest(Request):
                     " send JSON encoded as UTF-8.",
                     details={"position": error.start},
                 ) from error
-            body = json.loads(text)
+            try:
+                body = json.loads(text)
+            except RecursionError as error:  # nested about a thousand levels deep
+                raise invalid([{"loc": ["body"], "msg": TOO_DEEP, "type": "too_deep"}]) from error
+            except json.JSONDecodeError:
+                raise
+            except ValueError as error:  # int() refuses over 4300 digits (CVE-2020-10735)
+                raise invalid([{"loc": ["body"], "msg": TOO_LONG_NUMBER}]) from error
             reject_too_deep(body)
             reject_unstorable_json(body)
             self._json = body
@@ -76,16 +86,8 @@ def too_deep(value: Any, at: tuple[str | int, ...] = ("body",)) -> tuple[str | i
 def reject_too_deep(body: Any) -> None:
     """422 when `body` nests lists and objects more than `MAX_DEPTH` levels deep."""
     loc = too_deep(body)
-    if loc is None:
-        return
-    shown = ".".join(map(str, loc[:6])) + "..."
-    message = f"nests lists and objects deeper than {MAX_DEPTH} levels; flatten it"
-    raise ApiError(
-        422,
-        code="validation_error",
-        message=f"Invalid request: {shown}: {message}",
-        details=[{"loc": list(loc[:6]), "msg": message, "type": "too_deep"}],
-    )
+    if loc is not None:
+        raise invalid([{"loc": list(loc), "msg": TOO_DEEP, "type": "too_deep"}])
 
 
 class Utf8JsonRoute(APIRoute):

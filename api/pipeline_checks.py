@@ -15,7 +15,6 @@ from typing import Any
 
 from mahsm.activities.llm.registry import ProviderRegistry
 from mahsm.activities.tools.registry import default_registry
-from mahsm.api.deps import ApiError
 from mahsm.contracts.pipeline import Pipeline
 from mahsm.pipelines import Catalogue, PipelineProblem, validate_inputs, validate_pipeline
 from mahsm.pipelines.transforms import transform_problem
@@ -60,11 +59,3 @@ def pipeline_problems(
 
 def _detail(at: Loc, problem: PipelineProblem) -> dict[str, Any]:
     return {"loc": [*at, *problem.field.split(".")], "msg": problem.message, "type": "pipeline"}
-
-
-def invalid(details: list[dict[str, Any]]) -> ApiError:
-    """One 422 `validation_error` listing every problem, in the API's error format."""
-    shown = "; ".join(".".join(str(p) for p in d["loc"]) + f": {d['msg']}" for d in details)
-    return ApiError(
-        422, code="validation_error", message=f"Invalid request: {shown}", details=details
-    )

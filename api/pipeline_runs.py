@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from mahsm.activities.llm.middleware import middleware_problems
-from mahsm.api.deps import ApiError, Backends
-from mahsm.api.pipeline_checks import invalid, pipeline_problems
+from mahsm.api.deps import ApiError, Backends, invalid
+from mahsm.api.pipeline_checks import pipeline_problems
 from mahsm.api.pipeline_registry import find, known_names, versions
 from mahsm.api.pipeline_schemas import TaskSubmission
 from mahsm.contracts.pipeline import Pipeline

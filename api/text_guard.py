@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import Request
 
-from mahsm.api.deps import ApiError
+from mahsm.api.deps import invalid
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -45,15 +45,10 @@ def _walk(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | 
 
 
 def _reject(found: list[tuple[tuple[str | int, ...], str]]) -> None:
-    if not found:
-        return
-    shown = "; ".join(".".join(str(part) for part in loc) + f": {msg}" for loc, msg in found)
-    raise ApiError(
-        422,
-        code="validation_error",
-        message=f"Invalid request: {shown}",
-        details=[{"loc": list(loc), "msg": msg, "type": "unstorable_text"} for loc, msg in found],
-    )
+    if found:  # the first 20: a body of a million NULs must not make a message of megabytes
+        raise invalid(
+            [{"loc": list(loc), "msg": msg, "type": "unstorable_text"} for loc, msg in found[:20]]
+        )
 
 
 async def reject_unstorable_params(request: Request) -> None:  # async: no thread hop

@@ -208,7 +208,9 @@ async def run(settings: Settings) -> None:
     if settings.database_url is None:
         raise SettingsError("MAHSM_DATABASE_URL is not set: `mahsm up` sets it, or set it yourself")
     database_url = settings.database_url.get_secret_value()
-    await migrate(database_url)
+    applied = await migrate(database_url)
+    if applied:
+        log.info("migrations applied", versions=applied)
     tracing = configure_tracing(service_name="mahsm-worker")  # before the client: its plugin
     temporal_metrics = None
     if settings.metrics_port is not None:

@@ -18,9 +18,9 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mahsm.api.auth import authenticate
-from mahsm.api.deps import ApiError, BackendsDep, SettingsDep, TemporalClientDep
+from mahsm.api.deps import ApiError, BackendsDep, SettingsDep, TemporalClientDep, invalid
 from mahsm.api.json_body import Utf8JsonRoute
-from mahsm.api.pipeline_checks import invalid, pipeline_problems
+from mahsm.api.pipeline_checks import pipeline_problems
 from mahsm.api.pipeline_runs import resolve_ref
 from mahsm.api.routes.datasets import resolve_dataset
 from mahsm.api.routes.tasks import error_responses

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from mahsm.api.auth import CallerDep, authenticate
-from mahsm.api.deps import ApiError, DbPoolDep
+from mahsm.api.deps import ApiError, DbPoolDep, invalid
 from mahsm.api.json_body import Utf8JsonRoute
-from mahsm.api.pipeline_checks import invalid, pipeline_problems
+from mahsm.api.pipeline_checks import pipeline_problems
 from mahsm.api.pipeline_registry import (
     StoredPipeline,
     find,

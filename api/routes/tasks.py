@@ -22,6 +22,7 @@ from mahsm.api.deps import (
     DbPoolDep,
     SettingsDep,
     TemporalClientDep,
+    invalid,
 )
 from mahsm.api.json_body import Utf8JsonRoute
 from mahsm.api.pipeline_runs import task_request
@@ -194,12 +195,8 @@ def _utc(value: datetime | None, field: str) -> datetime | None:
     try:
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     except OverflowError as error:
-        raise ApiError(
-            422,
-            code="validation_error",
-            message=f"Invalid request: query.{field}: out of range",
-            details=[{"loc": ["query", field], "msg": "out of range"}],
-        ) from error
+        problem = "out of range; give a date-time from year 1 to 9999 in UTC"
+        raise invalid([{"loc": ["query", field], "msg": problem}]) from error
 
 
 _LIST_PARAMS = frozenset(

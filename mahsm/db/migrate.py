@@ -39,7 +39,7 @@ async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
                 await connection.execute(
                     "INSERT INTO schema_migrations (version) VALUES ($1)", version
                 )
-            log.debug("migration applied", version=version)  # callers print the list
+            log.debug("migration applied", version=version)  # callers report the list
             applied_now.append(version)
     finally:
         await connection.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
