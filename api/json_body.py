@@ -50,16 +50,16 @@ class _Utf8JsonRequest(Request):
                     details={"position": error.start},
                 ) from error
             try:
-                body = json.loads(text)
+                value = json.loads(text)
             except RecursionError as error:  # nested about a thousand levels deep
                 raise invalid([{"loc": ["body"], "msg": TOO_DEEP, "type": "too_deep"}]) from error
             except json.JSONDecodeError:
                 raise
             except ValueError as error:  # int() refuses over 4300 digits (CVE-2020-10735)
                 raise invalid([{"loc": ["body"], "msg": TOO_LONG_NUMBER}]) from error
-            reject_too_deep(body)
-            reject_unstorable_json(body)
-            self._json = body
+            reject_too_deep(value)
+            reject_unstorable_json(value)
+            self._json = value
         return self._json
 
 
